@@ -1,0 +1,156 @@
+"""Typed domain errors with stable reason codes, and the one table that maps them to HTTP."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ReasonCode(StrEnum):
+    """Stable, machine-readable reasons. Clients and job records rely on these strings."""
+
+    # audio input
+    EMPTY_AUDIO = "EMPTY_AUDIO"
+    UNSUPPORTED_FORMAT = "UNSUPPORTED_FORMAT"
+    DECODE_FAILED = "DECODE_FAILED"
+    TOO_SHORT = "TOO_SHORT"
+    TOO_LONG = "TOO_LONG"
+    NOT_FINITE = "NOT_FINITE"
+    FILE_TOO_LARGE = "FILE_TOO_LARGE"
+    # text input
+    TEXT_TOO_LONG = "TEXT_TOO_LONG"
+    # model bundle
+    BUNDLE_INVALID = "BUNDLE_INVALID"
+    BUNDLE_NOT_FOUND = "BUNDLE_NOT_FOUND"
+    # requests
+    INVALID_INPUT = "INVALID_INPUT"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    NOT_FOUND = "NOT_FOUND"
+    OBJECT_NOT_FOUND = "OBJECT_NOT_FOUND"
+    FORBIDDEN_LOCATION = "FORBIDDEN_LOCATION"
+    JOB_NOT_FOUND = "JOB_NOT_FOUND"
+    IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+    # pipeline
+    TRANSCRIBE_FAILED = "TRANSCRIBE_FAILED"
+    TRANSCRIPT_EMPTY = "TRANSCRIPT_EMPTY"
+    TRANSCRIPT_INVALID = "TRANSCRIPT_INVALID"
+    TIMEOUT = "TIMEOUT"
+    INVALID_TRANSITION = "INVALID_TRANSITION"
+    # configuration / dependencies
+    CONFIG_INVALID = "CONFIG_INVALID"
+    UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
+    INTERNAL = "INTERNAL"
+
+
+# The one place that maps reason codes to HTTP statuses. Anything not listed is a 500.
+HTTP_STATUS: dict[ReasonCode, int] = {
+    ReasonCode.EMPTY_AUDIO: 422,
+    ReasonCode.UNSUPPORTED_FORMAT: 415,
+    ReasonCode.DECODE_FAILED: 422,
+    ReasonCode.TOO_SHORT: 422,
+    ReasonCode.TOO_LONG: 422,
+    ReasonCode.NOT_FINITE: 422,
+    ReasonCode.FILE_TOO_LARGE: 413,
+    ReasonCode.TEXT_TOO_LONG: 422,
+    ReasonCode.INVALID_INPUT: 422,
+    ReasonCode.PAYLOAD_TOO_LARGE: 413,
+    ReasonCode.UNAUTHORIZED: 401,
+    ReasonCode.NOT_FOUND: 404,
+    ReasonCode.OBJECT_NOT_FOUND: 404,
+    ReasonCode.FORBIDDEN_LOCATION: 403,
+    ReasonCode.JOB_NOT_FOUND: 404,
+    ReasonCode.IDEMPOTENCY_CONFLICT: 409,
+    ReasonCode.BUNDLE_INVALID: 503,
+    ReasonCode.BUNDLE_NOT_FOUND: 503,
+    ReasonCode.UPSTREAM_UNAVAILABLE: 503,
+    ReasonCode.CONFIG_INVALID: 500,
+    ReasonCode.INTERNAL: 500,
+}
+
+# Reasons caused by the input itself: retrying the same input can never succeed, so a
+# pipeline job that hits one ends FAILED instead of being retried.
+PERMANENT_INPUT_REASONS: frozenset[ReasonCode] = frozenset(
+    {
+        ReasonCode.EMPTY_AUDIO,
+        ReasonCode.UNSUPPORTED_FORMAT,
+        ReasonCode.DECODE_FAILED,
+        ReasonCode.TOO_SHORT,
+        ReasonCode.TOO_LONG,
+        ReasonCode.NOT_FINITE,
+        ReasonCode.FILE_TOO_LARGE,
+        ReasonCode.TEXT_TOO_LONG,
+        ReasonCode.INVALID_INPUT,
+        ReasonCode.OBJECT_NOT_FOUND,
+    }
+)
+
+
+class AlertFusionError(Exception):
+    """Base of every domain failure: a stable `code`, a human `message`, optional `details`."""
+
+    default_code: ReasonCode = ReasonCode.INTERNAL
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: ReasonCode | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code: ReasonCode = code or self.default_code
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS.get(self.code, 500)
+
+    @property
+    def permanent(self) -> bool:
+        """True when retrying with the same input cannot succeed."""
+        return self.code in PERMANENT_INPUT_REASONS
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class AudioError(AlertFusionError):
+    """The audio cannot be used (empty, undecodable, out of bounds, not finite...)."""
+
+    default_code = ReasonCode.DECODE_FAILED
+
+
+class TextError(AlertFusionError):
+    default_code = ReasonCode.INVALID_INPUT
+
+
+class BundleError(AlertFusionError):
+    """The model bundle is missing, incomplete, or its files do not match their sums."""
+
+    default_code = ReasonCode.BUNDLE_INVALID
+
+
+class InputError(AlertFusionError):
+    default_code = ReasonCode.INVALID_INPUT
+
+
+class NotFoundError(AlertFusionError):
+    default_code = ReasonCode.NOT_FOUND
+
+
+class ConfigError(AlertFusionError):
+    default_code = ReasonCode.CONFIG_INVALID
+
+
+class TransientError(AlertFusionError):
+    """A dependency failed in a way a retry may fix (throttling, timeouts, 5xx)."""
+
+    default_code = ReasonCode.UPSTREAM_UNAVAILABLE
+
+
+class JobStateError(AlertFusionError):
+    """A job transition that would move backwards or from a final state."""
+
+    default_code = ReasonCode.INVALID_TRANSITION

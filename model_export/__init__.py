@@ -1,0 +1,1 @@
+"""Offline tooling: trained PyTorch checkpoints -> a verified ONNX model bundle."""
