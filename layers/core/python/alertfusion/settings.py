@@ -49,6 +49,10 @@ class PipelineSettings(_Settings):
         "always", validation_alias="TRANSCRIBE_POLICY"
     )
     transcribe_language: str = Field("ko-KR", validation_alias="TRANSCRIBE_LANGUAGE")
+    #: Transcribe job name = prefix + job id; the EventBridge rule matches only this prefix
+    transcribe_job_prefix: str = Field(
+        "alert-", pattern=r"^[0-9a-zA-Z._-]{1,40}$", validation_alias="TRANSCRIBE_JOB_PREFIX"
+    )
     max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, validation_alias="MAX_UPLOAD_BYTES")
     min_audio_seconds: float = Field(0.5, gt=0, validation_alias="MIN_AUDIO_SECONDS")
     max_audio_seconds: float = Field(600.0, gt=0, validation_alias="MAX_AUDIO_SECONDS")
