@@ -1,0 +1,313 @@
+"""The early-fusion feature image (docs/REFERENCE_MODEL.md) in pure numpy, batched per recording.
+
+Every step of the reference (librosa + scikit-image, `model_export/reference_features.py`) is
+written as a fixed linear map or an elementwise function, and the linear maps (periodic Hann
+window, Slaney mel filters, orthonormal DCT-II, and the separable Gaussian-anti-aliasing +
+bilinear resize of `skimage.transform.resize`) are built once per shape and cached. librosa
+is not imported at run time: its numba import costs seconds cold and needs a writable cache
+directory, which Lambda's read-only filesystem does not have (see the README).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from alertfusion.errors import AudioError, ReasonCode
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from alertfusion.manifest import AudioPreprocessing
+
+#: scikit-image's default truncation of the anti-aliasing Gaussian (scipy.ndimage's default)
+_GAUSS_TRUNCATE = 4.0
+
+
+@dataclass(frozen=True)
+class FeatureBatch:
+    """The images of every window of one recording, in time order."""
+
+    images: np.ndarray  # float32 (N, C, H, W) per cfg.input_shape
+    spans_s: list[tuple[float, float]]  # each window's start/end in seconds
+
+
+def window_spans(n_samples: int, cfg: AudioPreprocessing) -> list[tuple[int, int]]:
+    """Consecutive `[start, end)` windows of `cfg.window_seconds`, the last one shorter (not
+    padded), as in training; a recording shorter than one window is one window."""
+    step = cfg.window_samples
+    return [(start, min(start + step, n_samples)) for start in range(0, max(n_samples, 0), step)]
+
+
+def build_feature_images(samples: np.ndarray, cfg: AudioPreprocessing) -> FeatureBatch:
+    """The image of every window of a decoded recording (mono float at `cfg.sample_rate`)."""
+    import numpy as np
+
+    y = np.ascontiguousarray(samples, dtype=np.float32)
+    if y.ndim != 1:
+        raise AudioError(
+            f"expected mono samples, got shape {y.shape}", code=ReasonCode.INVALID_INPUT
+        )
+    spans = window_spans(len(y), cfg)
+    if not spans:
+        raise AudioError("no samples to build features from", code=ReasonCode.EMPTY_AUDIO)
+    _check_finite(y)
+    images = np.empty((len(spans), *cfg.input_shape), dtype=np.float32)
+    # Windows of equal length share one plan and run as one batch (all but the last, usually).
+    by_length: dict[int, list[int]] = {}
+    for index, (start, end) in enumerate(spans):
+        by_length.setdefault(end - start, []).append(index)
+    for length, indices in by_length.items():
+        batch = np.stack([y[spans[i][0] : spans[i][1]] for i in indices])
+        images[indices] = _images(batch, cfg, length)
+    sr = cfg.sample_rate
+    return FeatureBatch(images=images, spans_s=[(s / sr, e / sr) for s, e in spans])
+
+
+def feature_image(window: np.ndarray, cfg: AudioPreprocessing) -> np.ndarray:
+    """The image of one window, (C, H, W) per `cfg.input_shape`."""
+    import numpy as np
+
+    y = np.ascontiguousarray(window, dtype=np.float32)
+    if y.ndim != 1 or len(y) == 0:
+        raise AudioError("a window is a non-empty 1-D array", code=ReasonCode.EMPTY_AUDIO)
+    _check_finite(y)
+    return _images(y[np.newaxis], cfg, len(y))[0]
+
+
+def _check_finite(y: np.ndarray) -> None:
+    import numpy as np
+
+    if not np.isfinite(y).all():
+        raise AudioError("samples contain NaN or infinity", code=ReasonCode.NOT_FINITE)
+
+
+# --------------------------------------------------------------------------------------------
+# the computation
+
+
+def _images(batch: np.ndarray, cfg: AudioPreprocessing, length: int) -> np.ndarray:
+    """Images of N windows of `length` samples each: (N, L) float32 -> (N, C, H, W) float32.
+
+    The spectrogram, mel power, dB and z-score steps keep librosa's dtypes and operation order
+    (float64 FFT of float32 frames stored as complex64, float32 mel product and statistics):
+    M' of the `zscore_db` variant is ill-conditioned where M is close to mean(M) (the log of a
+    near-zero difference), so it must be the same float32 numbers as the reference's, not
+    merely close. The resize is well-conditioned and runs as float64 matrix products.
+    """
+    import numpy as np
+
+    plan = _plan(cfg, length)
+    n = batch.shape[0]
+    pad = cfg.n_fft // 2 if cfg.center else 0
+    padded = np.zeros((n, length + 2 * pad), dtype=np.float32)
+    padded[:, pad : pad + length] = batch
+    frames = np.lib.stride_tricks.sliding_window_view(padded, cfg.n_fft, axis=-1)
+    frames = frames[:, :: cfg.hop_length][:, : plan.n_frames]
+    # (N, T, F) C-ordered, so each window's (F, T) view has librosa's Fortran layout
+    magnitude = np.abs(np.fft.rfft(frames * plan.window, axis=-1).astype(np.complex64))
+    power = magnitude**cfg.mel_power
+    eps = cfg.zscore_eps
+    panels = np.empty((n, 3, *cfg.panel_size), dtype=np.float64)
+    for w in range(n):
+        mel = np.dot(plan.mel_basis, power[w].T)  # (n_mels, T) float32, as librosa
+        mfcc = plan.dct @ _power_to_db(mel, cfg)  # (n_mfcc, T)
+        mel_z = (mel - np.mean(mel)) / (np.std(mel) + eps)
+        if cfg.mel_transform == "zscore_db":
+            mel_z = _power_to_db(mel_z, cfg)
+        panels[w, 0] = _resize(magnitude[w].T, plan.resize_s, plan.resize_t)
+        panels[w, 1] = _resize(mel_z, plan.resize_mel, plan.resize_t)
+        panels[w, 2] = _resize(
+            (mfcc - np.mean(mfcc)) / (np.std(mfcc) + eps), plan.resize_mfcc, plan.resize_t
+        )
+    if cfg.layout == "stacked":
+        return panels.reshape(n, 1, 3 * cfg.panel_size[0], cfg.panel_size[1]).astype(np.float32)
+    return panels.astype(np.float32)
+
+
+def _power_to_db(x: np.ndarray, cfg: AudioPreprocessing) -> np.ndarray:
+    """librosa.power_to_db(x, ref, amin, top_db), in x's dtype like librosa."""
+    import numpy as np
+
+    db = 10.0 * np.log10(np.maximum(cfg.db_amin, x))
+    db -= 10.0 * np.log10(np.maximum(cfg.db_amin, cfg.db_ref))
+    return np.maximum(db, db.max() - cfg.db_top)
+
+
+def _resize(panel: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """skimage.transform.resize of one (features x time) panel: a separable linear map, then
+    clipping to the panel's own range (resize's `clip=True`)."""
+    import numpy as np
+
+    return np.clip(rows @ panel @ cols.T, panel.min(), panel.max())
+
+
+# --------------------------------------------------------------------------------------------
+# cached linear maps
+
+
+@dataclass(frozen=True)
+class _Plan:
+    n_frames: int
+    window: np.ndarray  # (n_fft,) float64
+    mel_basis: np.ndarray  # (n_mels, F) float32
+    dct: np.ndarray  # (n_mfcc, n_mels) float64
+    resize_s: np.ndarray  # (H, F)
+    resize_mel: np.ndarray  # (H, n_mels)
+    resize_mfcc: np.ndarray  # (H, n_mfcc)
+    resize_t: np.ndarray  # (W, T)
+
+
+def _n_frames(length: int, cfg: AudioPreprocessing) -> int:
+    padded = length + (2 * (cfg.n_fft // 2) if cfg.center else 0)
+    if padded < cfg.n_fft:
+        raise AudioError(
+            f"a window of {length} samples is shorter than n_fft={cfg.n_fft}",
+            code=ReasonCode.TOO_SHORT,
+        )
+    return 1 + (padded - cfg.n_fft) // cfg.hop_length
+
+
+@lru_cache(maxsize=64)
+def _plan(cfg: AudioPreprocessing, length: int) -> _Plan:
+    n_frames = _n_frames(length, cfg)
+    height, width = cfg.panel_size
+    n_bins = 1 + cfg.n_fft // 2
+    return _Plan(
+        n_frames=n_frames,
+        window=_hann(cfg.n_fft),
+        mel_basis=_mel_basis(cfg),
+        dct=_dct_ortho(cfg.n_mels, cfg.n_mfcc),
+        resize_s=resize_matrix(n_bins, height),
+        resize_mel=resize_matrix(cfg.n_mels, height),
+        resize_mfcc=resize_matrix(cfg.n_mfcc, height),
+        resize_t=resize_matrix(n_frames, width),
+    )
+
+
+@lru_cache(maxsize=8)
+def _hann(n: int) -> np.ndarray:
+    """Periodic Hann window, computed as scipy.signal.get_window('hann', n, fftbins=True) does
+    (so the float64 values are the same to the last bit)."""
+    import numpy as np
+
+    fac = np.linspace(-np.pi, np.pi, n + 1)
+    window = np.zeros(n + 1)
+    window += 0.5 * np.cos(0 * fac)
+    window += 0.5 * np.cos(fac)
+    return window[:-1]
+
+
+def _hz_to_mel_slaney(hz: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    mels = hz / f_sp
+    log_t = hz >= min_log_hz
+    mels[log_t] = min_log_mel + np.log(hz[log_t] / min_log_hz) / logstep
+    return mels
+
+
+def _mel_to_hz_slaney(mels: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    hz = f_sp * mels
+    log_t = mels >= min_log_mel
+    hz[log_t] = min_log_hz * np.exp(logstep * (mels[log_t] - min_log_mel))
+    return hz
+
+
+@lru_cache(maxsize=8)
+def _mel_basis(cfg: AudioPreprocessing) -> np.ndarray:
+    """Slaney-normalised mel filters, (n_mels, 1 + n_fft // 2), as librosa.filters.mel makes
+    them (float32, like librosa's default dtype)."""
+    import numpy as np
+
+    n_bins = 1 + cfg.n_fft // 2
+    fft_freqs = np.fft.rfftfreq(cfg.n_fft, 1.0 / cfg.sample_rate)
+    lo, hi = _hz_to_mel_slaney(np.array([cfg.mel_fmin, cfg.fmax], dtype=np.float64))
+    mel_f = _mel_to_hz_slaney(np.linspace(lo, hi, cfg.n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fft_freqs)
+    lower = -ramps[:-2] / fdiff[:-1, np.newaxis]
+    upper = ramps[2:] / fdiff[1:, np.newaxis]
+    weights = np.maximum(0.0, np.minimum(lower, upper)).astype(np.float32)
+    enorm = 2.0 / (mel_f[2 : cfg.n_mels + 2] - mel_f[: cfg.n_mels])
+    weights *= enorm[:, np.newaxis]
+    assert weights.shape == (cfg.n_mels, n_bins)
+    return weights
+
+
+@lru_cache(maxsize=8)
+def _dct_ortho(n: int, n_out: int) -> np.ndarray:
+    """The first `n_out` rows of the orthonormal DCT-II matrix of size n (scipy.fft.dct)."""
+    import numpy as np
+
+    k = np.arange(n_out)[:, np.newaxis]
+    i = np.arange(n)[np.newaxis, :]
+    basis = np.cos(np.pi * k * (2 * i + 1) / (2 * n)) * math.sqrt(2.0 / n)
+    basis[0] *= math.sqrt(0.5)
+    return basis
+
+
+def _mirror(index: int, n: int) -> int:
+    """scipy.ndimage's 'mirror' boundary (d c b | a b c d | c b a), for any integer index."""
+    if n == 1:
+        return 0
+    period = 2 * n - 2
+    index %= period
+    return period - index if index >= n else index
+
+
+@lru_cache(maxsize=64)
+def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """The (n_out, n_in) linear map `skimage.transform.resize` applies along one axis with its
+    defaults (order 1, mode 'reflect' = ndimage 'mirror', anti-aliasing): a Gaussian of
+    sigma = max(0, (n_in / n_out - 1) / 2) truncated at 4 sigma (`ndi.gaussian_filter`), then
+    `ndi.zoom(order=1, grid_mode=True)`. Clipping to the input range is done by the caller."""
+    import numpy as np
+
+    factor = n_in / n_out
+    sigma = max(0.0, (factor - 1.0) / 2.0)
+    gauss = np.eye(n_in)
+    if sigma > 1e-15:
+        radius = int(_GAUSS_TRUNCATE * sigma + 0.5)
+        x = np.arange(-radius, radius + 1)
+        kernel = np.exp(-0.5 / (sigma * sigma) * x**2)
+        kernel = kernel / kernel.sum()
+        gauss = np.zeros((n_in, n_in))
+        for i in range(n_in):
+            for k, w in zip(x, kernel, strict=True):
+                gauss[i, _mirror(i + int(k), n_in)] += w
+    zoom = np.zeros((n_out, n_in))
+    step = n_in / n_out
+    for i in range(n_out):
+        coord = _map_mirror((i + 0.5) * step - 0.5, n_in)
+        base = math.floor(coord)
+        frac = coord - base
+        zoom[i, _mirror(base, n_in)] += 1.0 - frac
+        zoom[i, _mirror(base + 1, n_in)] += frac
+    return zoom @ gauss
+
+
+def _map_mirror(coord: float, n: int) -> float:
+    """ndimage's map_coordinate for mode 'mirror' (ni_interpolation.c)."""
+    if n <= 1:
+        return 0.0
+    period = 2 * n - 2
+    if coord < 0:
+        coord = period * int(-coord / period) + coord
+        return coord + period if coord <= 1 - n else -coord
+    if coord > n - 1:
+        coord -= period * int(coord / period)
+        return period - coord if coord >= n else coord
+    return coord

@@ -1,0 +1,1 @@
+"""Unit tests of audio decoding and the early-fusion feature image."""
