@@ -33,6 +33,9 @@ class ReasonCode(StrEnum):
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
     # pipeline
     TRANSCRIBE_FAILED = "TRANSCRIBE_FAILED"
+    #: not a failure: why a final verdict is audio-only when Transcribe was deliberately not
+    #: run (TRANSCRIBE_POLICY=gated and the audio verdict is regular)
+    TRANSCRIBE_SKIPPED = "TRANSCRIBE_SKIPPED"
     TRANSCRIPT_EMPTY = "TRANSCRIPT_EMPTY"
     TRANSCRIPT_INVALID = "TRANSCRIPT_INVALID"
     TIMEOUT = "TIMEOUT"

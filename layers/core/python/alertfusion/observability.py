@@ -1,0 +1,44 @@
+"""Powertools Logger, Tracer and Metrics shared by the pipeline's handlers and core functions.
+
+Service name and metrics namespace come from ``POWERTOOLS_SERVICE_NAME`` and
+``POWERTOOLS_METRICS_NAMESPACE`` (set per function by the infrastructure). Metrics are
+emitted one EMF line each (``single_metric``) so that dimensions such as the verdict
+label or the failure reason never leak into unrelated metrics.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
+
+DEFAULT_NAMESPACE = "alertfusion"
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "alertfusion"))
+tracer = Tracer()
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", DEFAULT_NAMESPACE))
+
+
+def _emit(name: str, unit: MetricUnit, value: float, dimensions: dict[str, str]) -> None:
+    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", DEFAULT_NAMESPACE)
+    try:
+        with single_metric(name=name, unit=unit, value=value, namespace=namespace) as metric:
+            for key, dim in dimensions.items():
+                metric.add_dimension(name=key, value=dim)
+    except Exception:  # a metric must never fail the work it measures
+        logger.warning("metric not emitted", extra={"metric": name})
+
+
+def count(name: str, **dimensions: str) -> None:
+    _emit(name, MetricUnit.Count, 1, dimensions)
+
+
+def milliseconds(name: str, value: float, **dimensions: str) -> None:
+    _emit(name, MetricUnit.Milliseconds, max(0.0, float(value)), dimensions)
+
+
+def log_extra(**values: Any) -> dict[str, Any]:
+    """Structured log fields without None values."""
+    return {k: v for k, v in values.items() if v is not None}

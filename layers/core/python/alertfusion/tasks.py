@@ -1,0 +1,61 @@
+"""Work-queue messages (SQS, consumed by the classifier): ``audio_stage`` and ``finalize``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from alertfusion.errors import InputError, ReasonCode
+from alertfusion.keys import JOB_ID_RE
+
+JobId = Annotated[str, Field(pattern=JOB_ID_RE.pattern)]
+TASK_SCHEMA_VERSION: Literal[1] = 1
+
+
+class _Task(BaseModel):
+    # extra="ignore": a newer producer may add fields; an older consumer still works
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    v: Literal[1] = TASK_SCHEMA_VERSION
+    job_id: JobId
+    #: who sent it: the starter after an upload, or the sweeper re-driving a stuck job
+    origin: Literal["starter", "sweeper"] = "starter"
+    sent_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+class AudioStageTask(_Task):
+    """Record the preliminary (audio-only) verdict, then advance the job (policy-dependent)."""
+
+    type: Literal["audio_stage"] = "audio_stage"
+
+
+class FinalizeTask(_Task):
+    """Transcribe has finished (or never will): write the final verdict."""
+
+    type: Literal["finalize"] = "finalize"
+    transcribe_status: Literal["COMPLETED", "FAILED"]
+    #: Transcribe's FailureReason when known
+    failure_reason: str | None = Field(None, max_length=2000)
+
+
+WorkTask = Annotated[AudioStageTask | FinalizeTask, Field(discriminator="type")]
+_ADAPTER: TypeAdapter[AudioStageTask | FinalizeTask] = TypeAdapter(WorkTask)
+
+
+def parse_task(body: str | bytes) -> AudioStageTask | FinalizeTask:
+    """Parse an SQS message body; anything malformed is an INVALID_INPUT error (permanent:
+    redelivering the same bytes cannot help)."""
+    try:
+        return _ADAPTER.validate_json(body)
+    except ValidationError as exc:
+        raise InputError(
+            f"not a work-queue task: {exc.error_count()} problem(s): "
+            + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
+            code=ReasonCode.INVALID_INPUT,
+        ) from exc
+
+
+def encode_task(task: AudioStageTask | FinalizeTask) -> str:
+    return task.model_dump_json()
