@@ -1,0 +1,108 @@
+"""EmergencyDetected events on EventBridge: one per job and stage, deduplicated through the
+job record.
+
+Order: **send, then mark** (``alert_{stage}_sent_at`` on the job, a conditional write). An
+emergency alert is never lost: every stage function calls :func:`publish_pending_alerts`
+on entry and after writing a verdict, so a retry after any crash re-sends what is not
+marked. The price is at-least-once delivery; a duplicate (same ``alert_id``, same detail)
+is possible exactly when
+
+1. the process dies (crash, timeout) or the table write fails after ``PutEvents``
+   succeeded and before the mark is written; the retry sends again;
+2. ``PutEvents`` accepted the event but its answer was lost (timeout): botocore or the
+   retry sends again;
+3. two invocations for the same job run concurrently (a duplicated task or event delivered
+   in parallel) and both read the job before either marked it.
+
+Consumers dedupe on ``detail.alert_id`` (``{job_id}:{stage}``).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from alertfusion.errors import TransientError
+from alertfusion.jobs import Job, JobStore, Stage, Verdict, now_utc, utc_iso
+
+EVENT_SOURCE = "alertfusion"
+DETAIL_TYPE = "EmergencyDetected"
+
+
+def alert_id(job_id: str, stage: Stage) -> str:
+    return f"{job_id}:{stage.value}"
+
+
+def emergency_detail(job: Job, stage: Stage, verdict: Verdict) -> dict[str, Any]:
+    """The event detail: what a backend needs to push an alert (never audio or text)."""
+    latency = job.preliminary_latency_ms if stage is Stage.PRELIMINARY else job.final_latency_ms
+    return {
+        "alert_id": alert_id(job.job_id, stage),
+        "job_id": job.job_id,
+        "stage": stage.value,
+        "label": verdict.label,
+        "label_ko": verdict.label_ko,
+        "emergency_probability": verdict.emergency_probability,
+        "probabilities": verdict.probabilities,
+        "decided_by": verdict.decided_by,
+        "text_source": verdict.text_source,
+        "object_key": job.object_key,
+        "bundle_version": verdict.bundle_version,
+        "trained": verdict.trained,
+        "decided_at": utc_iso(verdict.decided_at),
+        "uploaded_at": utc_iso(job.uploaded_at) if job.uploaded_at else None,
+        "latency_ms": latency,
+    }
+
+
+def emergency_entry(job: Job, stage: Stage, verdict: Verdict, bus_name: str) -> dict[str, Any]:
+    return {
+        "Source": EVENT_SOURCE,
+        "DetailType": DETAIL_TYPE,
+        "Detail": json.dumps(emergency_detail(job, stage, verdict), ensure_ascii=False),
+        "EventBusName": bus_name,
+    }
+
+
+def send_emergency(events_client: Any, entry: dict[str, Any]) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        response = events_client.put_events(Entries=[entry])
+    except (ClientError, BotoCoreError) as exc:
+        raise TransientError(f"PutEvents failed: {type(exc).__name__}") from exc
+    if response.get("FailedEntryCount"):
+        failed = response.get("Entries", [{}])[0]
+        raise TransientError(
+            f"PutEvents rejected the alert: {failed.get('ErrorCode')} {failed.get('ErrorMessage')}"
+        )
+
+
+def pending_alerts(job: Job) -> list[Stage]:
+    """Stages whose verdict is an emergency and whose alert is not marked sent."""
+    out = []
+    for stage in Stage:
+        verdict = job.verdict(stage)
+        if verdict is not None and verdict.is_emergency and job.alert_sent_at(stage) is None:
+            out.append(stage)
+    return out
+
+
+def publish_pending_alerts(
+    store: JobStore,
+    job: Job,
+    *,
+    events_client: Any,
+    bus_name: str,
+    now: datetime | None = None,
+) -> list[Stage]:
+    """Send, then mark, every pending alert of `job`; returns the stages sent."""
+    sent = []
+    for stage in pending_alerts(job):
+        verdict = job.verdict(stage)
+        assert verdict is not None
+        send_emergency(events_client, emergency_entry(job, stage, verdict, bus_name))
+        store.mark_alert_sent(job.job_id, stage, now=now or now_utc())
+        sent.append(stage)
+    return sent
