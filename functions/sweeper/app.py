@@ -1,0 +1,20 @@
+"""Sweeper Lambda (scheduled): finishes jobs whose events were lost, times out the rest
+(alertfusion.pipeline.sweep)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from alertfusion.observability import logger, metrics, tracer
+from alertfusion.pipeline import sweep
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+@event_source(data_class=EventBridgeEvent)
+def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
+    return sweep().as_dict()
