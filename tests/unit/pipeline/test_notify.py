@@ -1,0 +1,70 @@
+"""EmergencyDetected events: content and which stages are pending."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from alertfusion.jobs import Job, JobStatus, Stage, Verdict
+from alertfusion.notify import DETAIL_TYPE, EVENT_SOURCE, emergency_entry, pending_alerts
+from tests.pipeline_doubles import BUNDLE_VERSION, make_result
+
+pytestmark = pytest.mark.unit
+
+MOMENT = datetime(2026, 11, 21, 9, 14, 5, tzinfo=UTC)
+
+
+def job(**fields: object) -> Job:
+    base: dict[str, object] = {
+        "job_id": "01JD7Q3K8W2S9V4M6T1R5Y0ZXB",
+        "status": JobStatus.TRANSCRIBING,
+        "created_at": MOMENT,
+        "updated_at": MOMENT,
+        "expires_at": 0,
+        "object_key": "uploads/01JD7Q3K8W2S9V4M6T1R5Y0ZXB.wav",
+        "uploaded_at": MOMENT,
+        "client_transcript": "비밀 텍스트",
+    }
+    return Job.model_validate({**base, **fields})
+
+
+def verdict(label: str) -> Verdict:
+    return Verdict.from_result(make_result(label), decided_at=MOMENT)
+
+
+def test_pending_alerts() -> None:
+    assert pending_alerts(job()) == []
+    assert pending_alerts(job(preliminary=verdict("regular"))) == []
+    assert pending_alerts(job(preliminary=verdict("theft"))) == [Stage.PRELIMINARY]
+    both = job(preliminary=verdict("theft"), final=verdict("violence"))
+    assert pending_alerts(both) == [Stage.PRELIMINARY, Stage.FINAL]
+    sent = job(
+        preliminary=verdict("theft"), final=verdict("violence"), alert_preliminary_sent_at=MOMENT
+    )
+    assert pending_alerts(sent) == [Stage.FINAL]
+
+
+def test_event_entry() -> None:
+    j = job(final=verdict("violence"), final_latency_ms=812.5)
+    entry = emergency_entry(j, Stage.FINAL, verdict("violence"), "bus")
+    assert (entry["Source"], entry["DetailType"], entry["EventBusName"]) == (
+        EVENT_SOURCE,
+        DETAIL_TYPE,
+        "bus",
+    )
+    detail = json.loads(entry["Detail"])
+    assert detail["alert_id"] == "01JD7Q3K8W2S9V4M6T1R5Y0ZXB:final"
+    assert detail["label"] == "violence" and detail["stage"] == "final"
+    assert detail["object_key"] == j.object_key and detail["bundle_version"] == BUNDLE_VERSION
+    assert detail["latency_ms"] == 812.5 and detail["decided_at"] == "2026-11-21T09:14:05.000Z"
+    assert set(detail["probabilities"]) == {
+        "regular",
+        "help",
+        "robbery",
+        "sexual",
+        "theft",
+        "violence",
+    }
+    assert "비밀" not in entry["Detail"]  # never the transcript
