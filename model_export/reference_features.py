@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,16 +19,29 @@ if TYPE_CHECKING:
     from alertfusion.manifest import AudioPreprocessing
 
 
+def _librosa() -> ModuleType:
+    # librosa's audioread fallback imports stdlib modules deprecated in Python 3.13
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import librosa
+        import librosa.core.audio  # noqa: F401
+
+    return librosa
+
+
 def reference_load(path_or_bytes: Any, sr: int = 44100) -> np.ndarray:
     """`librosa.load(path_or_file, sr=sr, mono=True, res_type="soxr_hq")` (float32, mono)."""
-    import librosa
+    librosa = _librosa()
 
     source = path_or_bytes
     if isinstance(source, bytes | bytearray | memoryview):
         source = io.BytesIO(bytes(source))
     elif isinstance(source, os.PathLike):
         source = os.fspath(source)
-    y, _ = librosa.load(source, sr=sr, mono=True, res_type="soxr_hq")
+    with warnings.catch_warnings():
+        # the first load imports audioread's backends (deprecated stdlib modules)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        y, _ = librosa.load(source, sr=sr, mono=True, res_type="soxr_hq")
     return y
 
 
@@ -38,7 +53,7 @@ def reference_panels(
     window: np.ndarray, cfg: AudioPreprocessing
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """S, M' and C' of one window before resizing."""
-    import librosa
+    librosa = _librosa()
 
     y = np.asarray(window, dtype=np.float32)
     sr = cfg.sample_rate

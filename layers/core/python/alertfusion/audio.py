@@ -8,9 +8,9 @@ resamples with librosa's `soxr_hq` setting and length rule, so the samples equal
 
 Decoding is bounded: the input size is checked before anything is decoded, decoders are read
 in fixed blocks (a header's claimed length is never used to size a buffer), and decoding stops
-as soon as more than `max_seconds` of audio came out. A file cut short (truncated upload) is
-decoded as far as it goes and flagged `truncated`; the duration bounds then apply to what was
-decoded. Every failure is an `AudioError` with a stable reason code.
+as soon as more than `max_seconds` of audio came out. A file cut short (a truncated upload, a
+header whose sizes lie) is decoded as far as its data goes, and the duration bounds then apply
+to what was decoded. Every failure is an `AudioError` with a stable reason code.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import io
 import math
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from alertfusion.errors import AudioError, ReasonCode
 
@@ -71,8 +71,6 @@ class DecodedAudio:
     source_sample_rate: int
     channels: int  # of the source
     format: str  # sniffed container/codec: "wav", "flac", "ogg", "mp3", "m4a", "3gp", ...
-    #: the stream ended before its header said it would (or mid-packet): what was there is used
-    truncated: bool = False
 
     @property
     def duration_s(self) -> float:
@@ -211,7 +209,7 @@ def decode_audio(
         raise ValueError("sample_rate must be positive")
     if not 0 <= min_seconds <= max_seconds:
         raise ValueError("need 0 <= min_seconds <= max_seconds")
-    name = filename or (os.fspath(source) if isinstance(source, str | os.PathLike) else "audio")
+    name = filename or (os.fspath(source) if isinstance(source, str | os.PathLike) else "the audio")
     details: dict[str, object] = {"filename": name} if filename else {}
     data = _read_source(source, max_bytes, name)
     if not data:
@@ -257,7 +255,6 @@ def decode_audio(
         source_sample_rate=raw.sample_rate,
         channels=raw.channels,
         format=fmt,
-        truncated=raw.truncated,
     )
 
 
@@ -311,7 +308,6 @@ class _Raw:
     samples: np.ndarray  # mono float32 at sample_rate
     sample_rate: int
     channels: int
-    truncated: bool
 
 
 class _Accumulator:
@@ -366,34 +362,34 @@ class _Accumulator:
                 max_seconds=self.limits.max_seconds,
             )
 
-    def result(self, truncated: bool) -> _Raw:
+    def result(self) -> _Raw:
         import numpy as np
 
         samples = np.concatenate(self.blocks) if self.blocks else np.zeros(0, np.float32)
-        return _Raw(
-            samples.astype(np.float32, copy=False), self.sample_rate, self.channels, truncated
-        )
+        return _Raw(samples.astype(np.float32, copy=False), self.sample_rate, self.channels)
 
 
 class _OpenFailed(Exception):
-    """libsndfile could not open the data at all (as opposed to failing part-way)."""
+    """libsndfile could not open the data, or not read its first block."""
 
 
 def _decode(data: bytes, fmt: str, limits: _Limits) -> _Raw:
-    if fmt in _SOUNDFILE_FORMATS:
+    if fmt not in _SOUNDFILE_FORMATS:
+        return _decode_pyav(data, fmt, limits)
+    try:
+        raw = _decode_soundfile(data, limits)
+    except _OpenFailed as exc:
+        # codecs libsndfile lacks in containers it knows (MP3-in-WAV, FLAC-in-Ogg, ...)
+        return _decode_pyav(data, fmt, limits, first_error=str(exc))
+    if len(raw.samples) == 0 and fmt in ("wav", "w64"):
+        # libsndfile takes a data-chunk size of 0 literally, but a recorder that died before
+        # finishing its header leaves exactly that; FFmpeg reads such data to the end of file
         try:
-            return _decode_soundfile(data, limits)
-        except _OpenFailed as exc:
-            # codecs libsndfile lacks in containers it knows (MP3-in-WAV, FLAC-in-Ogg, ...)
-            try:
-                return _decode_pyav(data, fmt, limits)
-            except AudioError as pyav_exc:
-                if pyav_exc.code != ReasonCode.DECODE_FAILED:
-                    raise
-                raise limits.error(
-                    f"cannot decode this {fmt} file ({exc.__cause__})", ReasonCode.DECODE_FAILED
-                ) from exc.__cause__
-    return _decode_pyav(data, fmt, limits)
+            return _decode_pyav(data, fmt, limits)
+        except AudioError as exc:
+            if exc.code not in (ReasonCode.DECODE_FAILED, ReasonCode.EMPTY_AUDIO):
+                raise
+    return raw
 
 
 def _decode_soundfile(data: bytes, limits: _Limits) -> _Raw:
@@ -403,101 +399,107 @@ def _decode_soundfile(data: bytes, limits: _Limits) -> _Raw:
     try:
         handle = sf.SoundFile(io.BytesIO(data))
     except Exception as exc:  # libsndfile's refusal, whatever the exception type
-        raise _OpenFailed() from exc
+        raise _OpenFailed(_libsndfile_message(exc)) from exc
     with handle:
         acc = _Accumulator(limits, handle.samplerate, handle.channels)
         block_frames = max(1, _BLOCK_SAMPLES // acc.channels)
-        truncated = False
         while acc.room > 0:
             try:
                 block = handle.read(min(block_frames, acc.room), dtype="float32", always_2d=True)
             except Exception as exc:
                 if acc.frames == 0:
-                    raise limits.error(f"cannot decode: {exc}", ReasonCode.DECODE_FAILED) from exc
-                truncated = True  # decode what was there; the duration bounds still apply
-                break
+                    # e.g. a FLAC whose STREAMINFO claims an absurd length makes soundfile's
+                    # position query fail: FFmpeg may still read it
+                    raise _OpenFailed(_libsndfile_message(exc)) from exc
+                break  # cut short: what was decoded is used, the duration bounds still apply
             if len(block) == 0:
                 break
             acc.add(np.asarray(block))
-        declared = handle.frames
-        if 0 <= declared < (1 << 62) and acc.frames < declared:
-            truncated = True
-    return acc.result(truncated)
+    return acc.result()
 
 
-def _decode_pyav(data: bytes, fmt: str, limits: _Limits) -> _Raw:
+def _libsndfile_message(exc: BaseException) -> str:
+    return str(getattr(exc, "error_string", None) or exc)
+
+
+def _decode_pyav(data: bytes, fmt: str, limits: _Limits, first_error: str | None = None) -> _Raw:
+    """Decode the first audio stream with FFmpeg. Packets that fail to decode are skipped (up to
+    a run of `_MAX_CONSECUTIVE_PACKET_ERRORS`); a demuxer failure part-way ends the stream."""
     import av
 
+    acc: _Accumulator | None = None
     try:
         container = av.open(
             io.BytesIO(data), mode="r", format=_DEMUXERS.get(fmt), metadata_errors="ignore"
         )
-    except Exception as exc:
-        raise limits.error(f"cannot open this {fmt} file: {exc}", ReasonCode.DECODE_FAILED) from exc
-    acc: _Accumulator | None = None
-    truncated = False
-    with container:
-        if not container.streams.audio:
-            raise limits.error("no audio stream", ReasonCode.DECODE_FAILED)
-        stream = container.streams.audio[0]
-        errors = 0
-        packets = container.demux(stream)
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                break
-            except Exception:
-                truncated = True  # demuxer gave up part-way: keep what was decoded
-                break
-            try:
-                frames = packet.decode()
-            except Exception as exc:
-                errors += 1
-                if errors > _MAX_CONSECUTIVE_PACKET_ERRORS:
-                    if acc is None or acc.frames == 0:
-                        raise limits.error(
-                            f"cannot decode: {exc}", ReasonCode.DECODE_FAILED
-                        ) from exc
-                    truncated = True
-                    break
-                continue
+        with container:
+            if not container.streams.audio:
+                raise limits.error("no audio stream", ReasonCode.DECODE_FAILED)
+            packets = container.demux(container.streams.audio[0])
             errors = 0
-            for frame in frames:
-                if frame.samples == 0:
+            while acc is None or acc.room > 0:
+                try:
+                    packet = next(packets)
+                except StopIteration:
+                    break
+                except av.FFmpegError:
+                    break  # cut short or corrupt from here on: keep what was decoded
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError:
+                    errors += 1
+                    if errors > _MAX_CONSECUTIVE_PACKET_ERRORS:
+                        break
                     continue
-                channels = frame.layout.nb_channels
-                if acc is None:
-                    acc = _Accumulator(limits, int(frame.sample_rate), channels)
-                elif frame.sample_rate != acc.sample_rate:
-                    raise limits.error(
-                        "the sample rate changes mid-stream", ReasonCode.DECODE_FAILED
-                    )
-                block = _frame_samples(frame, channels)
-                if len(block) > acc.room:
-                    block = block[: acc.room]
-                acc.add(block)
-            if acc is not None and acc.room <= 0:  # pragma: no cover - add() raised TOO_LONG
-                break
+                errors = 0
+                for frame in frames:
+                    if frame.samples == 0:
+                        continue
+                    if acc is None:
+                        acc = _Accumulator(limits, int(frame.sample_rate), frame.layout.nb_channels)
+                    elif frame.sample_rate != acc.sample_rate:
+                        raise limits.error(
+                            "the sample rate changes mid-stream", ReasonCode.DECODE_FAILED
+                        )
+                    acc.add(_frame_samples(frame, acc.channels, limits)[: acc.room])
+    except AudioError:
+        raise
+    except Exception as exc:  # FFmpeg's or PyAV's refusal, whatever the exception type
+        reason = first_error or str(exc)
+        raise limits.error(
+            f"cannot decode this {fmt} file: {reason}", ReasonCode.DECODE_FAILED
+        ) from exc
     if acc is None:
-        raise limits.error("no audio could be decoded", ReasonCode.DECODE_FAILED)
-    return acc.result(truncated)
+        if first_error is not None:
+            raise limits.error(
+                f"cannot decode this {fmt} file: {first_error}", ReasonCode.DECODE_FAILED
+            )
+        raise limits.error("no audio could be decoded", ReasonCode.EMPTY_AUDIO)
+    return acc.result()
 
 
-def _frame_samples(frame: object, channels: int) -> np.ndarray:
-    """A PyAV AudioFrame as (frames, channels) float32, integer PCM scaled as libsndfile does."""
+#: PyAV sample formats -> how integer PCM maps to [-1, 1) (as libsndfile scales it)
+_INT_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0}
+
+
+def _frame_samples(frame: Any, channels: int, limits: _Limits) -> np.ndarray:
+    """A PyAV AudioFrame as (frames, channels) float32."""
     import numpy as np
 
-    array = frame.to_ndarray()  # type: ignore[attr-defined]
-    if frame.format.is_planar:  # type: ignore[attr-defined]
-        array = array.T  # (channels, n) -> (n, channels)
-    else:
-        array = array.reshape(-1, channels)
-    if array.dtype == np.uint8:
+    name = frame.format.name.rstrip("p")
+    if name not in ("flt", "dbl", *_INT_SCALE) or frame.layout.nb_channels != channels:
+        raise limits.error(
+            f"unsupported decoded sample layout ({frame.format.name}, "
+            f"{frame.layout.nb_channels} channels)",
+            ReasonCode.DECODE_FAILED,
+        )
+    array = frame.to_ndarray()
+    array = array.T if frame.format.is_planar else array.reshape(-1, channels)
+    if name == "u8":
         return (array.astype(np.float32) - 128.0) / 128.0
-    if array.dtype.kind == "i":
-        return (array / float(1 << (8 * array.dtype.itemsize - 1))).astype(np.float32)
-    return np.ascontiguousarray(array, dtype=np.float32)
+    if name in _INT_SCALE:
+        return (array / _INT_SCALE[name]).astype(np.float32)
+    return array.astype(np.float32, copy=False)
 
 
 def _resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Input corpora shared by the test tiers (the bad-audio corpus)."""
