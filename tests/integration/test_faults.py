@@ -366,7 +366,7 @@ def test_one_bad_record_does_not_stop_the_others(aws: AwsEnv) -> None:
     event = aws.s3_event("s3-object-created-encoded-key.json", keys)
     failing = aws.inject_error(
         "s3",
-        "HeadObject",
+        "GetObject",
         "SlowDown",
         status=503,
         times=1,

@@ -399,18 +399,19 @@ class JobStore:
         up.set("object_key", object_key)
         up.set("content_type", content_type)
         up.set("client_transcript", client_transcript)
-        if not self._update(job_id, up, "attribute_not_exists(job_id)"):
+        job = self._update(job_id, up, "attribute_not_exists(job_id)")
+        if job is None:
             raise JobStateError(f"job {job_id} exists already", code=ReasonCode.INVALID_TRANSITION)
-        job = self.get(job_id)
-        assert job is not None
         return job
 
-    def receive(self, job_id: str, upload: UploadInfo, *, now: datetime | None = None) -> bool:
+    def receive(
+        self, job_id: str, upload: UploadInfo, *, now: datetime | None = None
+    ) -> Job | None:
         """Record a validated upload: none/UPLOAD_PENDING/RECEIVED → RECEIVED.
 
-        Idempotent for the same object (a redelivered event); False when the job has moved
-        past RECEIVED or belongs to another object: the key ``POST /uploads`` recorded, or
-        else the first object that claimed the id.
+        Returns the job; idempotent for the same object (a redelivered event); None when
+        the job has moved past RECEIVED or belongs to another object: the key
+        ``POST /uploads`` recorded, or else the first object that claimed the id.
         """
         moment = now or now_utc()
         up = self._base(JobStatus.RECEIVED, moment, new_record=True)
@@ -434,8 +435,8 @@ class JobStore:
         *,
         upload: UploadInfo | None = None,
         now: datetime | None = None,
-    ) -> bool:
-        """End a job FAILED (creating the record for a hand-dropped upload). False when the
+    ) -> Job | None:
+        """End a job FAILED (creating the record for a hand-dropped upload). None when the
         job is final already, or (with `upload`) belongs to another object."""
         moment = now or now_utc()
         up = self._base(JobStatus.FAILED, moment, new_record=True)
@@ -455,8 +456,8 @@ class JobStore:
 
     def fail(
         self, job_id: str, reason: ReasonCode, detail: str, *, now: datetime | None = None
-    ) -> bool:
-        """An existing, not yet final job → FAILED with a reason. False when already final
+    ) -> Job | None:
+        """An existing, not yet final job → FAILED with a reason. None when already final
         or missing."""
         moment = now or now_utc()
         up = self._base(JobStatus.FAILED, moment)
@@ -467,8 +468,8 @@ class JobStore:
 
     def mark_transcribing(
         self, job_id: str, transcribe_job_name: str, *, now: datetime | None = None
-    ) -> bool:
-        """RECEIVED → TRANSCRIBING (False when the job is elsewhere: done, failed, or marked)."""
+    ) -> Job | None:
+        """RECEIVED → TRANSCRIBING (None when the job is elsewhere: done, failed, or marked)."""
         moment = now or now_utc()
         up = self._base(JobStatus.TRANSCRIBING, moment)
         up.set("transcribing_at", utc_iso(moment), keep_existing=True)
@@ -486,7 +487,7 @@ class JobStore:
         job_name: str | None = None,
         detail: str | None = None,
         now: datetime | None = None,
-    ) -> bool:
+    ) -> Job | None:
         """Record what Transcribe did (no state change); only on a job not yet final."""
         up = _Update()
         up.set("updated_at", utc_iso(now or now_utc()))
@@ -502,8 +503,8 @@ class JobStore:
         *,
         latency_ms: float | None,
         now: datetime | None = None,
-    ) -> bool:
-        """Write the preliminary verdict once. False when it exists or the job FAILED."""
+    ) -> Job | None:
+        """Write the preliminary verdict once. None when it exists or the job FAILED."""
         moment = now or now_utc()
         up = _Update()
         up.set("updated_at", utc_iso(moment))
@@ -528,9 +529,9 @@ class JobStore:
         transcribe_status: TranscribeState | None = None,
         transcribe_detail: str | None = None,
         now: datetime | None = None,
-    ) -> bool:
+    ) -> Job | None:
         """Write the final verdict once and end the job DONE (from RECEIVED or TRANSCRIBING).
-        False when a final verdict exists or the job is in another state."""
+        None when a final verdict exists or the job is in another state."""
         moment = now or now_utc()
         up = self._base(JobStatus.DONE, moment)
         up.set("final", verdict.model_dump(mode="json"))
@@ -548,14 +549,18 @@ class JobStore:
         )
         return self._update(job_id, up, cond)
 
-    def mark_alert_sent(self, job_id: str, stage: Stage, *, now: datetime | None = None) -> bool:
+    def mark_alert_sent(
+        self, job_id: str, stage: Stage, *, now: datetime | None = None
+    ) -> Job | None:
         up = _Update()
         attribute = f"alert_{stage.value}_sent_at"
         up.set(attribute, utc_iso(now or now_utc()))
         cond = f"attribute_exists(job_id) AND attribute_not_exists({up.name(attribute)})"
         return self._update(job_id, up, cond)
 
-    def mark_swept(self, job_id: str, expected: JobStatus, *, now: datetime | None = None) -> bool:
+    def mark_swept(
+        self, job_id: str, expected: JobStatus, *, now: datetime | None = None
+    ) -> Job | None:
         """Note a sweeper re-drive (moves ``updated_at``, so the next sweep waits again)."""
         moment = now or now_utc()
         up = _Update()
@@ -597,7 +602,9 @@ class JobStore:
             return f"(attribute_not_exists(job_id) OR {not_final})"
         return f"(attribute_exists(job_id) AND {not_final})"
 
-    def _update(self, job_id: str, up: _Update, condition: str) -> bool:
+    def _update(self, job_id: str, up: _Update, condition: str) -> Job | None:
+        """Apply `up` if `condition` holds: the job as written, else None. (The write returns
+        the new item, so callers need no second read.)"""
         from botocore.exceptions import ClientError
 
         kwargs: dict[str, Any] = {
@@ -606,18 +613,19 @@ class JobStore:
             "UpdateExpression": up.expression(),
             "ConditionExpression": condition,
             "ExpressionAttributeNames": up.names,
+            "ReturnValues": "ALL_NEW",
         }
         if up.values:
             kwargs["ExpressionAttributeValues"] = {
                 k: self._ser.serialize(_to_dynamo(v)) for k, v in up.values.items()
             }
         try:
-            self._call("update_item", **kwargs)
+            response = self._call("update_item", **kwargs)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
+                return None
             raise
-        return True
+        return self._job(response["Attributes"])
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError

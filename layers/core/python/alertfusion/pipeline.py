@@ -55,7 +55,13 @@ from alertfusion.keys import (
 )
 from alertfusion.notify import publish_pending_alerts
 from alertfusion.observability import count, logger, milliseconds, tracer
-from alertfusion.probe import TRANSCRIBE_MEDIA_FORMATS, ProbeResult, S3RangeReader, probe_audio
+from alertfusion.probe import (
+    TRANSCRIBE_MEDIA_FORMATS,
+    ProbeResult,
+    S3RangeReader,
+    probe_audio,
+    read_object_head,
+)
 from alertfusion.result import ClassificationResult
 from alertfusion.settings import PipelineSettings, pipeline_settings
 from alertfusion.tasks import AudioStageTask, FinalizeTask, encode_task
@@ -245,12 +251,14 @@ def _flush_alerts(ctx: PipelineContext, job: Job) -> tuple[str, ...]:
     return tuple(stage.value for stage in sent)
 
 
-def _record_failure(ctx: PipelineContext, job_id: str, error: AlertFusionError, stage: str) -> bool:
-    wrote = ctx.store.fail(job_id, error.code, error.message)
-    if wrote:
+def _record_failure(
+    ctx: PipelineContext, job_id: str, error: AlertFusionError, stage: str
+) -> Job | None:
+    failed = ctx.store.fail(job_id, error.code, error.message)
+    if failed is not None:
         count("JobsFailed", reason=error.code.value, stage=stage)
         logger.warning("job failed", extra={"reason": error.code.value})
-    return wrote
+    return failed
 
 
 def _load_audio(ctx: PipelineContext, job: Job) -> bytes:
@@ -362,8 +370,9 @@ def _validate(
 
 @tracer.capture_method(capture_response=False)
 def handle_upload(record: S3EventRecord, *, ctx: PipelineContext | None = None) -> UploadOutcome:
-    """One S3 ``ObjectCreated`` record: validate the object (HeadObject + header probe, the
-    event itself is not trusted), record the job, queue the audio stage, start Transcribe.
+    """One S3 ``ObjectCreated`` record: validate the object (size, type and header probe
+    from S3 itself; the event is not trusted), record the job, queue the audio stage,
+    start Transcribe.
 
     Rejections end the job FAILED with a reason and start nothing. Safe to repeat: a
     redelivered record finds the job and does nothing, or completes what a crashed attempt
@@ -398,34 +407,29 @@ def _handle_upload(
 ) -> UploadOutcome:
     from botocore.exceptions import BotoCoreError, ClientError
 
+    # No read first: a new upload (the common case) would pay for it; a duplicate finds out
+    # from the conditional write at the end and only costs one ranged GET.
     store, settings = ctx.store, ctx.settings
-    existing = store.get(job_id)
-    if existing is not None:
-        if existing.status not in (JobStatus.UPLOAD_PENDING, JobStatus.RECEIVED):
-            return UploadOutcome(key, job_id, "duplicate", detail=f"job is {existing.status}")
-        if existing.object_key not in (None, key):
-            logger.warning("another object claims this job id; ignored")
-            return UploadOutcome(key, job_id, "ignored", detail="job belongs to another object")
     now = now_utc()
     uploaded_at = _parse_event_time(record.get("eventTime")) or now
     version_id = record.s3.get_object.version_id
-    head_kwargs: dict[str, Any] = {"Bucket": settings.audio_bucket, "Key": key}
-    if version_id:
-        head_kwargs["VersionId"] = version_id
     try:
-        head = ctx.s3.head_object(**head_kwargs)
+        head = read_object_head(ctx.s3, settings.audio_bucket, key, version_id=version_id)
     except ClientError as exc:
         if _client_error_code(exc) in ("404", "NoSuchKey", "NotFound", "NoSuchVersion"):
+            # deleted (or replaced by a later upload) before this record was handled
             detail = "the object was deleted before it could be processed"
-            store.reject(job_id, ReasonCode.OBJECT_NOT_FOUND, detail, now=now)
+            if store.reject(job_id, ReasonCode.OBJECT_NOT_FOUND, detail, now=now) is None:
+                return _not_applied(ctx, key, job_id)
             count("JobsFailed", reason=ReasonCode.OBJECT_NOT_FOUND.value, stage="starter")
             return UploadOutcome(key, job_id, "rejected", ReasonCode.OBJECT_NOT_FOUND, detail)
-        raise TransientError(f"HeadObject: {_client_error_code(exc)}") from exc
+        raise TransientError(f"GetObject: {_client_error_code(exc)}") from exc
     except BotoCoreError as exc:
-        raise TransientError(f"HeadObject: {type(exc).__name__}") from exc
-    size = int(head.get("ContentLength") or 0)
-    content_type = head.get("ContentType")
-    reader = S3RangeReader(ctx.s3, settings.audio_bucket, key, size, version_id=version_id)
+        raise TransientError(f"GetObject: {type(exc).__name__}") from exc
+    size, content_type = head.size, head.content_type
+    reader = S3RangeReader(
+        ctx.s3, settings.audio_bucket, key, size, version_id=version_id, prefetched=head.head
+    )
     probe: ProbeResult | None = None
     rejection: AudioError | None = None
     try:
@@ -437,23 +441,21 @@ def _handle_upload(
         extension=extension,
         size_bytes=size,
         content_type=content_type,
-        etag=str(head.get("ETag") or "").strip('"') or None,
+        etag=head.etag,
         version_id=version_id,
         uploaded_at=uploaded_at,
         container=probe.format if probe else None,
         probed_duration_s=probe.duration_s if probe else None,
     )
     if rejection is not None:
-        if store.reject(job_id, rejection.code, rejection.message, upload=upload, now=now):
-            count("JobsFailed", reason=rejection.code.value, stage="starter")
+        if store.reject(job_id, rejection.code, rejection.message, upload=upload, now=now) is None:
+            return _not_applied(ctx, key, job_id)
+        count("JobsFailed", reason=rejection.code.value, stage="starter")
         return UploadOutcome(key, job_id, "rejected", rejection.code, rejection.message)
-    if not store.receive(job_id, upload, now=now):
-        current = store.get(job_id)
-        status = current.status if current else "missing"
-        return UploadOutcome(key, job_id, "duplicate", detail=f"job is {status}")
+    job = store.receive(job_id, upload, now=now)
+    if job is None:
+        return _not_applied(ctx, key, job_id)
     count("UploadsAccepted")
-    job = store.get(job_id)
-    assert job is not None
     # The task goes out before Transcribe starts: if this attempt dies after either step,
     # the retry still finds the job RECEIVED and repeats both (a second task is harmless).
     _send_task(ctx, AudioStageTask(job_id=job_id))
@@ -466,6 +468,16 @@ def _handle_upload(
     else:
         transcribe = _ensure_transcription(ctx, job)
     return UploadOutcome(key, job_id, "accepted", transcribe=transcribe)
+
+
+def _not_applied(ctx: PipelineContext, key: str, job_id: str) -> UploadOutcome:
+    """The job refused the write: a duplicate event, or another object with this job id."""
+    current = ctx.store.get(job_id)
+    if current is not None and current.object_key not in (None, key):
+        logger.warning("another object claims this job id; ignored")
+        return UploadOutcome(key, job_id, "ignored", detail="job belongs to another object")
+    status = current.status.value if current else "missing"
+    return UploadOutcome(key, job_id, "duplicate", detail=f"job is {status}")
 
 
 # --- classifier stages ---------------------------------------------------------------------
@@ -518,7 +530,7 @@ def _finish(
     """Write the final verdict (once) and end the job DONE, then alert."""
     key = _write_result_file(ctx, job.job_id, result) if result is not None else None
     latency = _ms_between(job.uploaded_at, verdict.decided_at)
-    wrote = ctx.store.finish(
+    written = ctx.store.finish(
         job.job_id,
         verdict,
         latency_ms=latency,
@@ -526,9 +538,9 @@ def _finish(
         transcribe_status=transcribe_status,
         transcribe_detail=transcribe_detail,
     )
-    current = ctx.store.get(job.job_id)
+    current = written or ctx.store.get(job.job_id)
     assert current is not None
-    if wrote:
+    if written is not None:
         count("Verdicts", stage=Stage.FINAL.value, label=verdict.label)
         if latency is not None:
             milliseconds("UploadToVerdictMs", latency, stage=Stage.FINAL.value)
@@ -544,7 +556,7 @@ def _finish(
     return StageOutcome(
         job.job_id,
         stage,
-        "recorded" if wrote else "already_recorded",
+        "recorded" if written is not None else "already_recorded",
         status=current.status,
         label=(current.final or verdict).label,
         reason=verdict.audio_only_reason,
@@ -558,8 +570,7 @@ def _fail_outcome(
     error: AlertFusionError,
     stage: Literal["audio_stage", "finalize"],
 ) -> StageOutcome:
-    _record_failure(ctx, job.job_id, error, stage)
-    current = ctx.store.get(job.job_id)
+    current = _record_failure(ctx, job.job_id, error, stage) or ctx.store.get(job.job_id)
     return StageOutcome(
         job.job_id,
         stage,
@@ -651,7 +662,8 @@ def _run_audio_stage(
             raise
         verdict = Verdict.from_result(result, decided_at=now_utc())
         latency = _ms_between(job.uploaded_at, verdict.decided_at)
-        if store.set_preliminary(job_id, verdict, latency_ms=latency):
+        written = store.set_preliminary(job_id, verdict, latency_ms=latency)
+        if written is not None:
             action = "recorded"
             count("Verdicts", stage=Stage.PRELIMINARY.value, label=verdict.label)
             if latency is not None:
@@ -660,7 +672,7 @@ def _run_audio_stage(
                 "preliminary verdict recorded",
                 extra={"label": verdict.label, "latency_ms": latency},
             )
-        refreshed = store.get(job_id)
+        refreshed = written or store.get(job_id)
         assert refreshed is not None
         job = refreshed
         alerts += _flush_alerts(ctx, job)
@@ -697,7 +709,7 @@ def _run_audio_stage(
         if job.transcribe_status is None:
             # gated and an alert, or the starter never got to start it (crash, re-drive)
             transcribe = _ensure_transcription(ctx, job)
-    current = store.get(job_id)
+    current = store.get(job_id) if transcribe is not None else job
     return StageOutcome(
         job_id,
         "audio_stage",

@@ -76,17 +76,75 @@ class BytesReader:
         return self._data[offset : offset + length]
 
 
+@dataclass(frozen=True)
+class ObjectHead:
+    """What HeadObject would say about an S3 object, plus its first bytes."""
+
+    size: int
+    content_type: str | None
+    etag: str | None
+    head: bytes
+
+
+def read_object_head(
+    client: Any, bucket: str, key: str, *, version_id: str | None = None
+) -> ObjectHead:
+    """One ranged ``GetObject`` for the first block: size (from ``Content-Range``),
+    Content-Type and ETag come with it, so the starter needs no separate HeadObject.
+    S3 answers any range on an empty object with 416 InvalidRange: then HeadObject says
+    what there is. Other errors (NoSuchKey...) propagate."""
+    from botocore.exceptions import ClientError
+
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_id:
+        kwargs["VersionId"] = version_id
+    try:
+        response = client.get_object(Range=f"bytes=0-{BLOCK_BYTES - 1}", **kwargs)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "InvalidRange":
+            raise
+        head = client.head_object(**kwargs)
+        return ObjectHead(
+            size=int(head.get("ContentLength") or 0),
+            content_type=head.get("ContentType"),
+            etag=_etag(head),
+            head=b"",
+        )
+    body = response["Body"]
+    try:
+        data = bytes(body.read())
+    finally:
+        body.close()
+    content_range = str(response.get("ContentRange") or "")
+    total = content_range.rpartition("/")[2]
+    size = int(total) if total.isdigit() else int(response.get("ContentLength") or len(data))
+    return ObjectHead(size, response.get("ContentType"), _etag(response), data)
+
+
+def _etag(response: dict[str, Any]) -> str | None:
+    return str(response.get("ETag") or "").strip('"') or None
+
+
 class S3RangeReader:
-    """Ranged ``GetObject`` calls on one S3 object version."""
+    """Ranged ``GetObject`` calls on one S3 object version (`prefetched`: its first bytes,
+    already read, served without a request)."""
 
     def __init__(
-        self, client: Any, bucket: str, key: str, size: int, *, version_id: str | None = None
+        self,
+        client: Any,
+        bucket: str,
+        key: str,
+        size: int,
+        *,
+        version_id: str | None = None,
+        prefetched: bytes = b"",
     ) -> None:
         self._client = client
         self._bucket = bucket
         self._key = key
         self._size = size
         self._version_id = version_id
+        self._prefetched = prefetched
         self.requests = 0
 
     @property
@@ -96,6 +154,8 @@ class S3RangeReader:
     def read(self, offset: int, length: int) -> bytes:
         if length <= 0 or offset >= self._size:
             return b""
+        if min(self._size, offset + length) <= len(self._prefetched):
+            return self._prefetched[offset : offset + length]
         self.requests += 1
         end = min(self._size, offset + length) - 1
         kwargs: dict[str, Any] = {
