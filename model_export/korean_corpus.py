@@ -459,11 +459,15 @@ def training_corpus(n_sentences: int = 40_000, *, seed: int = 0, rich: bool = Tr
         syllables = common_hangul_syllables()
         lines.extend(" ".join(syllables[i : i + 50]) for i in range(0, len(syllables), 50))
     lines.extend(_pick(rng, _ENGLISH) + " " + _number(rng) for _ in range(200))
-    # Bracketed capitals (section markers, "[속보]"-style tags) keep Latin capitals and
-    # brackets in every model's alphabet.
+    # Bracketed capitals (section markers, "[CCTV]"-style tags) keep Latin capitals and
+    # brackets in every model's alphabet, however small.
     lines.extend(
-        f"[{''.join(rng.choice(string.ascii_uppercase) for _ in range(rng.randrange(2, 6)))}] "
-        f"{_sentence(rng, pseudo=False)}"
+        " ".join(
+            "["
+            + "".join(rng.choice(string.ascii_uppercase) for _ in range(rng.randrange(2, 6)))
+            + "]"
+            for _ in range(rng.randrange(1, 4))
+        )
         for _ in range(300)
     )
     return lines
@@ -520,7 +524,9 @@ def _with_lookalikes(rng: random.Random, text: str) -> str:
 
 
 def _very_long(rng: random.Random, text: str) -> str:
-    return " ".join([text] + [_sentence(rng) for _ in range(rng.randrange(15, 40))])
+    # Mostly past KoBERT's 60 tokens, sometimes past BERT's 512 positions.
+    n = rng.randrange(15, 40) if rng.random() < 0.8 else rng.randrange(60, 120)
+    return " ".join([text] + [_sentence(rng) for _ in range(n)])
 
 
 _VARIANTS: tuple[Callable[[random.Random, str], str], ...] = (

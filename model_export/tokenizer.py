@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
+import string
 import struct
 import unicodedata
 from collections import Counter
@@ -48,8 +48,12 @@ from pathlib import Path
 from typing import Any
 
 from model_export.errors import ExportError, ExportReason
-from model_export.spm_vocab import GluonVocab, reference_tokenizer, vocab_from_json
-from model_export.spm_vocab import vocab_from_sentencepiece as _vocab_from_processor
+from model_export.spm_vocab import (
+    GluonVocab,
+    reference_tokenizer,
+    vocab_from_json,
+    vocab_from_sentencepiece,
+)
 
 DEFAULT_MAX_LEN = 60
 SPACE_SYMBOL = "\u2581"  # ▁
@@ -120,6 +124,9 @@ def read_spm_model(spm_model: Path) -> tuple[Any, Any]:
         raise _invalid(f"{path} is not a loadable SentencePiece model: {exc}") from exc
     if not proto.pieces or processor.get_piece_size() != len(proto.pieces):
         raise _invalid(f"{path} is not a SentencePiece model (no pieces)")
+    # Pieces come first in the file: a truncated model can still parse, without its specs.
+    if not (proto.HasField("trainer_spec") and proto.HasField("normalizer_spec")):
+        raise _invalid(f"{path} is truncated or incomplete (no trainer/normalizer spec)")
     return proto, processor
 
 
@@ -280,8 +287,11 @@ def _unigram_vocab(proto: Any, vocab: GluonVocab, path: Path) -> list[tuple[str,
     return entries
 
 
-def build_tokenizer(spm_model: Path, vocab_json: Path | None = None, *, max_len: int) -> Any:
-    """The `tokenizers.Tokenizer` (see `convert_tokenizer`) and the vocabulary it encodes."""
+def build_tokenizer(
+    spm_model: Path, vocab_json: Path | None = None, *, max_len: int
+) -> tuple[Any, GluonVocab, dict[str, int]]:
+    """The `tokenizers.Tokenizer` (see `convert_tokenizer`), the vocabulary it encodes and the
+    ids of its cls/sep/padding/mask tokens."""
     from tokenizers import Tokenizer, decoders, models, processors
 
     if max_len < 3:
@@ -289,11 +299,10 @@ def build_tokenizer(spm_model: Path, vocab_json: Path | None = None, *, max_len:
     path = Path(spm_model)
     proto, processor = read_spm_model(path)
     _check_supported(proto, path)
-    vocab = (
-        vocab_from_json(vocab_json)
-        if vocab_json is not None
-        else (_vocab_from_processor(processor))
-    )
+    if vocab_json is not None:
+        vocab = vocab_from_json(vocab_json)
+    else:
+        vocab = vocab_from_sentencepiece(processor)
     ids = {name: vocab.special_id(f"{name}_token") for name in ("cls", "sep", "padding", "mask")}
     normalizer = _normalizer(proto)
     _check_user_defined(proto, normalizer, path)
@@ -402,15 +411,24 @@ def check_against_reference(
     reference = reference_tokenizer(Path(spm_model), vocab_json)
     proto, _ = read_spm_model(Path(spm_model))
     score = _segmentation_scorer(proto)
+    cls_id, sep_id = reference.cls_id, reference.sep_id
     mismatches: list[str] = []
     ties: list[str] = []
     for text in texts:
-        if tokenizer.encode(text).ids == reference.encode(text, max_len=max_len):
+        ids = tokenizer.encode(text).ids
+        if ids == reference.encode(text, max_len=max_len):
             continue
         ours = untruncated.encode(text, add_special_tokens=False).tokens
         theirs = reference.pieces(text)
-        same_text = "".join(ours) == "".join(theirs)
-        (ties if same_text and score(ours) == score(theirs) else mismatches).append(text)
+        # A tie: another segmentation of the same text with exactly the same score, whose
+        # pieces get exactly the ids the vocabulary gives them.
+        tie = (
+            ours != theirs
+            and "".join(ours) == "".join(theirs)
+            and score(ours) == score(theirs)
+            and ids == [cls_id, *(reference.vocab[p] for p in ours[: max_len - 2]), sep_id]
+        )
+        (ties if tie else mismatches).append(text)
     return ParityReport(n_texts=len(texts), mismatches=tuple(mismatches), ties=tuple(ties))
 
 
@@ -472,7 +490,7 @@ def train_demo_spm(
         # The special tokens' characters stay known: in a model that knows none of them, the
         # text "[CLS]" is one unknown run that gluonnlp would map to [CLS]'s id (see
         # `unknown_run_tokens`), which the demo models should not exhibit.
-        keep = "".join(sorted(set("".join(SPECIAL_TOKEN_TEXTS))))
+        keep = "".join(sorted(set("".join(SPECIAL_TOKEN_TEXTS)) | set(string.ascii_uppercase)))
         lines, coverage = _fit_alphabet(corpus, max_chars=vocab_size // 2, keep=keep), 1.0
     buffer = io.BytesIO()
     spm.set_random_generator_seed(seed)
@@ -498,10 +516,3 @@ def train_demo_spm(
     path = out / f"demo-{kind}-v{vocab_size}-s{seed}.model"
     path.write_bytes(buffer.getvalue())
     return path
-
-
-def describe(artifacts: TokenizerArtifacts) -> str:
-    """One line for CLI output."""
-    return json.dumps(
-        {k: v for k, v in artifacts.__dict__.items() if k != "tokenizer_json"}, sort_keys=True
-    )

@@ -1,0 +1,234 @@
+"""gluonnlp's BERTVocab id rule (spm_vocab) and vocab JSON loading, and their use in conversion."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tokenizers import Tokenizer
+
+from model_export.errors import ExportError, ExportReason
+from model_export.spm_vocab import (
+    build_vocab,
+    load_processor,
+    reference_tokenizer,
+    vocab_from_json,
+    vocab_from_sentencepiece,
+)
+from model_export.tokenizer import convert_tokenizer
+from tests.unit.tokenizer.conftest import train_spm
+
+pytestmark = pytest.mark.unit
+
+
+def test_rule_appends_missing_specials_in_swap_order() -> None:
+    # Worked by hand from gluonnlp v0.x Vocab.__init__ + _sort_index_according_to_user_spec:
+    #   initial   [UNK] [CLS] [SEP] [MASK] [PAD] | counter keys by string order: b, ▁a
+    #           = [UNK] [CLS] [SEP] [MASK] [PAD] b ▁a
+    #   ▁a -> 1:  [UNK] ▁a [SEP] [MASK] [PAD] b [CLS]
+    #   b  -> 2:  [UNK] ▁a b [MASK] [PAD] [SEP] [CLS]
+    # so [MASK]=3 [PAD]=4 [SEP]=5 [CLS]=6 (not "[MASK], [SEP], [CLS], ..., padding").
+    vocab = build_vocab(
+        ["[UNK]", "▁a", "b"],
+        unknown_token="[UNK]",
+        padding_token="[PAD]",
+        bos_token=None,
+        eos_token=None,
+    )
+    assert vocab.idx_to_token == ("[UNK]", "▁a", "b", "[MASK]", "[PAD]", "[SEP]", "[CLS]")
+    assert [vocab.special_id(f"{n}_token") for n in ("mask", "padding", "sep", "cls")] == [
+        3,
+        4,
+        5,
+        6,
+    ]
+
+
+def test_rule_keeps_the_models_own_pad_and_appends_the_rest() -> None:
+    #   initial   [UNK] [CLS] [SEP] [MASK] [PAD] b ▁a     ([PAD] is a piece, so not re-added)
+    #   [PAD]->1: [UNK] [PAD] [SEP] [MASK] [CLS] b ▁a
+    #   ▁a -> 2:  [UNK] [PAD] ▁a [MASK] [CLS] b [SEP]
+    #   b  -> 3:  [UNK] [PAD] ▁a b [CLS] [MASK] [SEP]
+    vocab = build_vocab(
+        ["[UNK]", "[PAD]", "▁a", "b"],
+        unknown_token="[UNK]",
+        padding_token="[PAD]",
+        bos_token=None,
+        eos_token=None,
+    )
+    assert vocab.idx_to_token == ("[UNK]", "[PAD]", "▁a", "b", "[CLS]", "[MASK]", "[SEP]")
+    assert vocab["never seen"] == vocab.unk_id == 0
+    assert len(vocab) == 7
+
+
+def test_kobert_layout(kobert_like_model: Path) -> None:
+    vocab = vocab_from_sentencepiece(load_processor(kobert_like_model))
+    assert len(vocab) == 8_002
+    assert [vocab.idx_to_token[i] for i in range(5)] == [
+        "[UNK]",
+        "[PAD]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+    ]
+    artifacts = convert_tokenizer(kobert_like_model)
+    assert (artifacts.vocab_size, artifacts.unk_id, artifacts.pad_id) == (8_002, 0, 1)
+    assert (artifacts.cls_id, artifacts.sep_id, artifacts.mask_id) == (2, 3, 4)
+    assert artifacts.max_len == 60
+
+
+def test_plain_model_gets_specials_appended(plain_model: Path) -> None:
+    processor = load_processor(plain_model)
+    vocab = vocab_from_sentencepiece(processor)
+    n = processor.get_piece_size()
+    assert all(vocab[processor.id_to_piece(i)] == i for i in range(n))
+    appended = {vocab.idx_to_token[i] for i in range(n, len(vocab))}
+    assert appended == {"[CLS]", "[SEP]", "[MASK]", "[PAD]"}
+    artifacts = convert_tokenizer(plain_model)
+    assert artifacts.vocab_size == n + 4
+    assert {artifacts.cls_id, artifacts.sep_id, artifacts.mask_id, artifacts.pad_id} == set(
+        range(n, n + 4)
+    )
+
+
+def test_bos_eos_pieces_named_cls_sep_are_not_duplicated(bos_eos_model: Path) -> None:
+    artifacts = convert_tokenizer(bos_eos_model)
+    assert (artifacts.cls_id, artifacts.sep_id, artifacts.pad_id, artifacts.mask_id) == (2, 3, 1, 4)
+    assert artifacts.vocab_size == load_processor(bos_eos_model).get_piece_size()
+
+
+def test_pad_piece_other_than_pad_token_is_refused(spm_dir: Path) -> None:
+    # gluonnlp asserts that padding_token="[PAD]" equals the model's own pad piece.
+    model = train_spm(spm_dir / "pad-piece.model", pad_id=3, pad_piece="<pad>")
+    with pytest.raises(ExportError) as err:
+        convert_tokenizer(model)
+    assert err.value.reason is ExportReason.TOKENIZER_INVALID
+    assert "<pad>" in err.value.message
+
+
+def test_vocab_json_wins(kobert_like_model: Path, legacy_json: Path) -> None:
+    plain = convert_tokenizer(kobert_like_model)
+    with_json = convert_tokenizer(kobert_like_model, legacy_json)
+    # The legacy layout puts the specials first and sorts the pieces as strings.
+    assert (with_json.unk_id, with_json.cls_id, with_json.sep_id) == (0, 1, 2)
+    assert (with_json.mask_id, with_json.pad_id) == (3, 4)
+    text = "도와주세요 지갑을 도둑맞았어요"
+    ids_plain = Tokenizer.from_str(plain.tokenizer_json).encode(text).ids
+    ids_json = Tokenizer.from_str(with_json.tokenizer_json).encode(text).ids
+    assert ids_plain != ids_json
+    assert ids_plain == reference_tokenizer(kobert_like_model).encode(text)
+    assert ids_json == reference_tokenizer(kobert_like_model, legacy_json).encode(text)
+
+
+def test_vocab_json_of_another_model_is_refused(
+    kobert_like_model: Path, plain_model: Path, spm_dir: Path
+) -> None:
+    from tests.unit.tokenizer.conftest import legacy_vocab_json
+
+    other = legacy_vocab_json(plain_model, spm_dir / "other-vocab.json")
+    with pytest.raises(ExportError) as err:
+        convert_tokenizer(kobert_like_model, other)
+    assert err.value.reason is ExportReason.TOKENIZER_INVALID
+    assert "lacks" in err.value.message
+
+
+def _write(tmp_path: Path, payload: object, name: str = "vocab.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def _valid() -> dict[str, object]:
+    tokens = ["[UNK]", "[PAD]", "[CLS]", "[SEP]", "[MASK]", "▁가"]
+    return {
+        "idx_to_token": tokens,
+        "token_to_idx": {t: i for i, t in enumerate(tokens)},
+        "unknown_token": "[UNK]",
+        "reserved_tokens": ["[PAD]", "[CLS]", "[SEP]", "[MASK]"],
+        "padding_token": "[PAD]",
+        "bos_token": None,
+        "eos_token": None,
+        "mask_token": "[MASK]",
+        "sep_token": "[SEP]",
+        "cls_token": "[CLS]",
+    }
+
+
+def test_json_both_gluonnlp_layouts(tmp_path: Path) -> None:
+    old = vocab_from_json(_write(tmp_path, _valid(), "old.json"))
+    new_payload = _valid()
+    fields = ("padding_token", "bos_token", "eos_token", "mask_token", "sep_token", "cls_token")
+    new_payload["identifiers_to_tokens"] = {k: new_payload.pop(k) for k in fields}
+    new = vocab_from_json(_write(tmp_path, new_payload, "new.json"))
+    for vocab in (old, new):
+        assert [vocab.special_id(f"{n}_token") for n in ("cls", "sep", "padding", "mask")] == [
+            2,
+            3,
+            1,
+            4,
+        ]
+        assert vocab["▁가"] == 5 and vocab["▁나"] == 0
+
+
+def test_json_absent_bert_fields_take_bertvocab_defaults(tmp_path: Path) -> None:
+    payload = _valid()
+    del payload["cls_token"], payload["sep_token"], payload["mask_token"]
+    vocab = vocab_from_json(_write(tmp_path, payload))
+    assert (vocab.cls_token, vocab.sep_token, vocab.mask_token) == ("[CLS]", "[SEP]", "[MASK]")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda p: p.pop("idx_to_token"), "idx_to_token"),
+        (lambda p: p.pop("token_to_idx"), "token_to_idx"),
+        (lambda p: p.pop("unknown_token"), "unknown_token"),
+        (lambda p: p.update(unknown_token="<unk>"), "unknown_token"),
+        (lambda p: p["token_to_idx"].update({"▁가": 4}), "disagrees"),
+        (lambda p: p["token_to_idx"].update({"▁가": "5"}), "integers"),
+        (lambda p: p["token_to_idx"].update({"▁가": 99}), "disagrees"),
+        (lambda p: p.update(cls_token="<cls>"), "cls_token"),
+        (lambda p: p.update(cls_token=7), "cls_token"),
+        (lambda p: p.update(identifiers_to_tokens={"cls_token": "[CLS]"}), "twice"),
+        (lambda p: p.update(idx_to_token=[], token_to_idx={}), "unknown_token|empty"),
+    ],
+)
+def test_json_inconsistent_is_refused(tmp_path: Path, mutate: object, message: str) -> None:
+    import re
+
+    payload = _valid()
+    mutate(payload)  # type: ignore[operator]
+    with pytest.raises(ExportError) as err:
+        vocab_from_json(_write(tmp_path, payload))
+    assert err.value.reason is ExportReason.TOKENIZER_INVALID
+    assert re.search(message, err.value.message)
+
+
+def test_json_missing_padding_is_refused_at_conversion(
+    kobert_like_model: Path, legacy_json: Path, tmp_path: Path
+) -> None:
+    payload = json.loads(legacy_json.read_text(encoding="utf-8"))
+    payload["padding_token"] = None
+    with pytest.raises(ExportError) as err:
+        convert_tokenizer(kobert_like_model, _write(tmp_path, payload))
+    assert "padding_token" in err.value.message
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"not json", b"[1, 2, 3]", b"\xff\xfe\x00garbage", b'{"idx_to_token": 5}']
+)
+def test_json_unreadable_is_refused(
+    kobert_like_model: Path, tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+    with pytest.raises(ExportError) as err:
+        convert_tokenizer(kobert_like_model, path)
+    assert err.value.reason is ExportReason.TOKENIZER_INVALID
+
+
+def test_json_missing_file_is_refused(kobert_like_model: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError) as err:
+        convert_tokenizer(kobert_like_model, tmp_path / "nope.json")
+    assert "does not exist" in err.value.message
