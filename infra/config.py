@@ -1,0 +1,270 @@
+"""Deployment settings: CDK context (`cdk.json` or `-c key=value`), defaults and checks."""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from alertfusion.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REQUIREMENTS_FILE = REPO_ROOT / "requirements.txt"
+
+#: The Python of the image and of the zip functions: the newest Lambda runtime that
+#: aws-cdk-lib (Runtime.PYTHON_3_14), the Powertools v3 layer (python314) and every pin of
+#: requirements.txt (cp314 / abi3 manylinux x86_64 wheels) support.
+LAMBDA_PYTHON_VERSION = "3.14"
+
+#: CloudWatch Logs accepts only these retention periods (days -> aws_logs.RetentionDays).
+LOG_RETENTION_DAYS: dict[int, str] = {
+    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS",
+    30: "ONE_MONTH", 60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS",
+    150: "FIVE_MONTHS", 180: "SIX_MONTHS", 365: "ONE_YEAR", 400: "THIRTEEN_MONTHS",
+    545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1096: "THREE_YEARS", 1827: "FIVE_YEARS",
+    2192: "SIX_YEARS", 2557: "SEVEN_YEARS", 2922: "EIGHT_YEARS", 3288: "NINE_YEARS",
+    3653: "TEN_YEARS",
+}  # fmt: skip
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _csv_list(value: Any) -> Any:
+    """`-c key=a,b` arrives as one string; cdk.json may hold a real list."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], BeforeValidator(_csv_list)]
+
+
+def powertools_version_from_requirements(path: Path = REQUIREMENTS_FILE) -> str:
+    """The Powertools version requirements.txt pins (the zip functions' layer matches it)."""
+    for line in path.read_text().splitlines():
+        match = re.match(r"^aws-lambda-powertools==([0-9][0-9.]*)\s*$", line.strip())
+        if match:
+            return match.group(1)
+    raise ConfigError(f"{path.name} does not pin aws-lambda-powertools")
+
+
+class InfraConfig(BaseModel):
+    """Every context setting of the app. Field descriptions are the README's settings table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stage: str = Field(
+        "prod",
+        pattern=r"^[a-z][a-z0-9-]{0,15}$",
+        description="deployment stage: part of every stack name and the API stage name",
+    )
+    region: str = Field(
+        "ap-northeast-2",
+        pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$",
+        description="AWS region (Transcribe must support ko-KR there)",
+    )
+    account: str | None = Field(
+        None,
+        pattern=r"^[0-9]{12}$",
+        description="AWS account id; default: the CLI's current account (CDK_DEFAULT_ACCOUNT)",
+    )
+    bundle: str = Field(
+        "build/models/demo",
+        min_length=1,
+        description="model bundle: a directory inside the repository (baked into the image) "
+        "or an s3://bucket/key URI (downloaded at cold start)",
+    )
+    classifier_memory_mb: int = Field(3008, ge=1024, le=10240, description="classifier memory")
+    classifier_timeout_seconds: int = Field(
+        60, ge=10, le=900, description="classifier timeout (the work queue hides a task 6x this)"
+    )
+    api_memory_mb: int = Field(3008, ge=1024, le=10240, description="API function memory")
+    api_timeout_seconds: int = Field(
+        29, ge=5, le=29, description="API function timeout (API Gateway stops waiting at 29 s)"
+    )
+    starter_memory_mb: int = Field(256, ge=128, le=3008, description="starter memory")
+    sweeper_memory_mb: int = Field(256, ge=128, le=3008, description="sweeper memory")
+    upload_retention_days: int = Field(
+        7, ge=1, le=3650, description="days before uploads/, transcripts/, results/ expire"
+    )
+    job_ttl_days: int = Field(30, ge=1, le=3650, description="days before a job record expires")
+    transcribe_policy: Literal["always", "gated"] = Field(
+        "always", description="always transcribe, or only when the audio gate says alert"
+    )
+    transcribe_language: str = Field(
+        "ko-KR", pattern=r"^[a-z]{2}-[A-Z]{2}$", description="Transcribe language code"
+    )
+    transcribe_job_prefix: str = Field(
+        "alert-",
+        pattern=r"^[0-9a-zA-Z._-]{1,40}$",
+        description="Transcribe job-name prefix; the EventBridge rule matches only it",
+    )
+    max_upload_bytes: int = Field(
+        50 * 1024 * 1024, ge=1024, le=2 * 1024**3, description="largest accepted upload"
+    )
+    min_audio_seconds: float = Field(0.5, gt=0, description="shortest accepted recording")
+    max_audio_seconds: float = Field(600.0, gt=0, le=14400, description="longest recording")
+    stuck_after_seconds: int = Field(
+        300, ge=60, description="sweeper checks TRANSCRIBING jobs older than this"
+    )
+    hard_timeout_seconds: int = Field(
+        3600, ge=300, description="a job not DONE after this ends FAILED (TIMEOUT)"
+    )
+    cors_allowed_origins: CsvList = Field(
+        default_factory=list,
+        description="browser origins allowed to upload with a presigned POST (comma-separated); "
+        "empty: no CORS rule (mobile apps and servers need none)",
+    )
+    api_throttle_rate_limit: float = Field(
+        10.0, gt=0, le=10000, description="API requests per second (steady state)"
+    )
+    api_throttle_burst_limit: int = Field(20, ge=1, le=5000, description="API burst")
+    api_quota_per_day: int = Field(10000, ge=1, description="API requests per key and day")
+    log_retention_days: int = Field(30, description="CloudWatch Logs retention")
+    alarm_email: str | None = Field(None, description="e-mail subscribed to the alarm topic")
+    fallback: bool = Field(False, description="also deploy the EC2 t2.medium fallback stack")
+    fallback_allowed_cidrs: CsvList = Field(
+        default_factory=list,
+        description="IPv4 CIDRs allowed to reach the fallback (comma-separated); "
+        "required when fallback=true",
+    )
+    fallback_port: int = Field(8000, ge=1024, le=65535, description="the fallback's API port")
+    powertools_version: str = Field(
+        default_factory=powertools_version_from_requirements,
+        pattern=r"^([0-9]+\.[0-9]+\.[0-9]+|latest)$",
+        description="Powertools layer version (default: the version requirements.txt pins)",
+    )
+    removal_policy: Literal["retain", "destroy"] = Field(
+        "retain", description="what `cdk destroy` does with the buckets and the jobs table"
+    )
+
+    @field_validator("alarm_email", "account", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value in ("", None) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> InfraConfig:
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            raise ValueError(
+                f"log_retention_days must be one of {', '.join(map(str, LOG_RETENTION_DAYS))}"
+            )
+        if self.alarm_email is not None and not _EMAIL.match(self.alarm_email):
+            raise ValueError("alarm_email is not an e-mail address")
+        if self.min_audio_seconds >= self.max_audio_seconds:
+            raise ValueError("min_audio_seconds must be below max_audio_seconds")
+        if self.stuck_after_seconds >= self.hard_timeout_seconds:
+            raise ValueError("stuck_after_seconds must be below hard_timeout_seconds")
+        for origin in self.cors_allowed_origins:
+            if origin != "*" and not re.match(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$", origin):
+                raise ValueError(f"cors_allowed_origins: {origin!r} is not an origin")
+        for cidr in self.fallback_allowed_cidrs:
+            _check_cidr(cidr)
+        if self.fallback and not self.fallback_allowed_cidrs:
+            raise ValueError(
+                "fallback=true needs fallback_allowed_cidrs, the IPv4 ranges allowed to reach "
+                "the instance: pass -c fallback_allowed_cidrs=203.0.113.0/24,198.51.100.7/32 "
+                '(or set "fallback_allowed_cidrs" in the context of cdk.json)'
+            )
+        self._check_bundle()
+        return self
+
+    def _check_bundle(self) -> None:
+        if self.bundle.startswith("s3://"):
+            if not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^*?]+$", self.bundle):
+                raise ValueError(f"bundle {self.bundle!r} is not an s3://bucket/key URI")
+            return
+        path = self.bundle_dir
+        try:
+            path.relative_to(REPO_ROOT)
+        except ValueError:
+            raise ValueError(
+                f"bundle {self.bundle!r} is outside the repository: the image is built from "
+                "the repository, so copy the bundle under build/models/ (or upload it to S3 "
+                "and pass an s3:// URI)"
+            ) from None
+        if not (path / "manifest.json").is_file():
+            raise ValueError(
+                f"bundle {self.bundle!r} has no manifest.json: run `make bundle-demo` for the "
+                "demo bundle or `python -m model_export` for your checkpoints"
+            )
+
+    # ---- derived values -------------------------------------------------------------------
+
+    @property
+    def bundle_is_s3(self) -> bool:
+        return self.bundle.startswith("s3://")
+
+    @property
+    def bundle_dir(self) -> Path:
+        """The bundle directory (a baked bundle), resolved against the repository root."""
+        return (REPO_ROOT / self.bundle).resolve()
+
+    @property
+    def bundle_context_path(self) -> str:
+        """The bundle directory relative to the repository (the Docker build context)."""
+        return self.bundle_dir.relative_to(REPO_ROOT).as_posix()
+
+    @property
+    def bundle_s3_parts(self) -> tuple[str, str]:
+        """(bucket, key) of an s3:// bundle, the key without a trailing slash."""
+        bucket, _, key = self.bundle.removeprefix("s3://").partition("/")
+        return bucket, key.rstrip("/")
+
+    def stack_name(self, component: str) -> str:
+        return f"alertfusion-{self.stage}-{component}"
+
+
+def _check_cidr(cidr: str) -> None:
+    try:
+        network = ipaddress.IPv4Network(cidr, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"fallback_allowed_cidrs: {cidr!r} is not an IPv4 CIDR ({exc})") from None
+    if network.prefixlen == 0:
+        raise ValueError(
+            "fallback_allowed_cidrs: 0.0.0.0/0 would open the instance to the whole internet; "
+            "list the ranges your clients use"
+        )
+
+
+SETTINGS: tuple[str, ...] = tuple(InfraConfig.model_fields)
+
+
+def load_config(context: dict[str, Any]) -> InfraConfig:
+    """Validate the app's context. Unknown plain keys are refused (a typo would silently
+    deploy a default), as is any invalid value; the message names the key and the fix."""
+    own = {key: value for key, value in context.items() if key in SETTINGS}
+    unknown = sorted(
+        key for key in context if re.fullmatch(r"[a-z][a-z0-9_]*", key) and key not in SETTINGS
+    )
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, SETTINGS, n=1)
+            hints.append(f"{key} (did you mean {close[0]}?)" if close else key)
+        raise ConfigError(
+            "unknown context setting(s): " + ", ".join(hints) + f"; known: {', '.join(SETTINGS)}"
+        )
+    try:
+        return InfraConfig(**own)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(part) for part in err["loc"])
+            message = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{loc}: {message}" if loc else message)
+        raise ConfigError("invalid context: " + "; ".join(problems)) from exc

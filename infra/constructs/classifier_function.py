@@ -1,0 +1,156 @@
+"""The classifier (container image): audio-stage / finalize tasks from the work queue and
+"Transcribe Job State Change" events → fused verdict, result, EmergencyDetected events."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Size
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_lambda_event_sources as sources
+from constructs import Construct
+
+from infra.config import InfraConfig
+from infra.constructs.audio_bucket import (
+    RESULTS_PREFIX,
+    TRANSCRIPTS_PREFIX,
+    UPLOADS_PREFIX,
+    AudioBucket,
+)
+from infra.constructs.emergency_bus import EmergencyBus
+from infra.constructs.function_support import (
+    PipelineResources,
+    acknowledge_destination_not_dlq,
+    acknowledge_xray,
+    engine_environment,
+    function_log_group,
+    grant_bundle_read,
+    lambda_role,
+    pipeline_environment,
+)
+from infra.constructs.jobs_table import JobsTable
+from infra.constructs.permissions import (
+    TABLE_READ_WRITE_ACTIONS,
+    allow_objects,
+    allow_table,
+    allow_transcribe_get,
+    allow_transcribe_start,
+)
+from infra.constructs.queues import WORK_MAX_RECEIVE_COUNT, PipelineQueues
+from infra.constructs.service_image import CLASSIFIER_COMMAND, ServiceImage
+from infra.nag import acknowledge
+
+TRANSCRIBE_EVENT_SOURCE = "aws.transcribe"
+TRANSCRIBE_EVENT_DETAIL_TYPE = "Transcribe Job State Change"
+TRANSCRIBE_FINAL_STATUSES = ["COMPLETED", "FAILED"]
+#: EventBridge's retries of a Lambda target it could not invoke, and how long it keeps trying
+EVENT_RETRY_ATTEMPTS = 8
+EVENT_MAX_AGE_HOURS = 2
+#: Lambda's own retries of a failed asynchronous invocation (0-2)
+CLASSIFIER_ASYNC_RETRIES = 2
+CLASSIFIER_MAX_EVENT_AGE_HOURS = 6
+#: One task per invocation: a task can hold a long recording and must finish in the timeout.
+WORK_BATCH_SIZE = 1
+#: /tmp for an s3:// bundle (downloaded once per sandbox) next to the numba cache
+S3_BUNDLE_EPHEMERAL_MIB = 2048
+
+
+class ClassifierFunction(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: InfraConfig,
+        image: ServiceImage,
+        bucket: AudioBucket,
+        table: JobsTable,
+        queues: PipelineQueues,
+        bus: EmergencyBus,
+        resources: PipelineResources,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        log_group = function_log_group(self, "Logs", config, removal_policy)
+        self.role = lambda_role(self, "Role", log_group)
+        environment = pipeline_environment(config, resources, service="classifier")
+        environment.update(engine_environment(config))
+        self.function = lambda_.DockerImageFunction(
+            self,
+            "Function",
+            description="alertfusion classifier: audio stage + Transcribe finished -> verdict",
+            code=image.lambda_code(CLASSIFIER_COMMAND),
+            architecture=lambda_.Architecture.X86_64,
+            role=self.role,
+            log_group=log_group,
+            memory_size=config.classifier_memory_mb,
+            timeout=Duration.seconds(config.classifier_timeout_seconds),
+            ephemeral_storage_size=(
+                Size.mebibytes(S3_BUNDLE_EPHEMERAL_MIB) if config.bundle_is_s3 else None
+            ),
+            tracing=lambda_.Tracing.ACTIVE,
+            environment=environment,
+            on_failure=destinations.SqsDestination(queues.async_failures),
+            retry_attempts=CLASSIFIER_ASYNC_RETRIES,
+            max_event_age=Duration.hours(CLASSIFIER_MAX_EVENT_AGE_HOURS),
+        )
+        acknowledge_destination_not_dlq(self.function)
+        work_source = sources.SqsEventSource(
+            queues.work, batch_size=WORK_BATCH_SIZE, report_batch_item_failures=True
+        )
+        self.function.add_event_source(work_source)
+        acknowledge(
+            self.function,
+            "Serverless-LambdaEventSourceMappingDestination",
+            "An SQS event source mapping takes no on-failure destination (Lambda supports "
+            "them for stream and Kafka sources); the work queue's redrive policy moves a task "
+            f"to WorkDlq after {WORK_MAX_RECEIVE_COUNT} receives, and WorkDlq is alarmed.",
+        )
+        self.transcribe_rule = events.Rule(
+            self,
+            "TranscribeFinished",
+            description="this pipeline's Transcribe jobs that finished (COMPLETED or FAILED)",
+            event_pattern=events.EventPattern(
+                source=[TRANSCRIBE_EVENT_SOURCE],
+                detail_type=[TRANSCRIBE_EVENT_DETAIL_TYPE],
+                detail={
+                    "TranscriptionJobName": events.Match.prefix(config.transcribe_job_prefix),
+                    "TranscriptionJobStatus": TRANSCRIBE_FINAL_STATUSES,
+                },
+            ),
+            targets=[
+                targets.LambdaFunction(
+                    self.function,
+                    dead_letter_queue=queues.events_dlq,
+                    retry_attempts=EVENT_RETRY_ATTEMPTS,
+                    max_event_age=Duration.hours(EVENT_MAX_AGE_HOURS),
+                )
+            ],
+        )
+        self._grant(config, bucket, table, bus)
+
+    def _grant(
+        self, config: InfraConfig, bucket: AudioBucket, table: JobsTable, bus: EmergencyBus
+    ) -> None:
+        role = self.role
+        allow_objects(
+            role,
+            ["s3:GetObject"],
+            {p: bucket.objects_arn(p) for p in (UPLOADS_PREFIX, TRANSCRIPTS_PREFIX)},
+        )
+        # results/: the final verdict's copy; transcripts/: Transcribe writes with this role
+        # when the gated policy starts it from the audio stage.
+        allow_objects(
+            role,
+            ["s3:PutObject"],
+            {p: bucket.objects_arn(p) for p in (RESULTS_PREFIX, TRANSCRIPTS_PREFIX)},
+        )
+        allow_table(role, table.table.table_arn, TABLE_READ_WRITE_ACTIONS)
+        bus.bus.grant_put_events_to(role)
+        allow_transcribe_start(
+            self, role, bucket_name=bucket.bucket.bucket_name, transcripts_prefix=TRANSCRIPTS_PREFIX
+        )
+        allow_transcribe_get(self, role, job_prefix=config.transcribe_job_prefix)
+        grant_bundle_read(config, role)
+        acknowledge_xray(role)

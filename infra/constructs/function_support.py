@@ -1,0 +1,136 @@
+"""What every function shares: its log group, its own role, the pipeline's environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.config import LOG_RETENTION_DAYS, InfraConfig
+from infra.nag import acknowledge
+
+POWERTOOLS_METRICS_NAMESPACE = "alertfusion"
+POWERTOOLS_LOG_LEVEL = "INFO"
+
+_XRAY_REASON = (
+    "X-Ray tracing (tracing=ACTIVE): xray:PutTraceSegments and xray:PutTelemetryRecords "
+    "support no resource-level permissions, so the statement CDK adds must name '*'."
+)
+
+
+@dataclass(frozen=True)
+class PipelineResources:
+    """Names the functions find their resources by (tokens or imported values)."""
+
+    bucket_name: str
+    table_name: str
+    event_bus_name: str
+    work_queue_url: str
+
+
+def pipeline_environment(
+    config: InfraConfig, resources: PipelineResources, *, service: str
+) -> dict[str, str]:
+    """The environment of `alertfusion.settings.PipelineSettings` (+ Powertools)."""
+    return {
+        "AUDIO_BUCKET": resources.bucket_name,
+        "JOBS_TABLE": resources.table_name,
+        "EVENT_BUS_NAME": resources.event_bus_name,
+        "WORK_QUEUE_URL": resources.work_queue_url,
+        "TRANSCRIBE_POLICY": config.transcribe_policy,
+        "TRANSCRIBE_LANGUAGE": config.transcribe_language,
+        "TRANSCRIBE_JOB_PREFIX": config.transcribe_job_prefix,
+        "MAX_UPLOAD_BYTES": str(config.max_upload_bytes),
+        "MIN_AUDIO_SECONDS": str(config.min_audio_seconds),
+        "MAX_AUDIO_SECONDS": str(config.max_audio_seconds),
+        "JOB_TTL_DAYS": str(config.job_ttl_days),
+        "STUCK_AFTER_SECONDS": str(config.stuck_after_seconds),
+        "HARD_TIMEOUT_SECONDS": str(config.hard_timeout_seconds),
+        "POWERTOOLS_SERVICE_NAME": f"alertfusion-{service}",
+        "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_METRICS_NAMESPACE,
+        "POWERTOOLS_LOG_LEVEL": POWERTOOLS_LOG_LEVEL,
+    }
+
+
+def engine_environment(config: InfraConfig) -> dict[str, str]:
+    """What the image functions add: every writable path under /tmp (the image sets these
+    too; repeating them here keeps a custom image from silently writing elsewhere)."""
+    env = {
+        "HOME": "/tmp",
+        "NUMBA_CACHE_DIR": "/tmp/numba-cache",
+        "BUNDLE_CACHE_DIR": "/tmp/alertfusion-bundle",
+    }
+    if config.bundle_is_s3:
+        env["MODEL_BUNDLE"] = config.bundle
+    return env
+
+
+def log_retention(config: InfraConfig) -> logs.RetentionDays:
+    return logs.RetentionDays[LOG_RETENTION_DAYS[config.log_retention_days]]
+
+
+def function_log_group(
+    scope: Construct, construct_id: str, config: InfraConfig, removal_policy: RemovalPolicy
+) -> logs.LogGroup:
+    return logs.LogGroup(
+        scope,
+        construct_id,
+        retention=log_retention(config),
+        removal_policy=removal_policy,
+    )
+
+
+def lambda_role(scope: Construct, construct_id: str, log_group: logs.ILogGroup) -> iam.Role:
+    """A role of its own with no managed policy: write to its own log group, nothing else
+    until the function grants what it needs."""
+    role = iam.Role(
+        scope,
+        construct_id,
+        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        description=f"alertfusion {scope.node.id}: least privilege",
+    )
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+            resources=[log_group.log_group_arn],
+        )
+    )
+    return role
+
+
+def acknowledge_destination_not_dlq(function: Construct) -> None:
+    """Asynchronous failures go to an on-failure destination, which Lambda recommends over a
+    dead-letter queue (it records the request, the response and the error)."""
+    acknowledge(
+        function,
+        "Serverless-LambdaDLQ",
+        "Failed asynchronous invocations go to the AsyncFailures queue through an on-failure "
+        "destination, Lambda's successor to DLQs (keeps request, response and error); the "
+        "queue is alarmed.",
+    )
+
+
+def acknowledge_xray(role: iam.Role) -> None:
+    """The role's default policy holds the X-Ray statement that tracing adds."""
+    acknowledge(role, "AwsSolutions-IAM5[Resource::*]", _XRAY_REASON)
+
+
+def grant_bundle_read(config: InfraConfig, role: iam.Role) -> None:
+    """Read access to an s3:// model bundle only: the object itself, or the objects under it
+    when the URI names a prefix (manifest.json + the files it lists)."""
+    if not config.bundle_is_s3:
+        return
+    bucket, key = config.bundle_s3_parts
+    base = f"arn:{Stack.of(role).partition}:s3:::{bucket}/{key}"
+    role.add_to_principal_policy(
+        iam.PolicyStatement(actions=["s3:GetObject"], resources=[base, f"{base}/*"])
+    )
+    acknowledge(
+        role,
+        f"AwsSolutions-IAM5[Resource::{base}/*]",
+        "The model bundle URI may name a prefix (manifest.json and the files it lists); "
+        "read-only access to exactly that prefix of the operator's bucket.",
+    )

@@ -1,0 +1,1 @@
+"""The three stacks: pipeline, API, EC2 fallback."""

@@ -1,0 +1,51 @@
+"""The API: API Gateway REST API + the API function, its alarms and outputs."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from infra.config import InfraConfig
+from infra.constructs.alarms import Alarms
+from infra.constructs.api import AlertFusionApi
+from infra.constructs.service_image import ServiceImage
+from infra.stacks.shared import PipelineRefs, removal_policy
+
+
+class ApiStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: InfraConfig,
+        refs: PipelineRefs,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        self.http = AlertFusionApi(
+            self,
+            "Http",
+            config=config,
+            image=ServiceImage.for_config(config),
+            refs=refs,
+            removal_policy=removal_policy(config),
+        )
+        topic = (
+            sns.Topic.from_topic_arn(self, "AlarmTopic", refs.alarm_topic_arn)
+            if refs.alarm_topic_arn
+            else None
+        )
+        alarms = Alarms(self, "Alarms", topic=topic)
+        alarms.function_health("ApiFunction", self.http.function)
+        alarms.api_health("Api", self.http.api)
+
+        CfnOutput(self, "ApiUrl", value=self.http.api.url, description="base URL of the API")
+        CfnOutput(
+            self,
+            "ApiKeyId",
+            value=self.http.key.key_id,
+            description="aws apigateway get-api-key --include-value --api-key <id>",
+        )
+        CfnOutput(self, "ApiFunctionName", value=self.http.function.function_name)

@@ -1,0 +1,85 @@
+"""Simulated import environments: a site-packages directory holding only chosen
+distributions from this venv (symlinked), and a probe that imports entry points in a clean
+interpreter with nothing else on its path."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+PROBE = r"""
+import importlib, json, sys
+results = {}
+for spec in sys.argv[1:]:
+    module_name, _, attr = spec.partition(":") if ":" in spec else spec.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+        obj = getattr(module, attr)
+        results[spec] = {"ok": callable(obj), "file": getattr(module, "__file__", None),
+                         "type": type(obj).__name__}
+    except BaseException as exc:  # the probe reports, the test decides
+        results[spec] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:4000]}
+results["__modules__"] = sorted({name.split(".")[0] for name in sys.modules})
+print("PROBE" + json.dumps(results))
+"""
+
+
+def requirement_names(requirements: Path) -> list[str]:
+    names = []
+    for line in requirements.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            names.append(canonicalize_name(line.split("==", 1)[0].split("[", 1)[0]))
+    return names
+
+
+def top_levels(distribution: str) -> set[str]:
+    """First path components of the distribution's installed files (packages, modules,
+    bundled .libs directories, its dist-info)."""
+    files = md.distribution(distribution).files or []
+    return {
+        str(path).split("/", 1)[0]
+        for path in files
+        if not str(path).startswith("..") and str(path).split("/", 1)[0] != "__pycache__"
+    }
+
+
+def link_site(distributions: list[str], dest: Path) -> Path:
+    """A site-packages directory with exactly `distributions` (as installed in this venv)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    site = Path(md.distribution("pip").locate_file(""))
+    for name in distributions:
+        for entry in top_levels(name):
+            link = dest / entry
+            if not link.exists():
+                link.symlink_to(site / entry)
+    return dest
+
+
+def probe(
+    targets: list[str], *, pythonpath: list[Path], env: dict[str, str], cwd: Path
+) -> dict[str, dict]:
+    """Import each `module.attr` / `module:attr` in a fresh interpreter without site
+    packages (`-S`): only `pythonpath` and the standard library are importable."""
+    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+    clean.update(env)
+    clean["PYTHONPATH"] = os.pathsep.join(str(p) for p in pythonpath)
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", PROBE, *targets],
+        cwd=cwd,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("PROBE")), None)
+    if line is None:
+        raise AssertionError(f"probe crashed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    return dict(json.loads(line[len("PROBE") :]))

@@ -1,0 +1,223 @@
+"""Least privilege: each function (and the fallback instance) gets exactly what it needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.infra.conftest import S3_BUNDLE, Synth
+from tests.infra.templates import (
+    allowed_actions,
+    as_list,
+    find_one,
+    flatten,
+    function_role_id,
+    join_suffix,
+    ref_id,
+    resources_for,
+    role_statements,
+)
+
+pytestmark = pytest.mark.infra
+
+LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+TABLE_RW = {
+    "dynamodb:GetItem",
+    "dynamodb:Query",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:ConditionCheckItem",
+}
+SQS_SEND = {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
+SQS_CONSUME = {
+    "sqs:ReceiveMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+}
+#: the only actions that may name Resource "*", each because the service has no resource type
+STAR_RESOURCE_ACTIONS = XRAY | {"transcribe:StartTranscriptionJob", "ecr:GetAuthorizationToken"}
+
+
+def _iam_documents(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    documents = []
+    for logical_id, resource in template["Resources"].items():
+        props = resource.get("Properties", {})
+        if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            documents.append((logical_id, props["PolicyDocument"]))
+        elif resource["Type"] == "AWS::IAM::Role":
+            documents += [(logical_id, p["PolicyDocument"]) for p in props.get("Policies", [])]
+    return documents
+
+
+def _function_statements(synth: Synth, component: str, prefix: str) -> list[dict[str, Any]]:
+    template = synth.templates[component]
+    function_id = find_one(template, "AWS::Lambda::Function", prefix)[0]
+    return role_statements(template, function_role_id(template, function_id))
+
+
+def _object_prefixes(statements: list[dict[str, Any]], action: str) -> set[str]:
+    return {join_suffix(r) for r in resources_for(statements, action)}
+
+
+@pytest.mark.parametrize("fixture", ["synth", "synth_s3_bundle"])
+def test_no_wildcard_action_and_star_resources_only_where_the_service_forces_it(
+    request: pytest.FixtureRequest, fixture: str
+) -> None:
+    synth: Synth = request.getfixturevalue(fixture)
+    for component, template in synth.templates.items():
+        for logical_id, document in _iam_documents(template):
+            for statement in document["Statement"]:
+                if statement["Effect"] != "Allow":
+                    continue
+                actions = as_list(statement["Action"])
+                assert not [a for a in actions if "*" in a], (component, logical_id, actions)
+                if "*" in as_list(statement.get("Resource", [])):
+                    assert set(actions) <= STAR_RESOURCE_ACTIONS, (component, logical_id)
+
+
+def test_no_managed_policy_but_the_documented_service_ones(synth: Synth) -> None:
+    allowed = {
+        "AmazonSSMManagedInstanceCore",  # fallback: Session Manager instead of SSH
+        "AmazonAPIGatewayPushToCloudWatchLogs",  # API Gateway's account logging role
+        "AWSLambdaBasicExecutionRole",  # CDK's own custom-resource handlers
+    }
+    for component, template in synth.templates.items():
+        for resource in template["Resources"].values():
+            if resource["Type"] != "AWS::IAM::Role":
+                continue
+            for arn in resource["Properties"].get("ManagedPolicyArns", []):
+                name = flatten(arn).rsplit("/", 1)[-1]
+                assert name in allowed, (component, name)
+
+
+def test_starter_reads_uploads_writes_transcripts_starts_transcribe_and_nothing_else(
+    synth: Synth,
+) -> None:
+    statements = _function_statements(synth, "pipeline", "StarterFunction")
+    assert allowed_actions(statements) == (
+        LOGS
+        | XRAY
+        | SQS_SEND
+        | TABLE_RW
+        | {"s3:GetObject", "s3:PutObject", "transcribe:StartTranscriptionJob"}
+    )
+    assert _object_prefixes(statements, "s3:GetObject") == {"/uploads/*"}
+    assert _object_prefixes(statements, "s3:PutObject") == {"/transcripts/*"}
+    queues = {ref_id(r) for r in resources_for(statements, "sqs:SendMessage")}
+    template = synth.templates["pipeline"]
+    assert queues == {
+        find_one(template, "AWS::SQS::Queue", "QueuesWork4")[0],
+        find_one(template, "AWS::SQS::Queue", "QueuesAsyncFailures")[0],  # on-failure destination
+    }
+    _assert_transcribe_start_is_pinned_to_the_bucket(synth, statements)
+
+
+def _assert_transcribe_start_is_pinned_to_the_bucket(
+    synth: Synth, statements: list[dict[str, Any]]
+) -> None:
+    bucket_id = find_one(synth.templates["pipeline"], "AWS::S3::Bucket", "AudioBucket")[0]
+    (start,) = [s for s in statements if "transcribe:StartTranscriptionJob" in as_list(s["Action"])]
+    assert start["Condition"] == {
+        "StringEquals": {"transcribe:OutputBucketName": {"Ref": bucket_id}},
+        "StringLike": {"transcribe:OutputKey": "transcripts/*"},
+    }
+
+
+def test_classifier_permissions(synth: Synth) -> None:
+    statements = _function_statements(synth, "pipeline", "ClassifierFunction")
+    assert allowed_actions(statements) == (
+        LOGS
+        | XRAY
+        | SQS_CONSUME
+        | SQS_SEND  # only the on-failure destination
+        | TABLE_RW
+        | {
+            "s3:GetObject",
+            "s3:PutObject",
+            "events:PutEvents",
+            "transcribe:StartTranscriptionJob",
+            "transcribe:GetTranscriptionJob",
+        }
+    )
+    assert _object_prefixes(statements, "s3:GetObject") == {"/uploads/*", "/transcripts/*"}
+    assert _object_prefixes(statements, "s3:PutObject") == {"/results/*", "/transcripts/*"}
+    template = synth.templates["pipeline"]
+    bus_id = find_one(template, "AWS::Events::EventBus", "EmergencyBus")[0]
+    assert [ref_id(r) for r in resources_for(statements, "events:PutEvents")] == [bus_id]
+    failures = find_one(template, "AWS::SQS::Queue", "QueuesAsyncFailures")[0]
+    assert [ref_id(r) for r in resources_for(statements, "sqs:SendMessage")] == [failures]
+    (job_arn,) = resources_for(statements, "transcribe:GetTranscriptionJob")
+    assert join_suffix(job_arn) == ":transcription-job/alert-*"
+    _assert_transcribe_start_is_pinned_to_the_bucket(synth, statements)
+
+
+def test_sweeper_queries_the_index_updates_jobs_asks_transcribe_and_sends_tasks(
+    synth: Synth,
+) -> None:
+    statements = _function_statements(synth, "pipeline", "SweeperFunction")
+    assert allowed_actions(statements) == (
+        LOGS
+        | XRAY
+        | SQS_SEND
+        | {
+            "dynamodb:Query",
+            "dynamodb:GetItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:ConditionCheckItem",
+            "transcribe:GetTranscriptionJob",
+        }
+    )
+    (query_resource,) = resources_for(statements, "dynamodb:Query")
+    assert join_suffix(query_resource) == "/index/by_status"
+
+
+def test_api_presigns_and_reads_uploads_and_uses_the_table_only(synth: Synth) -> None:
+    statements = _function_statements(synth, "api", "HttpFunction")
+    assert allowed_actions(statements) == LOGS | XRAY | TABLE_RW | {"s3:GetObject", "s3:PutObject"}
+    for action in ("s3:GetObject", "s3:PutObject"):
+        (resource,) = resources_for(statements, action)
+        assert resource == {
+            "Fn::Join": [
+                "",
+                [{"Fn::ImportValue": "alertfusion-test-pipeline-AudioBucketArn"}, "/uploads/*"],
+            ]
+        }
+
+
+def test_fallback_instance_has_the_api_rights_plus_image_pull_key_and_logs(synth: Synth) -> None:
+    template = synth.templates["fallback"]
+    (profile,) = synth.resources("fallback", "AWS::IAM::InstanceProfile").values()
+    (role_ref,) = profile["Properties"]["Roles"]
+    statements = role_statements(template, ref_id(role_ref) or "")
+    assert allowed_actions(statements) == (
+        LOGS
+        | TABLE_RW
+        | {"s3:GetObject", "s3:PutObject", "secretsmanager:GetSecretValue"}
+        | {
+            "ecr:GetAuthorizationToken",
+            "ecr:BatchCheckLayerAvailability",
+            "ecr:GetDownloadUrlForLayer",
+            "ecr:BatchGetImage",
+        }
+    )
+    assert resources_for(statements, "secretsmanager:GetSecretValue") == [
+        {"Fn::ImportValue": "alertfusion-test-pipeline-ClientApiKeySecretArn"}
+    ]
+
+
+def test_an_s3_bundle_is_readable_by_the_image_functions_only(synth_s3_bundle: Synth) -> None:
+    bucket, _, key = S3_BUNDLE.removeprefix("s3://").partition("/")
+    expected = {f"arn:aws:s3:::{bucket}/{key}", f"arn:aws:s3:::{bucket}/{key}/*"}
+    for component, prefix in (("pipeline", "ClassifierFunction"), ("api", "HttpFunction")):
+        statements = _function_statements(synth_s3_bundle, component, prefix)
+        bundle = {r for r in resources_for(statements, "s3:GetObject") if isinstance(r, str)}
+        assert bundle == expected, component
+        env = find_one(synth_s3_bundle.templates[component], "AWS::Lambda::Function", prefix)[1]
+        assert env["Properties"]["Environment"]["Variables"]["MODEL_BUNDLE"] == S3_BUNDLE
+    for prefix in ("StarterFunction", "SweeperFunction"):
+        statements = _function_statements(synth_s3_bundle, "pipeline", prefix)
+        assert not any(isinstance(r, str) for r in resources_for(statements, "s3:GetObject"))
