@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -31,7 +32,9 @@ def handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
         except Exception as exc:
             logger.exception("record failed", extra={"raw_key": record.s3.get_object.key})
             failures.append(exc)
+    metrics.add_metric(name="UploadRecords", unit=MetricUnit.Count, value=len(outcomes))
     if failures:
+        metrics.add_metric(name="UploadRecordsFailed", unit=MetricUnit.Count, value=len(failures))
         raise RecordsFailed(
             f"{len(failures)} of {len(outcomes) + len(failures)} records failed"
         ) from failures[0]

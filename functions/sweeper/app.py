@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -17,4 +18,6 @@ from alertfusion.pipeline import sweep
 @metrics.log_metrics(capture_cold_start_metric=True)
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
-    return sweep().as_dict()
+    report = sweep()
+    metrics.add_metric(name="SweptJobs", unit=MetricUnit.Count, value=report.checked)
+    return report.as_dict()
