@@ -105,3 +105,115 @@ def reference_feature_images(samples: np.ndarray, cfg: AudioPreprocessing) -> np
     y = np.asarray(samples, dtype=np.float32)
     starts = range(0, max(len(y), 1), step)
     return np.stack([reference_feature_image(y[s : s + step], cfg) for s in starts])
+
+
+# --------------------------------------------------------------------------------------------
+# `python -m model_export.reference_features FILE...`: the runtime path against this reference
+
+
+def _timed(fn: Any, repeat: int) -> tuple[Any, float]:
+    """fn()'s result and its median wall time in ms over `repeat` calls (after one warm-up)."""
+    import statistics
+    import time
+
+    result = fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return result, statistics.median(times)
+
+
+def compare(paths: list[str], repeat: int = 20) -> list[dict[str, Any]]:
+    """For each file: max |decode_audio - librosa.load|, the largest feature difference (as a
+    fraction of each panel's range, over both mel variants and both layouts), and the median
+    time of decode and of features on both paths."""
+    return [_compare_one(path, repeat) for path in paths]
+
+
+def _compare_one(path: str, repeat: int) -> dict[str, Any]:
+    from functools import partial
+
+    from alertfusion.audio import decode_audio
+    from alertfusion.features import build_feature_images
+    from alertfusion.manifest import AudioPreprocessing
+
+    with open(path, "rb") as fh:
+        data = fh.read()  # timed from memory: no disk in the measurement
+    default = AudioPreprocessing()
+    sr = default.sample_rate
+    decoded, ours_decode_ms = _timed(partial(decode_audio, data, sample_rate=sr), repeat)
+    ours = decoded.samples
+    ref, ref_decode_ms = _timed(partial(reference_load, data, sr), repeat)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # librosa: n_fft larger than a short last window
+        worst = 0.0
+        for transform in ("zscore", "zscore_db"):
+            for layout in ("stacked", "channels"):
+                cfg = AudioPreprocessing(mel_transform=transform, layout=layout)
+                fast = build_feature_images(ours, cfg).images
+                worst = max(worst, _panel_error(fast, reference_feature_images(ref, cfg), cfg))
+        _, ours_feat_ms = _timed(partial(build_feature_images, ours, default), repeat)
+        _, ref_feat_ms = _timed(partial(reference_feature_images, ref, default), repeat)
+    same_length = len(ours) == len(ref)
+    return {
+        "file": os.path.basename(path),
+        "seconds": round(len(ours) / sr, 3),
+        "decode_max_abs_diff": float(np.abs(ours - ref).max()) if same_length else None,
+        "feature_max_rel_diff": worst,
+        "ours_ms": {"decode": ours_decode_ms, "features": ours_feat_ms},
+        "reference_ms": {"decode": ref_decode_ms, "features": ref_feat_ms},
+    }
+
+
+def _panel_error(fast: np.ndarray, ref: np.ndarray, cfg: AudioPreprocessing) -> float:
+    """max |fast - ref| per panel as a fraction of the reference panel's range (1 % of its
+    magnitude when it is all but constant), the largest over the panels."""
+    height = cfg.panel_size[0]
+    worst = 0.0
+    for i in range(3):
+        if cfg.layout == "stacked":
+            f, r = (
+                fast[:, 0, i * height : (i + 1) * height],
+                ref[:, 0, i * height : (i + 1) * height],
+            )
+        else:
+            f, r = fast[:, i], ref[:, i]
+        scale = max(float(r.max() - r.min()), 1e-2 * float(np.abs(r).max()), 1e-30)
+        worst = max(worst, float(np.abs(f.astype(np.float64) - r).max()) / scale)
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(
+        prog="python -m model_export.reference_features",
+        description="Check the runtime's decoding and features against the librosa reference.",
+    )
+    parser.add_argument("files", nargs="+", help="audio files")
+    parser.add_argument("--repeat", type=int, default=20, help="timed calls per measurement")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    rows = compare(args.files, args.repeat)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(
+        f"{'file':32} {'sec':>6} {'decode diff':>11} {'feat diff':>9} "
+        f"{'ours dec+feat ms':>17} {'ref dec+feat ms':>16}"
+    )
+    for row in rows:
+        o, r = row["ours_ms"], row["reference_ms"]
+        print(
+            f"{row['file']:32} {row['seconds']:6.2f} {row['decode_max_abs_diff']:11.2e} "
+            f"{row['feature_max_rel_diff']:9.2e} "
+            f"{o['decode']:7.2f}+{o['features']:<7.2f}   {r['decode']:7.2f}+{r['features']:<7.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -91,9 +91,17 @@ def test_a_huge_file_is_refused_without_reading_it(tmp_path: Path) -> None:
     assert peak < 1024 * 1024
 
 
-def test_an_endless_stream_is_cut_at_the_limit() -> None:
-    # /dev/zero reports size 0: the reader must still stop one byte past the limit
-    assert decode_error("/dev/zero", max_bytes=4096).code == ReasonCode.FILE_TOO_LARGE
+def test_devices_and_fifos_are_refused_without_blocking(tmp_path: Path) -> None:
+    # /dev/zero never ends; opening a FIFO nobody writes to would wait forever
+    assert decode_error("/dev/zero", max_bytes=4096).code == ReasonCode.DECODE_FAILED
+    fifo = tmp_path / "upload.wav"
+    os.mkfifo(fifo)
+    assert decode_error(fifo).code == ReasonCode.DECODE_FAILED
+
+
+def test_a_file_that_lies_about_its_size_is_read_no_further_than_the_limit() -> None:
+    # /proc files report size 0; the reader stops one byte past the limit all the same
+    assert decode_error("/proc/self/maps", max_bytes=16).code == ReasonCode.FILE_TOO_LARGE
 
 
 def test_unreadable_paths_are_typed_errors(tmp_path: Path) -> None:

@@ -1,23 +1,11 @@
-"""Audio decoding: bytes or a file -> bounded, validated mono float32 at the model's sample rate.
-
-What libsndfile reads (WAV/RF64/W64, FLAC, OGG Vorbis/Opus, MP3, AIFF, AU, CAF) goes through
-soundfile, exactly as `librosa.load` reads it; the containers phones record (M4A/AAC, 3GP/AMR,
-raw AMR, WebM/Opus, Matroska, ADTS AAC) go through PyAV. Channels are averaged and python-soxr
-resamples with librosa's `soxr_hq` setting and length rule, so the samples equal
-`librosa.load(..., sr=sample_rate, mono=True, res_type="soxr_hq")` for what both can read.
-
-Decoding is bounded: the input size is checked before anything is decoded, decoders are read
-in fixed blocks (a header's claimed length is never used to size a buffer), and decoding stops
-as soon as more than `max_seconds` of audio came out. A file cut short (a truncated upload, a
-header whose sizes lie) is decoded as far as its data goes, and the duration bounds then apply
-to what was decoded. Every failure is an `AudioError` with a stable reason code.
-"""
+"""Audio decoding: bytes or a file -> bounded, validated mono float32 at the model's rate."""
 
 from __future__ import annotations
 
 import io
 import math
 import os
+import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -196,6 +184,18 @@ def decode_audio(
 ) -> DecodedAudio:
     """Decode `source` (the bytes of a file, or a path) to mono float32 at `sample_rate`.
 
+    What libsndfile reads (WAV/RF64/W64, FLAC, OGG Vorbis/Opus, MP3, AIFF, AU, CAF) goes
+    through soundfile exactly as `librosa.load` reads it; the containers phones record
+    (M4A/AAC, 3GP/AMR, raw AMR, WebM/Opus, Matroska, ADTS AAC) and codecs libsndfile lacks go
+    through PyAV (FFmpeg). Channels are averaged, then python-soxr resamples with librosa's
+    `soxr_hq` setting and length rule: the samples equal `librosa.load(..., sr=sample_rate,
+    mono=True, res_type="soxr_hq")` wherever both can read the file.
+
+    Bounded: the size is checked before decoding; decoders are read in fixed blocks (a
+    header's claimed length never sizes a buffer); decoding stops as soon as more than
+    `max_seconds` came out. A file cut short (interrupted upload, sizes that lie) decodes as
+    far as its data goes; the duration bounds then apply to what was decoded.
+
     Raises AudioError: FILE_TOO_LARGE (more than `max_bytes`, before decoding), EMPTY_AUDIO
     (no bytes, or no samples), UNSUPPORTED_FORMAT (not a recognised audio container, or a
     sample rate / channel count outside what recordings have), DECODE_FAILED (recognised but
@@ -268,10 +268,14 @@ def _read_source(
     if not isinstance(source, str | os.PathLike):
         raise TypeError(f"source must be bytes or a path, not {type(source).__name__}")
     try:
-        with open(source, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            _check_size(size, max_bytes, name)
-            # st_size is 0 for pipes and /proc files: read one byte past the limit to tell
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; regular files ignore it
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise AudioError(f"{name} is not a regular file", code=ReasonCode.DECODE_FAILED)
+            _check_size(info.st_size, max_bytes, name)
+            # the size can change under us (or be 0, as /proc files say): never read more
             data = fh.read(max_bytes + 1)
     except OSError as exc:
         raise AudioError(
@@ -428,6 +432,7 @@ def _decode_pyav(data: bytes, fmt: str, limits: _Limits, first_error: str | None
     import av
 
     acc: _Accumulator | None = None
+    failures = 0  # packets that did not decode, or a demuxer that gave up
     try:
         container = av.open(
             io.BytesIO(data), mode="r", format=_DEMUXERS.get(fmt), metadata_errors="ignore"
@@ -436,32 +441,38 @@ def _decode_pyav(data: bytes, fmt: str, limits: _Limits, first_error: str | None
             if not container.streams.audio:
                 raise limits.error("no audio stream", ReasonCode.DECODE_FAILED)
             packets = container.demux(container.streams.audio[0])
-            errors = 0
+            in_a_row = 0
             while acc is None or acc.room > 0:
                 try:
                     packet = next(packets)
                 except StopIteration:
                     break
                 except av.FFmpegError:
+                    failures += 1
                     break  # cut short or corrupt from here on: keep what was decoded
                 try:
                     frames = packet.decode()
                 except av.FFmpegError:
-                    errors += 1
-                    if errors > _MAX_CONSECUTIVE_PACKET_ERRORS:
+                    failures += 1
+                    in_a_row += 1
+                    if in_a_row > _MAX_CONSECUTIVE_PACKET_ERRORS:
                         break
                     continue
-                errors = 0
+                in_a_row = 0
                 for frame in frames:
                     if frame.samples == 0:
                         continue
                     if acc is None:
                         acc = _Accumulator(limits, int(frame.sample_rate), frame.layout.nb_channels)
-                    elif frame.sample_rate != acc.sample_rate:
+                    elif (frame.sample_rate, frame.layout.nb_channels) != (
+                        acc.sample_rate,
+                        acc.channels,
+                    ):
                         raise limits.error(
-                            "the sample rate changes mid-stream", ReasonCode.DECODE_FAILED
+                            "the sample rate or channel count changes mid-stream",
+                            ReasonCode.DECODE_FAILED,
                         )
-                    acc.add(_frame_samples(frame, acc.channels, limits)[: acc.room])
+                    acc.add(_frame_samples(frame, limits)[: acc.room])
     except AudioError:
         raise
     except Exception as exc:  # FFmpeg's or PyAV's refusal, whatever the exception type
@@ -470,11 +481,10 @@ def _decode_pyav(data: bytes, fmt: str, limits: _Limits, first_error: str | None
             f"cannot decode this {fmt} file: {reason}", ReasonCode.DECODE_FAILED
         ) from exc
     if acc is None:
-        if first_error is not None:
-            raise limits.error(
-                f"cannot decode this {fmt} file: {first_error}", ReasonCode.DECODE_FAILED
-            )
-        raise limits.error("no audio could be decoded", ReasonCode.EMPTY_AUDIO)
+        if first_error is not None or failures:
+            reason = first_error or "no packet could be decoded"
+            raise limits.error(f"cannot decode this {fmt} file: {reason}", ReasonCode.DECODE_FAILED)
+        raise limits.error("no audio samples in the stream", ReasonCode.EMPTY_AUDIO)
     return acc.result()
 
 
@@ -482,19 +492,21 @@ def _decode_pyav(data: bytes, fmt: str, limits: _Limits, first_error: str | None
 _INT_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0}
 
 
-def _frame_samples(frame: Any, channels: int, limits: _Limits) -> np.ndarray:
+def _frame_samples(frame: Any, limits: _Limits) -> np.ndarray:
     """A PyAV AudioFrame as (frames, channels) float32."""
     import numpy as np
 
     name = frame.format.name.rstrip("p")
-    if name not in ("flt", "dbl", *_INT_SCALE) or frame.layout.nb_channels != channels:
+    if name not in ("flt", "dbl", *_INT_SCALE):
         raise limits.error(
-            f"unsupported decoded sample layout ({frame.format.name}, "
-            f"{frame.layout.nb_channels} channels)",
+            f"decoded samples in an unsupported format ({frame.format.name})",
             ReasonCode.DECODE_FAILED,
         )
     array = frame.to_ndarray()
-    array = array.T if frame.format.is_planar else array.reshape(-1, channels)
+    if frame.format.is_planar:
+        array = array.T
+    else:
+        array = array.reshape(-1, frame.layout.nb_channels)
     if name == "u8":
         return (array.astype(np.float32) - 128.0) / 128.0
     if name in _INT_SCALE:

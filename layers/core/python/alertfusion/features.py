@@ -1,12 +1,4 @@
-"""The early-fusion feature image (docs/REFERENCE_MODEL.md) in pure numpy, batched per recording.
-
-Every step of the reference (librosa + scikit-image, `model_export/reference_features.py`) is
-written as a fixed linear map or an elementwise function, and the linear maps (periodic Hann
-window, Slaney mel filters, orthonormal DCT-II, and the separable Gaussian-anti-aliasing +
-bilinear resize of `skimage.transform.resize`) are built once per shape and cached. librosa
-is not imported at run time: its numba import costs seconds cold and needs a writable cache
-directory, which Lambda's read-only filesystem does not have (see the README).
-"""
+"""The early-fusion feature image of docs/REFERENCE_MODEL.md in numpy alone, equal to librosa's."""
 
 from __future__ import annotations
 
@@ -42,7 +34,15 @@ def window_spans(n_samples: int, cfg: AudioPreprocessing) -> list[tuple[int, int
 
 
 def build_feature_images(samples: np.ndarray, cfg: AudioPreprocessing) -> FeatureBatch:
-    """The image of every window of a decoded recording (mono float at `cfg.sample_rate`)."""
+    """The image of every window of a decoded recording (mono float at `cfg.sample_rate`).
+
+    Each step of the reference (librosa + scikit-image, `model_export/reference_features.py`)
+    is a fixed linear map or an elementwise function; the linear maps (periodic Hann window,
+    Slaney mel filters, orthonormal DCT-II, and `skimage.transform.resize`'s Gaussian
+    anti-aliasing + bilinear zoom, separable per axis) are built once per shape and cached.
+    librosa is not imported at run time: its import costs seconds and its numba cache needs a
+    writable directory, which Lambda's read-only filesystem lacks (measured in the README).
+    """
     import numpy as np
 
     y = np.ascontiguousarray(samples, dtype=np.float32)
@@ -131,7 +131,7 @@ def _power_to_db(x: np.ndarray, cfg: AudioPreprocessing) -> np.ndarray:
     import numpy as np
 
     db = 10.0 * np.log10(np.maximum(cfg.db_amin, x))
-    db -= 10.0 * np.log10(np.maximum(cfg.db_amin, cfg.db_ref))
+    db -= 10.0 * np.log10(np.maximum(cfg.db_amin, abs(cfg.db_ref)))
     return np.maximum(db, db.max() - cfg.db_top)
 
 
@@ -261,16 +261,32 @@ def _dct_ortho(n: int, n_out: int) -> np.ndarray:
     return basis
 
 
-def _mirror(index: int, n: int) -> int:
-    """scipy.ndimage's 'mirror' boundary (d c b | a b c d | c b a), for any integer index."""
+def _mirror(index: np.ndarray, n: int) -> np.ndarray:
+    """scipy.ndimage's 'mirror' boundary (d c b | a b c d | c b a), for integer indices."""
+    import numpy as np
+
     if n == 1:
-        return 0
+        return np.zeros_like(index)
     period = 2 * n - 2
-    index %= period
-    return period - index if index >= n else index
+    index = np.mod(index, period)
+    return np.where(index >= n, period - index, index)
 
 
-@lru_cache(maxsize=64)
+def _map_mirror(coord: np.ndarray, n: int) -> np.ndarray:
+    """ndimage's map_coordinate for mode 'mirror' (ni_interpolation.c), for float coordinates."""
+    import numpy as np
+
+    if n <= 1:
+        return np.zeros_like(coord)
+    period = 2 * n - 2
+    low = period * np.trunc(-coord / period) + coord
+    low = np.where(low <= 1 - n, low + period, -low)
+    high = coord - period * np.trunc(coord / period)
+    high = np.where(high >= n, period - high, high)
+    return np.where(coord < 0, low, np.where(coord > n - 1, high, coord))
+
+
+@lru_cache(maxsize=256)
 def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
     """The (n_out, n_in) linear map `skimage.transform.resize` applies along one axis with its
     defaults (order 1, mode 'reflect' = ndimage 'mirror', anti-aliasing): a Gaussian of
@@ -278,38 +294,19 @@ def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
     `ndi.zoom(order=1, grid_mode=True)`. Clipping to the input range is done by the caller."""
     import numpy as np
 
-    factor = n_in / n_out
-    sigma = max(0.0, (factor - 1.0) / 2.0)
+    sigma = max(0.0, (n_in / n_out - 1.0) / 2.0)
     gauss = np.eye(n_in)
-    if sigma > 1e-15:
+    if sigma > 1e-15:  # ndimage skips an axis whose sigma is this small
         radius = int(_GAUSS_TRUNCATE * sigma + 0.5)
-        x = np.arange(-radius, radius + 1)
-        kernel = np.exp(-0.5 / (sigma * sigma) * x**2)
-        kernel = kernel / kernel.sum()
+        taps = np.arange(-radius, radius + 1)
+        kernel = np.exp(-0.5 / (sigma * sigma) * taps**2)
+        kernel /= kernel.sum()
+        rows = np.repeat(np.arange(n_in), len(taps))
+        cols = _mirror((np.arange(n_in)[:, np.newaxis] + taps).ravel(), n_in)
         gauss = np.zeros((n_in, n_in))
-        for i in range(n_in):
-            for k, w in zip(x, kernel, strict=True):
-                gauss[i, _mirror(i + int(k), n_in)] += w
-    zoom = np.zeros((n_out, n_in))
-    step = n_in / n_out
-    for i in range(n_out):
-        coord = _map_mirror((i + 0.5) * step - 0.5, n_in)
-        base = math.floor(coord)
-        frac = coord - base
-        zoom[i, _mirror(base, n_in)] += 1.0 - frac
-        zoom[i, _mirror(base + 1, n_in)] += frac
-    return zoom @ gauss
-
-
-def _map_mirror(coord: float, n: int) -> float:
-    """ndimage's map_coordinate for mode 'mirror' (ni_interpolation.c)."""
-    if n <= 1:
-        return 0.0
-    period = 2 * n - 2
-    if coord < 0:
-        coord = period * int(-coord / period) + coord
-        return coord + period if coord <= 1 - n else -coord
-    if coord > n - 1:
-        coord -= period * int(coord / period)
-        return period - coord if coord >= n else coord
-    return coord
+        np.add.at(gauss, (rows, cols), np.tile(kernel, n_in))
+    coord = _map_mirror((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, n_in)
+    base = np.floor(coord).astype(np.int64)
+    frac = (coord - base)[:, np.newaxis]
+    # linear interpolation between the smoothed rows around each output coordinate
+    return (1.0 - frac) * gauss[_mirror(base, n_in)] + frac * gauss[_mirror(base + 1, n_in)]
