@@ -7,7 +7,9 @@ from constructs import Construct
 
 from infra.config import InfraConfig
 from infra.constructs.fallback_instance import FallbackInstance
+from infra.constructs.function_support import log_retention
 from infra.constructs.service_image import ServiceImage
+from infra.stacks.cdk_managed import retain_cdk_handler_logs
 from infra.stacks.shared import PipelineRefs
 
 
@@ -25,6 +27,7 @@ class FallbackStack(Stack):
         self.fallback = FallbackInstance(
             self, "Fallback", config=config, image=ServiceImage.for_config(config), refs=refs
         )
+        retain_cdk_handler_logs(self, log_retention(config))
         CfnOutput(self, "FallbackUrl", value=self.fallback.url, description="plain HTTP")
         CfnOutput(self, "InstanceId", value=self.fallback.instance.instance_id)
         CfnOutput(

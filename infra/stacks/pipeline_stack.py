@@ -13,7 +13,7 @@ from infra.constructs.audio_bucket import AudioBucket
 from infra.constructs.classifier_function import ClassifierFunction
 from infra.constructs.client_api_key import ClientApiKey
 from infra.constructs.emergency_bus import EmergencyBus
-from infra.constructs.function_support import PipelineResources
+from infra.constructs.function_support import PipelineResources, log_retention
 from infra.constructs.jobs_table import JobsTable
 from infra.constructs.layers import FunctionLayers
 from infra.constructs.queues import PipelineQueues
@@ -21,7 +21,7 @@ from infra.constructs.service_image import ServiceImage
 from infra.constructs.starter_function import StarterFunction
 from infra.constructs.sweeper_function import SweeperFunction
 from infra.stacks import shared
-from infra.stacks.cdk_managed import acknowledge_cdk_managed
+from infra.stacks.cdk_managed import acknowledge_cdk_managed, retain_cdk_handler_logs
 
 
 class PipelineStack(Stack):
@@ -102,6 +102,7 @@ class PipelineStack(Stack):
 
         self._outputs()
         acknowledge_cdk_managed(self)
+        retain_cdk_handler_logs(self, log_retention(config))
 
     def _outputs(self) -> None:
         shared.export(self, shared.BUCKET_NAME, self.audio.bucket.bucket_name, "audio bucket")

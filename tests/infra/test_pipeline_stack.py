@@ -10,7 +10,7 @@ from aws_cdk.assertions import Match
 from alertfusion.settings import PipelineSettings
 from infra.constructs.queues import VISIBILITY_TIMEOUT_FACTOR, WORK_MAX_RECEIVE_COUNT
 from tests.infra.conftest import ALARM_EMAIL, CORS_ORIGIN, Synth
-from tests.infra.templates import find_one, ref_id
+from tests.infra.templates import find_one, flatten, ref_id
 
 pytestmark = pytest.mark.infra
 
@@ -201,6 +201,28 @@ def test_functions_trace_log_with_retention_and_get_the_pipeline_settings(
     }
     assert required <= set(props["Environment"]["Variables"])
     assert props["Environment"]["Variables"]["TRANSCRIBE_JOB_PREFIX"] == "alert-"
+
+
+def test_every_function_in_every_stack_logs_with_retention(synth: Synth) -> None:
+    """Ours name their log group; CDK's custom-resource handlers get /aws/lambda/<name>
+    created before anything invokes them."""
+    for component, template in synth.templates.items():
+        resources = template["Resources"]
+        named = {
+            flatten(r["Properties"].get("LogGroupName", "")): lid
+            for lid, r in resources.items()
+            if r["Type"] == "AWS::Logs::LogGroup"
+        }
+        for logical_id, function in synth.resources(component, "AWS::Lambda::Function").items():
+            own = function["Properties"].get("LoggingConfig", {}).get("LogGroup")
+            group_id = ref_id(own) if own else named.get(f"/aws/lambda/<{logical_id}>")
+            assert group_id, f"{component}/{logical_id} has no log group of ours"
+            group = resources[group_id]["Properties"]
+            assert group["RetentionInDays"] == synth.config.log_retention_days
+            if not own:
+                for custom in resources.values():
+                    if custom["Type"].startswith("Custom::"):
+                        assert group_id in custom.get("DependsOn", []), logical_id
 
 
 @pytest.mark.parametrize(("prefix", "retries"), [("Starter", 2), ("Classifier", 2), ("Sweeper", 0)])
