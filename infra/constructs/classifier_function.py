@@ -128,10 +128,15 @@ class ClassifierFunction(Construct):
                 )
             ],
         )
-        self._grant(config, bucket, table, bus)
+        self._grant(config, bucket, table, bus, queues)
 
     def _grant(
-        self, config: InfraConfig, bucket: AudioBucket, table: JobsTable, bus: EmergencyBus
+        self,
+        config: InfraConfig,
+        bucket: AudioBucket,
+        table: JobsTable,
+        bus: EmergencyBus,
+        queues: PipelineQueues,
     ) -> None:
         role = self.role
         allow_objects(
@@ -148,6 +153,9 @@ class ClassifierFunction(Construct):
         )
         allow_table(role, table.table.table_arn, TABLE_READ_WRITE_ACTIONS)
         bus.bus.grant_put_events_to(role)
+        # With the gated policy the audio stage starts Transcribe; a job Transcribe refuses
+        # is finalised audio-only through a task on the work queue.
+        queues.work.grant_send_messages(role)
         allow_transcribe_start(
             self, role, bucket_name=bucket.bucket.bucket_name, transcripts_prefix=TRANSCRIPTS_PREFIX
         )

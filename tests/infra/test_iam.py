@@ -133,7 +133,7 @@ def test_classifier_permissions(synth: Synth) -> None:
         LOGS
         | XRAY
         | SQS_CONSUME
-        | SQS_SEND  # only the on-failure destination
+        | SQS_SEND  # finalize tasks (gated policy, refused media) + the on-failure destination
         | TABLE_RW
         | {
             "s3:GetObject",
@@ -148,8 +148,10 @@ def test_classifier_permissions(synth: Synth) -> None:
     template = synth.templates["pipeline"]
     bus_id = find_one(template, "AWS::Events::EventBus", "EmergencyBus")[0]
     assert [ref_id(r) for r in resources_for(statements, "events:PutEvents")] == [bus_id]
-    failures = find_one(template, "AWS::SQS::Queue", "QueuesAsyncFailures")[0]
-    assert [ref_id(r) for r in resources_for(statements, "sqs:SendMessage")] == [failures]
+    assert {ref_id(r) for r in resources_for(statements, "sqs:SendMessage")} == {
+        find_one(template, "AWS::SQS::Queue", "QueuesWork4")[0],
+        find_one(template, "AWS::SQS::Queue", "QueuesAsyncFailures")[0],
+    }
     (job_arn,) = resources_for(statements, "transcribe:GetTranscriptionJob")
     assert join_suffix(job_arn) == ":transcription-job/alert-*"
     _assert_transcribe_start_is_pinned_to_the_bucket(synth, statements)
