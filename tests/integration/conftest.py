@@ -1,7 +1,8 @@
 """The one moto fixture of the integration tier, and a small harness around it.
 
-`aws` starts moto (``mock_aws``) before any client exists and creates what the pipeline
-needs, as the infrastructure defines it: the audio bucket, the jobs table (GSI
+moto (``mock_aws``) starts once for this package, before any client exists; `aws` gives
+each test empty backends and creates what the pipeline needs, as the infrastructure
+defines it: the audio bucket, the jobs table (GSI
 ``by_status``, TTL ``expires_at``), the emergency event bus with a test rule that delivers
 ``EmergencyDetected`` events to an SQS queue (so alerts can be counted), the work queue,
 and an ``upload-events`` queue that receives the bucket's real S3 notifications.
@@ -116,13 +117,13 @@ class AwsEnv:
             record["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{BUCKET}"
             obj = record["s3"]["object"]
             obj["key"] = quote_plus(key, safe="/")
+            obj.pop("versionId", None)  # the moto bucket is not versioned
             try:
                 head = self.s3.head_object(Bucket=BUCKET, Key=key)
             except Exception:
                 continue  # the test sends an event for an object that does not exist
             obj["size"] = head["ContentLength"]
             obj["eTag"] = head["ETag"].strip('"')
-            obj.pop("versionId", None)  # the moto bucket is not versioned
         return event
 
     def upload_event(self, key: str, fixture: str = "s3-object-created.json") -> dict[str, Any]:
