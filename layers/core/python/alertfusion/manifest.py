@@ -171,7 +171,7 @@ class Fusion(_Strict):
 
 
 class Manifest(_Strict):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     bundle_version: str = Field(..., min_length=1, max_length=128)
     created_at: datetime
     #: False for `model_export demo` bundles (deterministic random weights)
