@@ -318,7 +318,22 @@ _EMOJI = (
     "🏳️\u200d🌈",
     "🇰🇷",
 )
-_PUNCT = (".", "!", "?", "...", "!!", "?!", ",", "~", "ㅠㅠ", "ㅋㅋ", "ㅎㅎ")
+_PUNCT = (
+    ".",
+    "!",
+    "?",
+    "...",
+    "!!",
+    "?!",
+    ",",
+    "~",
+    "ㅠㅠ",
+    "ㅋㅋ",
+    "ㅎㅎ",
+    "ㅋㅋㅠㅠ",
+    "ㅜㅜ",
+    "…",
+)
 
 # Characters no demo model is trained on: other scripts, rare symbols, private use, controls.
 _UNSEEN = (
@@ -564,6 +579,10 @@ FIXED_CASES: tuple[str, ...] = (
     "ＡＢＣ １２３ ！？",
     unicodedata.normalize("NFD", "살려주세요 강도야"),
     "ㄱㄴㄷ ㅋㅋㅋ ㅠㅠ",
+    # Chat-style jamo: SentencePiece composes consonant + vowel jamo ("ㅋㅠ" -> "큐").
+    "ㅋㅋㅠㅠ 살려줘ㅜㅜ",
+    "ㅎㅏ이 ㄴㅔ ㄱㅏㄱ",
+    "가ㄳ 각ᆨ ᄀ각",
     "a" * 300,
     "가" * 300,
     "도와 " * 200,

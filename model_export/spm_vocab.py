@@ -29,6 +29,7 @@ strings -> the unknown token's id); see `ReferenceTokenizer`.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -279,14 +280,82 @@ def load_vocab(spm_model: Path, vocab_json: Path | None = None) -> GluonVocab:
     return vocab_from_sentencepiece(load_processor(spm_model))
 
 
+def bert_basic_tokenize(text: str) -> list[str]:
+    """gluonnlp's ``BERTBasicTokenizer(lower=False)`` (data/transforms.py, dmlc/gluon-nlp
+    @c42b2497): drop NUL, U+FFFD and control characters, map whitespace to spaces, put spaces
+    around CJK ideographs, split on whitespace, then split every punctuation character off."""
+
+    def is_control(ch: str) -> bool:
+        return ch not in "\t\n\r" and unicodedata.category(ch).startswith("C")
+
+    def is_whitespace(ch: str) -> bool:
+        return ch in " \t\n\r" or unicodedata.category(ch) == "Zs"
+
+    def is_cjk(cp: int) -> bool:
+        return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
+
+    def is_punctuation(ch: str) -> bool:
+        cp = ord(ch)
+        if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+            return True
+        return unicodedata.category(ch).startswith("P")
+
+    cleaned = []
+    for ch in text:
+        if ord(ch) in (0, 0xFFFD) or is_control(ch):
+            continue
+        if is_whitespace(ch):
+            cleaned.append(" ")
+        elif is_cjk(ord(ch)):
+            cleaned.append(f" {ch} ")
+        else:
+            cleaned.append(ch)
+    tokens: list[str] = []
+    for word in "".join(cleaned).strip().split():
+        current = ""
+        for ch in word:
+            if is_punctuation(ch):
+                if current:
+                    tokens.append(current)
+                tokens.append(ch)
+                current = ""
+            else:
+                current += ch
+        if current:
+            tokens.append(current)
+    return tokens
+
+
+_CJK_RANGES = (
+    (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF),
+    (0x20000, 0x2A6DF),
+    (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F),
+    (0x2B820, 0x2CEAF),
+    (0xF900, 0xFAFF),
+    (0x2F800, 0x2FA1F),
+)
+
+
 class ReferenceTokenizer:
     """gluonnlp's path: SentencePiece ``encode_as_pieces`` -> vocabulary lookup -> [CLS]/[SEP].
 
     SentencePiece applies its own normaliser (the model's ``normalizer_spec``: nmt_nfkc by
-    default, whitespace collapsed, dummy prefix); no lower-casing.
+    default, whitespace collapsed, dummy prefix); no lower-casing. This is the path
+    docs/REFERENCE_MODEL.md specifies and `model_export.tokenizer` reproduces.
+
+    ``bert_basic=True`` instead runs gluonnlp's ``BERTSPTokenizer`` as its source reads: it
+    inherits ``BERTTokenizer._tokenizer``, which first applies `bert_basic_tokenize` and then
+    SentencePiece to every basic token separately (each gets its own ``▁``). Whether KoBERT's
+    fine-tuning code went through that class decides which path a checkpoint expects; the
+    two differ around punctuation and CJK characters (measured in the README).
     """
 
-    def __init__(self, spm_model: Path, vocab_json: Path | None = None) -> None:
+    def __init__(
+        self, spm_model: Path, vocab_json: Path | None = None, *, bert_basic: bool = False
+    ) -> None:
+        self.bert_basic = bert_basic
         self.processor = load_processor(spm_model)
         self.vocab = (
             vocab_from_json(vocab_json)
@@ -297,6 +366,12 @@ class ReferenceTokenizer:
         self.sep_id = self.vocab.special_id("sep_token")
 
     def pieces(self, text: str) -> list[str]:
+        if self.bert_basic:
+            return [
+                piece
+                for token in bert_basic_tokenize(text)
+                for piece in self.processor.encode_as_pieces(token)
+            ]
         return list(self.processor.encode_as_pieces(text))
 
     def encode(self, text: str, *, max_len: int = 60) -> list[int]:
@@ -309,12 +384,16 @@ class ReferenceTokenizer:
 
 @lru_cache(maxsize=16)
 def _cached_reference(
-    spm_model: str, vocab_json: str | None, _stamp: tuple[int, ...]
+    spm_model: str, vocab_json: str | None, bert_basic: bool, _stamp: tuple[int, ...]
 ) -> ReferenceTokenizer:
-    return ReferenceTokenizer(Path(spm_model), Path(vocab_json) if vocab_json else None)
+    return ReferenceTokenizer(
+        Path(spm_model), Path(vocab_json) if vocab_json else None, bert_basic=bert_basic
+    )
 
 
-def reference_tokenizer(spm_model: Path, vocab_json: Path | None = None) -> ReferenceTokenizer:
+def reference_tokenizer(
+    spm_model: Path, vocab_json: Path | None = None, *, bert_basic: bool = False
+) -> ReferenceTokenizer:
     """A cached ReferenceTokenizer (reloaded when either file changes)."""
 
     def stamp(p: Path) -> tuple[int, int]:
@@ -327,4 +406,4 @@ def reference_tokenizer(spm_model: Path, vocab_json: Path | None = None) -> Refe
     parts = stamp(model)
     if vocab_json is not None and Path(vocab_json).is_file():
         parts += stamp(Path(vocab_json))
-    return _cached_reference(str(model), str(vocab_json) if vocab_json else None, parts)
+    return _cached_reference(str(model), str(vocab_json) if vocab_json else None, bert_basic, parts)

@@ -8,31 +8,41 @@ ids -> ``[CLS] pieces[:max_len-2] [SEP]``) piece for piece:
 - **Model**: a `Unigram` whose entry *i* is the token with id *i* in the gluonnlp vocabulary
   (the JSON when given, else gluonnlp's rule), carrying its SentencePiece score. Ids that
   SentencePiece never outputs as a piece (unknown, control and unused pieces, and special
-  tokens gluonnlp appended) get an entry whose name contains a space: the normaliser turns
-  every space into ``▁`` before the model runs, so the model can never match them — as
-  SentencePiece, which keeps such pieces out of its lattice, never does. Consecutive unknown
+  tokens gluonnlp appended) get an entry whose name contains a space: every space becomes
+  ``▁`` before the model runs, so the model can never match them, just as SentencePiece keeps
+  them out of its lattice (literal "[CLS]" in a text is not [CLS]). Consecutive unknown
   characters fuse into one unknown token, as in SentencePiece. User-defined pieces get
-  SentencePiece's lattice score for them (``len(piece in bytes) * max_score - 0.1``).
+  SentencePiece's lattice score (``len(piece in bytes) * max_score - 0.1``).
 - **Normaliser**: the model's own ``precompiled_charsmap`` (nmt_nfkc for KoBERT) through
   ``normalizers.Precompiled``, then SentencePiece's whitespace rules (runs of spaces
-  collapsed, leading and trailing ones removed, dummy ``▁`` prefix, spaces -> ``▁``). Two
-  additions make `tokenizers` agree with SentencePiece's longest-prefix matching:
-  NFC first (Precompiled looks up whole grapheme clusters only below 6 bytes, so
-  NFD-decomposed Hangul — 6 or 9 bytes per syllable — would otherwise stay decomposed), and,
-  when the charsmap deletes a character (nmt_* rules delete U+007F), that character inserted
-  before every combining mark (Precompiled replaces a whole short cluster by the mapping of
-  its shortest mapped prefix, which drops the marks of e.g. ``ㅋ`` + U+0301).
+  collapsed, leading and trailing ones removed, dummy ``▁`` prefix, spaces -> ``▁``).
+  Precompiled looks characters up per grapheme cluster, SentencePiece by longest prefix;
+  three steps before it close the gap: compatibility and half-width jamo mapped to
+  conjoining jamo and NFC (so NFD-decomposed Hangul and "ㅋ" + "ㅠ" compose to syllables
+  as SentencePiece composes them, while a character the charsmap deletes fences off
+  precomposed syllables, which SentencePiece never extends), and that deleted character
+  (U+007F for the nmt_* rules) inserted before combining marks, joiners and LF-after-CR
+  (Precompiled would replace such a short cluster by the mapping of its first character
+  and drop the rest).
 - **Post-processing**: ``[CLS] $A [SEP]`` by id, truncation to ``max_len`` tokens in total.
 
-Known, measured differences (see the README and tests/unit/tokenizer): SentencePiece adds
-path scores in float32, so when two segmentations have *exactly* the same score (``.`` +
-``..`` vs ``..`` + ``.``) its rounding picks one and `tokenizers` (float64) the other; and
-combining marks after a compatibility character (``Ａ`` + U+0301), in non-canonical order, or
-a conjoining final jamo after a precomposed syllable normalise differently.
+`Pipeline` "bert_sp" reproduces gluonnlp's ``BERTSPTokenizer`` instead (BERT basic
+tokenisation before SentencePiece, see `model_export.spm_vocab.ReferenceTokenizer`): the
+same steps preceded by BertNormalizer and spaces around punctuation, and a Metaspace
+pre-tokenizer that gives every basic token its own ``▁``.
+
+Known differences, measured (README, tests/unit/tokenizer): SentencePiece adds path scores
+in float32, so when two segmentations score *exactly* the same (``.`` + ``..`` vs ``..`` +
+``.``) its rounding picks one and `tokenizers` (float64) possibly the other —
+`check_against_reference` proves each such case is an exact tie; and two exotic
+normalisation cases: combining marks in non-canonical order (NFC reorders them) and a
+compatibility character followed by a combining mark that NFKC would compose (``ｏ`` +
+U+0341). Texts made of Korean, Latin, digits, punctuation, whitespace and emoji normalise
+identically.
 
 Only what KoBERT needs is supported — a unigram model (KoBERT's, SKTBrain/KoBERT#83) with an
-NFKC-family or identity normaliser, whitespace escaped as a prefix, no byte fallback; anything
-else is refused with TOKENIZER_INVALID rather than converted approximately.
+nmt_nfkc(-like) or identity normaliser, whitespace escaped as a prefix, no byte fallback;
+anything else is refused with TOKENIZER_INVALID rather than converted approximately.
 """
 
 from __future__ import annotations
@@ -45,7 +55,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from model_export.errors import ExportError, ExportReason
 from model_export.spm_vocab import (
@@ -58,21 +68,40 @@ from model_export.spm_vocab import (
 DEFAULT_MAX_LEN = 60
 SPACE_SYMBOL = "\u2581"  # ▁
 
+#: How text becomes pieces before the ids:
+#: "sentencepiece" — SentencePiece on the whole text (docs/REFERENCE_MODEL.md);
+#: "bert_sp" — gluonnlp's BERTSPTokenizer: BERT basic tokenisation (controls dropped,
+#: whitespace and punctuation split, CJK isolated), then SentencePiece on every basic token,
+#: as KoBERT's own fine-tuning notebook (SKTBrain/KoBERT scripts/NSMC) tokenised.
+Pipeline = Literal["sentencepiece", "bert_sp"]
+PIPELINES: tuple[str, ...] = ("sentencepiece", "bert_sp")
+
 # sentencepiece_model.proto: SentencePiece.Type and TrainerSpec.ModelType
 _NORMAL, _UNKNOWN, _CONTROL, _USER_DEFINED, _UNUSED, _BYTE = 1, 2, 3, 4, 5, 6
 _UNIGRAM = 1
 _MODEL_TYPES = {1: "unigram", 2: "bpe", 3: "word", 4: "char"}
-# Normalisation rules whose charsmaps compose canonically decomposed input (so NFC first
-# is what SentencePiece's longest-prefix matching amounts to), and the no-op one.
-_NFKC_RULES = frozenset({"nmt_nfkc", "nfkc", "nmt_nfkc_cf", "nfkc_cf"})
+# Normalisation rules proved exact: the NFKC-based ones that also delete control characters
+# (see `_deleted_char`), and the no-op one. Plain "nfkc"/"nfkc_cf" delete nothing.
+_NFKC_RULES = frozenset({"nmt_nfkc", "nmt_nfkc_cf"})
 _IDENTITY = "identity"
 _FLT_MIN = 1.1754943508222875e-38  # SentencePiece starts max_score_ at FLT_MIN
 # Where a grapheme cluster would join characters SentencePiece maps one by one: before a
 # combining mark or a zero-width (non-)joiner, between CR and LF, after a prepended format
-# character. A deleted character there splits the cluster for normalizers.Precompiled. (Never
-# at the very start: Precompiled keeps a character inserted there; nothing precedes it anyway.)
+# character. A deleted character there splits the cluster for normalizers.Precompiled.
+# A zero-width insertion at offset 0 corrupts tokenizers' alignments (a later NFC panics,
+# Precompiled keeps the character): every insertion pattern starts with this.
+_NOT_AT_START = r"(?<=[\x{0}-\x{10FFFF}])"
+# Hangul jamo in any form (conjoining, compatibility, half-width, extended) right after a
+# precomposed syllable: SentencePiece's charsmap never composes across that boundary
+# ("가" + "ᆨ" stays two characters), NFC would.
+_JAMO_AFTER_SYLLABLE = (
+    r"(?<=[\x{AC00}-\x{D7A3}])"
+    r"(?=[\x{1100}-\x{11FF}\x{3131}-\x{318E}\x{FFA0}-\x{FFDC}\x{A960}-\x{A97F}\x{D7B0}-\x{D7FF}])"
+)
+# gluonnlp's BERTBasicTokenizer._is_punctuation: ASCII non-alphanumerics and Unicode P*.
+_BERT_PUNCTUATION = r"[\x{21}-\x{2F}\x{3A}-\x{40}\x{5B}-\x{60}\x{7B}-\x{7E}\p{P}]"
 _CLUSTER_JOINTS = (
-    r"(?<=[\x{0}-\x{10FFFF}])(?=[\p{M}\x{200C}\x{200D}])|(?<=\r)(?=\n)"
+    _NOT_AT_START + r"(?=[\p{M}\x{200C}\x{200D}])|(?<=\r)(?=\n)"
     r"|(?<=[\x{0600}-\x{0605}\x{06DD}\x{070F}\x{0890}\x{0891}\x{08E2}\x{0D4E}"
     r"\x{110BD}\x{110CD}\x{111C2}\x{111C3}])"
 )
@@ -90,6 +119,7 @@ class TokenizerArtifacts:
     unk_id: int
     mask_id: int
     max_len: int
+    pipeline: str = "sentencepiece"
 
 
 def _invalid(message: str) -> ExportError:
@@ -207,23 +237,59 @@ def _deleted_char(charsmap: _Charsmap) -> str | None:
     return None
 
 
-def _normalizer(proto: Any) -> Any:
+def _jamo_to_conjoining(rules: _Charsmap) -> list[tuple[str, str]]:
+    """Compatibility and half-width jamo the charsmap maps to one conjoining jamo."""
+    out = []
+    for cp in itertools.chain(range(0x3131, 0x318F), range(0xFFA0, 0xFFDD)):
+        target = rules.get(chr(cp))
+        if target is not None and len(target) == 1 and 0x1100 <= ord(target) <= 0x11FF:
+            out.append((chr(cp), target))
+    return out
+
+
+def _normalizer(proto: Any, pipeline: Pipeline) -> Any:
     from tokenizers import Regex, normalizers
 
     norm = proto.normalizer_spec
     steps: list[Any] = []
+    if pipeline == "bert_sp":
+        # BERTBasicTokenizer, before SentencePiece sees anything: drop controls (BertNormalizer
+        # keeps unassigned code points, Python's unicodedata calls them "Cn" controls), map
+        # whitespace to spaces, isolate CJK, then spaces around every punctuation character
+        # so that the whitespace split below yields exactly the basic tokens.
+        steps.append(
+            normalizers.BertNormalizer(
+                clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False
+            )
+        )
+        steps.append(normalizers.Replace(Regex(r"\p{Cn}"), ""))
+        steps.append(normalizers.Replace(Regex(f"{_NOT_AT_START}(?={_BERT_PUNCTUATION})"), " "))
+        steps.append(normalizers.Replace(Regex(f"(?<={_BERT_PUNCTUATION})"), " "))
     if norm.precompiled_charsmap:
         charsmap = bytes(norm.precompiled_charsmap)
-        deleted = _deleted_char(_Charsmap(charsmap))
+        rules = _Charsmap(charsmap)
+        deleted = _deleted_char(rules)
         if deleted is None:
             raise _invalid(
                 f"the {norm.name!r} charsmap deletes no control character, which the exact "
                 "conversion needs (to keep Precompiled from merging combining marks); "
-                "use nmt_nfkc (KoBERT's), nmt_nfkc_cf, nfkc_cf or identity"
+                "use nmt_nfkc (KoBERT's), nmt_nfkc_cf or identity"
             )
+        # SentencePiece composes jamo sequences in any mix of forms ("ㅋㅠ" -> "큐") by
+        # longest match, but never onto a precomposed syllable; NFC composes only conjoining
+        # jamo, onto anything. So: fence precomposed syllables, map the other jamo forms to
+        # conjoining ones exactly as the charsmap does, then compose.
+        steps.append(normalizers.Replace(Regex(_JAMO_AFTER_SYLLABLE), deleted))
+        steps.extend(normalizers.Replace(src, dst) for src, dst in _jamo_to_conjoining(rules))
         steps.append(normalizers.NFC())
         steps.append(normalizers.Replace(Regex(_CLUSTER_JOINTS), deleted))
         steps.append(normalizers.Precompiled(charsmap))
+    if pipeline == "bert_sp":
+        # SentencePiece per basic token: each one's leading/trailing spaces go, and the
+        # Metaspace pre-tokenizer gives each whitespace-separated piece of text its own ▁.
+        steps.append(normalizers.Replace(Regex(" {2,}"), " "))
+        steps.append(normalizers.Replace(Regex(r"\A +| +\z"), ""))
+        return normalizers.Sequence(steps)
     if norm.remove_extra_whitespaces:
         steps.append(normalizers.Replace(Regex(" {2,}"), " "))
         steps.append(normalizers.Replace(Regex(r"\A "), ""))
@@ -288,26 +354,41 @@ def _unigram_vocab(proto: Any, vocab: GluonVocab, path: Path) -> list[tuple[str,
 
 
 def build_tokenizer(
-    spm_model: Path, vocab_json: Path | None = None, *, max_len: int
+    spm_model: Path,
+    vocab_json: Path | None = None,
+    *,
+    max_len: int,
+    pipeline: Pipeline = "sentencepiece",
 ) -> tuple[Any, GluonVocab, dict[str, int]]:
     """The `tokenizers.Tokenizer` (see `convert_tokenizer`), the vocabulary it encodes and the
     ids of its cls/sep/padding/mask tokens."""
-    from tokenizers import Tokenizer, decoders, models, processors
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
     if max_len < 3:
         raise ValueError("max_len must leave room for [CLS], one piece and [SEP]")
+    if pipeline not in PIPELINES:
+        raise ValueError(f"pipeline must be one of {PIPELINES}, not {pipeline!r}")
     path = Path(spm_model)
     proto, processor = read_spm_model(path)
     _check_supported(proto, path)
+    norm = proto.normalizer_spec
+    if pipeline == "bert_sp" and not (norm.add_dummy_prefix and norm.remove_extra_whitespaces):
+        raise _invalid(
+            f"{path}: the bert_sp pipeline is only supported with SentencePiece's default "
+            "whitespace handling (dummy prefix, extra whitespace removed)"
+        )
     if vocab_json is not None:
         vocab = vocab_from_json(vocab_json)
     else:
         vocab = vocab_from_sentencepiece(processor)
     ids = {name: vocab.special_id(f"{name}_token") for name in ("cls", "sep", "padding", "mask")}
-    normalizer = _normalizer(proto)
-    _check_user_defined(proto, normalizer, path)
+    _check_user_defined(proto, _normalizer(proto, "sentencepiece"), path)
     tokenizer = Tokenizer(models.Unigram(_unigram_vocab(proto, vocab, path), unk_id=vocab.unk_id))
-    tokenizer.normalizer = normalizer
+    tokenizer.normalizer = _normalizer(proto, pipeline)
+    if pipeline == "bert_sp":
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(
+            replacement=SPACE_SYMBOL, prepend_scheme="always", split=True
+        )
     assert vocab.cls_token is not None and vocab.sep_token is not None  # special_id checked
     tokenizer.post_processor = processors.TemplateProcessing(
         single=[vocab.cls_token, "$A", vocab.sep_token],
@@ -324,16 +405,25 @@ def build_tokenizer(
 
 
 def convert_tokenizer(
-    spm_model: Path, vocab_json: Path | None = None, *, max_len: int = DEFAULT_MAX_LEN
+    spm_model: Path,
+    vocab_json: Path | None = None,
+    *,
+    max_len: int = DEFAULT_MAX_LEN,
+    pipeline: Pipeline = "sentencepiece",
 ) -> TokenizerArtifacts:
     """Convert KoBERT's SentencePiece model (and its gluonnlp vocab JSON, the authority when
     given) into a serialized `tokenizers.Tokenizer` that gives the reference path's ids.
+
+    `pipeline` picks the reference path (see `Pipeline`); "sentencepiece" is what
+    docs/REFERENCE_MODEL.md specifies.
 
     Raises ExportError(TOKENIZER_INVALID) for a file that is missing, does not parse, is not a
     (supported) SentencePiece model, or a vocab JSON that is malformed or does not belong to
     the model.
     """
-    tokenizer, vocab, ids = build_tokenizer(spm_model, vocab_json, max_len=max_len)
+    tokenizer, vocab, ids = build_tokenizer(
+        spm_model, vocab_json, max_len=max_len, pipeline=pipeline
+    )
     return TokenizerArtifacts(
         tokenizer_json=tokenizer.to_str(),
         vocab_size=len(vocab),
@@ -343,14 +433,21 @@ def convert_tokenizer(
         unk_id=vocab.unk_id,
         mask_id=ids["mask"],
         max_len=max_len,
+        pipeline=pipeline,
     )
 
 
 def reference_encode(
-    spm_model: Path, vocab_json: Path | None, text: str, *, max_len: int = DEFAULT_MAX_LEN
+    spm_model: Path,
+    vocab_json: Path | None,
+    text: str,
+    *,
+    max_len: int = DEFAULT_MAX_LEN,
+    pipeline: Pipeline = "sentencepiece",
 ) -> list[int]:
     """The reference path, for tests: [CLS] + ids(SentencePiece pieces)[:max_len-2] + [SEP]."""
-    return reference_tokenizer(Path(spm_model), vocab_json).encode(text, max_len=max_len)
+    reference = reference_tokenizer(Path(spm_model), vocab_json, bert_basic=pipeline == "bert_sp")
+    return reference.encode(text, max_len=max_len)
 
 
 @dataclass(frozen=True)
@@ -399,6 +496,7 @@ def check_against_reference(
     texts: list[str],
     *,
     max_len: int = DEFAULT_MAX_LEN,
+    pipeline: Pipeline = "sentencepiece",
 ) -> ParityReport:
     """Encode every text with the tokenizer.json and with the reference path; classify each
     difference as an exact-score tie (see the module docstring) or a real mismatch."""
@@ -408,7 +506,7 @@ def check_against_reference(
     tokenizer.enable_truncation(max_length=max_len)
     untruncated = Tokenizer.from_str(tokenizer_json)
     untruncated.no_truncation()
-    reference = reference_tokenizer(Path(spm_model), vocab_json)
+    reference = reference_tokenizer(Path(spm_model), vocab_json, bert_basic=pipeline == "bert_sp")
     proto, _ = read_spm_model(Path(spm_model))
     score = _segmentation_scorer(proto)
     cls_id, sep_id = reference.cls_id, reference.sep_id

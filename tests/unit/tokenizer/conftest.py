@@ -124,6 +124,11 @@ def identity_model(spm_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def case_folding_model(spm_dir: Path) -> Path:
+    return train_spm(spm_dir / "nmt-nfkc-cf.model", normalization_rule_name="nmt_nfkc_cf")
+
+
+@pytest.fixture(scope="session")
 def raw_whitespace_model(spm_dir: Path) -> Path:
     """Whitespace kept as is (remove_extra_whitespaces=False), no dummy prefix."""
     return train_spm(

@@ -78,10 +78,11 @@ def test_whitespace_as_suffix_is_refused(spm_dir: Path) -> None:
     _refused(model, "treat_whitespace_as_suffix")
 
 
-def test_nfkc_without_a_deleted_character_is_refused(spm_dir: Path) -> None:
+@pytest.mark.parametrize("rule", ["nfkc", "nfkc_cf"])
+def test_nfkc_without_a_deleted_character_is_refused(spm_dir: Path, rule: str) -> None:
     # Plain "nfkc" deletes nothing, so combining marks cannot be kept apart exactly.
-    model = train_spm(spm_dir / "nfkc.model", normalization_rule_name="nfkc")
-    _refused(model, "nfkc")
+    model = train_spm(spm_dir / f"{rule}.model", normalization_rule_name=rule)
+    _refused(model, rule)
 
 
 def test_custom_normalisation_rules_are_refused(spm_dir: Path) -> None:

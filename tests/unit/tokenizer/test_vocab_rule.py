@@ -232,3 +232,32 @@ def test_json_missing_file_is_refused(kobert_like_model: Path, tmp_path: Path) -
     with pytest.raises(ExportError) as err:
         convert_tokenizer(kobert_like_model, tmp_path / "nope.json")
     assert "does not exist" in err.value.message
+
+
+def test_bert_basic_tokenizer_matches_gluonnlp_docstrings() -> None:
+    from model_export.spm_vocab import bert_basic_tokenize
+
+    # gluonnlp BERTBasicTokenizer(lower=False) docstring example.
+    assert bert_basic_tokenize(" \tHeLLo!how  \n Are yoU?  ") == [
+        "HeLLo",
+        "!",
+        "how",
+        "Are",
+        "yoU",
+        "?",
+    ]
+    # CJK ideographs stand alone; Hangul does not; controls and U+FFFD are dropped.
+    assert bert_basic_tokenize("gluonnlp: 使NLP变得简单。") == [
+        "gluonnlp", ":", "使", "NLP", "变", "得", "简", "单", "。",
+    ]  # fmt: skip
+    assert bert_basic_tokenize("도와\x00주세요\ufffd…010-1") == ["도와주세요", "…", "010", "-", "1"]
+
+
+def test_bert_sp_path_splits_before_sentencepiece(kobert_like_model: Path) -> None:
+    plain = reference_tokenizer(kobert_like_model)
+    bert_sp = reference_tokenizer(kobert_like_model, bert_basic=True)
+    # SentencePiece on "요!" vs SentencePiece on "요" and "!" separately (each gets a ▁).
+    assert "▁!" not in plain.pieces("도와주세요!")
+    assert bert_sp.pieces("도와주세요!")[-1] in ("▁!", "!")
+    assert bert_sp.pieces("도와주세요!") == plain.pieces("도와주세요") + plain.pieces("!")
+    assert plain.pieces("도와주세요 살려주세요") == bert_sp.pieces("도와주세요 살려주세요")
