@@ -14,7 +14,7 @@ from alertfusion.errors import AudioError, ReasonCode
 from tests.corpus.bad_audio import bad_audio_cases
 from tests.unit.audio.helpers import SR, make_signal, pyav_encode, soundfile_encode
 
-pytestmark = [pytest.mark.unit, pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(600)]
 
 INPUT_REASONS = {
     ReasonCode.EMPTY_AUDIO,
