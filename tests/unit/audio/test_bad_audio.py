@@ -197,6 +197,15 @@ def test_too_long_stops_decoding_at_the_limit() -> None:
     assert isinstance(result, AudioError) and result.code == ReasonCode.TOO_LONG
 
 
+def test_memory_follows_the_target_rate_not_the_source_rate() -> None:
+    """10 s at 384 kHz (FLAC silence: a small file) would be 15 MB of float32 at its own rate;
+    resampling block by block keeps only the 44.1 kHz result (1.8 MB) and one block."""
+    data = soundfile_encode(np.zeros(10 * 384_000, np.int16), 384_000, "FLAC", "PCM_16")
+    result, peak = _traced_decode(data)
+    assert not isinstance(result, AudioError), result
+    assert peak < 6 * 1024 * 1024, peak
+
+
 def test_too_long_in_a_container() -> None:
     data = pyav_encode(make_signal(3.0, 48_000), 48_000, "webm", "libopus")
     assert decode_error(data, max_seconds=2.0).code == ReasonCode.TOO_LONG

@@ -229,27 +229,30 @@ def decode_audio(
             details=details,
         )
     details["format"] = fmt
-    limits = _Limits(min_seconds=min_seconds, max_seconds=max_seconds, name=name, details=details)
+    limits = _Limits(
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
+        target_rate=sample_rate,
+        name=name,
+        details=details,
+    )
     raw = _decode(data, fmt, limits)
     del data
-    n = len(raw.samples)
-    if n == 0:
+    if raw.frames == 0:
         raise AudioError(
             f"{name} holds no audio samples", code=ReasonCode.EMPTY_AUDIO, details=details
         )
-    duration = n / raw.sample_rate
+    duration = raw.frames / raw.source_rate
     if duration < min_seconds:
         raise AudioError(
             f"{name} is {duration:.3f} s long; at least {min_seconds:g} s is needed",
             code=ReasonCode.TOO_SHORT,
             details={**details, "duration_s": round(duration, 4), "min_seconds": min_seconds},
         )
-    # soxr is a linear filter: finite, bounded input (checked per block) gives finite output
-    samples = _resample(raw.samples, raw.sample_rate, sample_rate)
     return DecodedAudio(
-        samples=np.ascontiguousarray(samples, dtype=np.float32),
+        samples=np.ascontiguousarray(raw.samples, dtype=np.float32),
         sample_rate=sample_rate,
-        source_sample_rate=raw.sample_rate,
+        source_sample_rate=raw.source_rate,
         channels=raw.channels,
         format=fmt,
     )
@@ -297,6 +300,7 @@ def _check_size(size: int, max_bytes: int, name: str) -> None:
 class _Limits:
     min_seconds: float
     max_seconds: float
+    target_rate: int
     name: str
     details: dict[str, object]
 
@@ -306,13 +310,17 @@ class _Limits:
 
 @dataclass(frozen=True)
 class _Raw:
-    samples: np.ndarray  # mono float32 at sample_rate
-    sample_rate: int
+    samples: np.ndarray  # mono float32 at the target rate
+    source_rate: int
     channels: int
+    frames: int  # decoded, at the source rate
 
 
 class _Accumulator:
-    """Collects mono blocks, enforcing the sample checks and the duration limit as it goes."""
+    """Takes decoded blocks: checks their samples, averages channels, resamples to the target
+    rate as they come (python-soxr's stream gives the same samples as its one-shot call, which
+    librosa uses), and enforces the duration limit. Only target-rate audio is kept, so memory
+    is bounded by `max_seconds` at the target rate whatever the source's rate and channels."""
 
     def __init__(self, limits: _Limits, sample_rate: int, channels: int) -> None:
         if not MIN_SOURCE_RATE <= sample_rate <= MAX_SOURCE_RATE:
@@ -334,6 +342,14 @@ class _Accumulator:
         self.max_frames = math.floor(limits.max_seconds * sample_rate)
         self.blocks: list[np.ndarray] = []
         self.frames = 0
+        self._resampler: Any = None
+        if sample_rate != limits.target_rate:
+            import soxr
+
+            # librosa.load's res_type="soxr_hq"
+            self._resampler = soxr.ResampleStream(
+                sample_rate, limits.target_rate, 1, dtype="float32", quality="soxr_hq"
+            )
 
     @property
     def room(self) -> int:
@@ -355,22 +371,33 @@ class _Accumulator:
                     ReasonCode.NOT_FINITE,
                     peak=peak,
                 )
-        # np.mean over channels, as librosa.to_mono does (same float32 arithmetic)
-        mono = block[:, 0] if block.shape[1] == 1 else np.mean(block, axis=1)
-        self.blocks.append(mono)
-        self.frames += len(mono)
+        self.frames += len(block)
         if self.frames > self.max_frames:
             raise self.limits.error(
                 f"longer than the {self.limits.max_seconds:g} s limit",
                 ReasonCode.TOO_LONG,
                 max_seconds=self.limits.max_seconds,
             )
+        # np.mean over channels, as librosa.to_mono does (same float32 arithmetic)
+        mono = block[:, 0] if block.shape[1] == 1 else np.mean(block, axis=1)
+        mono = np.ascontiguousarray(mono, dtype=np.float32)
+        if self._resampler is not None:
+            mono = self._resampler.resample_chunk(mono, last=False)
+        self.blocks.append(mono)
 
     def result(self) -> _Raw:
         import numpy as np
 
+        if self._resampler is not None:
+            self.blocks.append(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
         samples = np.concatenate(self.blocks) if self.blocks else np.zeros(0, np.float32)
-        return _Raw(samples.astype(np.float32, copy=False), self.sample_rate, self.channels)
+        # librosa.resample's length rule: fix_length to ceil(n * target / source)
+        n_out = int(np.ceil(self.frames * (float(self.limits.target_rate) / self.sample_rate)))
+        if len(samples) > n_out:
+            samples = samples[:n_out]
+        elif len(samples) < n_out:
+            samples = np.pad(samples, (0, n_out - len(samples)))
+        return _Raw(samples, self.sample_rate, self.channels, self.frames)
 
 
 class _OpenFailed(Exception):
@@ -385,7 +412,7 @@ def _decode(data: bytes, fmt: str, limits: _Limits) -> _Raw:
     except _OpenFailed as exc:
         # codecs libsndfile lacks in containers it knows (MP3-in-WAV, FLAC-in-Ogg, ...)
         return _decode_pyav(data, fmt, limits, first_error=str(exc))
-    if len(raw.samples) == 0 and fmt in ("wav", "w64"):
+    if raw.frames == 0 and fmt in ("wav", "w64"):
         # libsndfile takes a data-chunk size of 0 literally, but a recorder that died before
         # finishing its header leaves exactly that; FFmpeg reads such data to the end of file
         try:
@@ -512,21 +539,3 @@ def _frame_samples(frame: Any, limits: _Limits) -> np.ndarray:
     if name in _INT_SCALE:
         return (array / _INT_SCALE[name]).astype(np.float32)
     return array.astype(np.float32, copy=False)
-
-
-def _resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
-    """python-soxr at librosa's `soxr_hq`, then librosa.resample's length rule
-    (`fix_length` to ceil(n * target / source): truncate, or pad with zeros)."""
-    import numpy as np
-
-    if source_rate == target_rate:
-        return samples
-    import soxr
-
-    n_out = int(np.ceil(samples.shape[-1] * (float(target_rate) / source_rate)))
-    out = soxr.resample(samples, source_rate, target_rate, quality="soxr_hq")
-    if len(out) > n_out:
-        return out[:n_out]
-    if len(out) < n_out:
-        return np.pad(out, (0, n_out - len(out)))
-    return out
