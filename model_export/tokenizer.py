@@ -614,3 +614,69 @@ def train_demo_spm(
     path = out / f"demo-{kind}-v{vocab_size}-s{seed}.model"
     path.write_bytes(buffer.getvalue())
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m model_export.tokenizer check MODEL [--vocab-json J] [--pipeline P]``: convert
+    and compare against the reference path on the generated test corpus (exit 1 on any
+    mismatch). ``--demo`` checks freshly trained demo models instead of MODEL."""
+    import argparse
+    import tempfile
+    import time
+
+    from model_export.korean_corpus import evaluation_corpus
+
+    parser = argparse.ArgumentParser(prog="python -m model_export.tokenizer")
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="prove a conversion on the generated Korean corpus")
+    check.add_argument("spm_model", type=Path, nargs="?")
+    check.add_argument("--vocab-json", type=Path)
+    check.add_argument("--pipeline", choices=PIPELINES, default="sentencepiece")
+    check.add_argument("--max-len", type=int, default=DEFAULT_MAX_LEN)
+    check.add_argument("--sentences", type=int, default=1_200)
+    check.add_argument("--demo", action="store_true", help="train and check the demo models")
+    args = parser.parse_args(argv)
+    corpus = evaluation_corpus(args.sentences)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.demo:
+            models = [
+                train_demo_spm(Path(tmp), vocab_size=8_002),
+                train_demo_spm(Path(tmp), vocab_size=1_000, with_special_pieces=False),
+                train_demo_spm(Path(tmp), vocab_size=300),
+            ]
+        elif args.spm_model is not None:
+            models = [args.spm_model]
+        else:
+            parser.error("give a SentencePiece model or --demo")
+        failed = False
+        for model in models:
+            try:
+                started = time.perf_counter()
+                artifacts = convert_tokenizer(
+                    model, args.vocab_json, max_len=args.max_len, pipeline=args.pipeline
+                )
+                report = check_against_reference(
+                    artifacts.tokenizer_json,
+                    model,
+                    args.vocab_json,
+                    corpus,
+                    max_len=args.max_len,
+                    pipeline=args.pipeline,
+                )
+            except ExportError as exc:
+                print(f"{model.name}: {exc}")
+                return 2
+            seconds = time.perf_counter() - started
+            failed |= not report.exact
+            print(
+                f"{model.name} [{args.pipeline}, vocab {artifacts.vocab_size}]: "
+                f"{report.n_texts} texts, {len(report.mismatches)} mismatches, "
+                f"{len(report.ties)} float32 ties, {seconds:.2f} s"
+            )
+            for text in report.mismatches[:5]:
+                print(f"  mismatch: {text[:80]!r}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

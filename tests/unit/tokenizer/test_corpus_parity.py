@@ -28,7 +28,7 @@ CASES = [
 # SentencePiece sums path scores in float32; where two segmentations score exactly the same
 # (". .." vs ".. ."), its rounding decides. Those ties are the only tolerated difference, and
 # they must stay rare.
-MAX_TIE_FRACTION = 0.02
+MAX_TIE_FRACTION = 0.05
 
 
 # The gluonnlp BERTSPTokenizer path, for the models KoBERT-style checkpoints could come with.

@@ -68,3 +68,16 @@ def test_reference_encode_is_the_reference_path(kobert_like_model: Path) -> None
     assert len(ids) == 10
     assert ids == reference_tokenizer(kobert_like_model).encode(text, max_len=10)
     assert ids[0] == 2 and ids[-1] == 3
+
+
+def test_check_command(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from model_export.tokenizer import main
+
+    assert main(["check", str(tiny_model), "--sentences", "200"]) == 0
+    assert "0 mismatches" in capsys.readouterr().out
+    bad = tmp_path / "bad.model"
+    bad.write_bytes(b"not a model")
+    assert main(["check", str(bad)]) == 2
+    assert "TOKENIZER_INVALID" in capsys.readouterr().out
