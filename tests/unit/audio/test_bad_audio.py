@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alertfusion.audio import decode_audio
+from alertfusion.audio import DecodedAudio, decode_audio
 from alertfusion.errors import HTTP_STATUS, AudioError, ReasonCode
 from tests.conftest import REPO
 from tests.corpus.bad_audio import (
@@ -23,7 +23,14 @@ from tests.corpus.bad_audio import (
     pcm16,
     wav_bytes,
 )
-from tests.unit.audio.helpers import SR, make_signal, pyav_encode, soundfile_encode
+from tests.unit.audio.helpers import (
+    FIXTURE_FILES,
+    SR,
+    librosa_load,
+    make_signal,
+    pyav_encode,
+    soundfile_encode,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -159,7 +166,7 @@ def test_lying_header_fits_where_trusting_it_cannot() -> None:
         limit = 400 * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         import soundfile as sf
-        from alertfusion.audio import decode_audio
+        from alertfusion.audio import DecodedAudio, decode_audio
         data = sys.stdin.buffer.read()
         assert sf.info(io.BytesIO(data)).frames == 2**36 - 1
         print(round(decode_audio(data, sample_rate=44100).duration_s, 3))
@@ -197,13 +204,30 @@ def test_too_long_stops_decoding_at_the_limit() -> None:
     assert isinstance(result, AudioError) and result.code == ReasonCode.TOO_LONG
 
 
-def test_memory_follows_the_target_rate_not_the_source_rate() -> None:
-    """10 s at 384 kHz (FLAC silence: a small file) would be 15 MB of float32 at its own rate;
-    resampling block by block keeps only the 44.1 kHz result (1.8 MB) and one block."""
+def test_long_high_rate_audio_is_resampled_as_a_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past `_ONESHOT_MAX_SAMPLES` of source audio the decoder resamples block by block and
+    keeps only 44.1 kHz audio. With the threshold lowered to 1 M samples, 10 s at 384 kHz
+    (3.84 M samples, 15 MB as float32) peaks far below what the one-shot path needs."""
+    import alertfusion.audio
+
     data = soundfile_encode(np.zeros(10 * 384_000, np.int16), 384_000, "FLAC", "PCM_16")
-    result, peak = _traced_decode(data)
-    assert not isinstance(result, AudioError), result
-    assert peak < 6 * 1024 * 1024, peak
+    oneshot, oneshot_peak = _traced_decode(data)
+    monkeypatch.setattr(alertfusion.audio, "_ONESHOT_MAX_SAMPLES", 1 << 20)
+    streamed, stream_peak = _traced_decode(data)
+    assert isinstance(oneshot, DecodedAudio) and isinstance(streamed, DecodedAudio)
+    np.testing.assert_array_equal(streamed.samples, oneshot.samples)
+    assert oneshot_peak > 15_000_000 and stream_peak < 8_000_000, (oneshot_peak, stream_peak)
+
+
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
+def test_the_streamed_resampling_equals_librosa(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import alertfusion.audio
+
+    monkeypatch.setattr(alertfusion.audio, "_ONESHOT_MAX_SAMPLES", 10_000)
+    decoded = decode_audio(path, sample_rate=SR, min_seconds=0.0)
+    np.testing.assert_array_equal(decoded.samples, librosa_load(path))
 
 
 def test_too_long_in_a_container() -> None:

@@ -24,6 +24,10 @@ MAX_CHANNELS = 64
 MAX_ABS_SAMPLE = 1000.0
 #: how many interleaved samples one read of the decoder returns at most
 _BLOCK_SAMPLES = 1 << 18
+#: mono source samples resampled in one call (32 MB); longer audio is resampled as a stream
+_ONESHOT_MAX_SAMPLES = 1 << 23
+#: samples per call of soxr's stream
+_STREAM_CHUNK = 1 << 15
 #: bytes `sniff_format` needs to recognise every supported container
 SNIFF_BYTES = 4096
 #: packets in a row PyAV may fail to decode before the stream counts as broken
@@ -317,10 +321,14 @@ class _Raw:
 
 
 class _Accumulator:
-    """Takes decoded blocks: checks their samples, averages channels, resamples to the target
-    rate as they come (python-soxr's stream gives the same samples as its one-shot call, which
-    librosa uses), and enforces the duration limit. Only target-rate audio is kept, so memory
-    is bounded by `max_seconds` at the target rate whatever the source's rate and channels."""
+    """Takes decoded blocks: checks their samples, averages channels, enforces the duration
+    limit, and resamples to the target rate as librosa does (python-soxr at `soxr_hq`).
+
+    Up to `_ONESHOT_MAX_SAMPLES` of mono source audio are kept and resampled in one call (what
+    librosa does, and python-soxr's fastest path); beyond that, what was kept and every later
+    block go through soxr's stream instead, which gives the same samples (checked bit for bit)
+    at about half the speed, so memory stays bounded by `max_seconds` at the target rate
+    whatever the source's rate and channel count."""
 
     def __init__(self, limits: _Limits, sample_rate: int, channels: int) -> None:
         if not MIN_SOURCE_RATE <= sample_rate <= MAX_SOURCE_RATE:
@@ -340,21 +348,19 @@ class _Accumulator:
         self.channels = channels
         #: more frames than this is TOO_LONG
         self.max_frames = math.floor(limits.max_seconds * sample_rate)
-        self.blocks: list[np.ndarray] = []
         self.frames = 0
-        self._resampler: Any = None
-        if sample_rate != limits.target_rate:
-            import soxr
-
-            # librosa.load's res_type="soxr_hq"
-            self._resampler = soxr.ResampleStream(
-                sample_rate, limits.target_rate, 1, dtype="float32", quality="soxr_hq"
-            )
+        #: mono blocks at the source rate (before any streaming) or at the target rate (after)
+        self.blocks: list[np.ndarray] = []
+        self._stream: Any = None
 
     @property
     def room(self) -> int:
         """Frames still worth reading: one past the limit proves TOO_LONG."""
         return self.max_frames + 1 - self.frames
+
+    @property
+    def _resampling(self) -> bool:
+        return self.sample_rate != self.limits.target_rate
 
     def add(self, block: np.ndarray) -> None:
         """Add (frames, channels) float32 samples."""
@@ -381,22 +387,50 @@ class _Accumulator:
         # np.mean over channels, as librosa.to_mono does (same float32 arithmetic)
         mono = block[:, 0] if block.shape[1] == 1 else np.mean(block, axis=1)
         mono = np.ascontiguousarray(mono, dtype=np.float32)
-        if self._resampler is not None:
-            mono = self._resampler.resample_chunk(mono, last=False)
+        if self._stream is not None:
+            self.blocks.append(self._stream_chunk(mono))
+            return
         self.blocks.append(mono)
+        if self._resampling and self.frames > _ONESHOT_MAX_SAMPLES:
+            import soxr
+
+            self._stream = soxr.ResampleStream(
+                self.sample_rate, self.limits.target_rate, 1, dtype="float32", quality="soxr_hq"
+            )
+            kept, self.blocks = self.blocks, []
+            self.blocks = [self._stream_chunk(b) for b in kept]
+
+    def _stream_chunk(self, mono: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        # soxr's stream is fastest on chunks of a few tens of thousands of samples
+        parts = [
+            self._stream.resample_chunk(mono[i : i + _STREAM_CHUNK], last=False)
+            for i in range(0, len(mono), _STREAM_CHUNK)
+        ]
+        return np.concatenate(parts) if len(parts) != 1 else parts[0]
 
     def result(self) -> _Raw:
         import numpy as np
 
-        if self._resampler is not None:
-            self.blocks.append(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+        if self._stream is not None:
+            self.blocks.append(self._stream.resample_chunk(np.zeros(0, np.float32), last=True))
         samples = np.concatenate(self.blocks) if self.blocks else np.zeros(0, np.float32)
-        # librosa.resample's length rule: fix_length to ceil(n * target / source)
-        n_out = int(np.ceil(self.frames * (float(self.limits.target_rate) / self.sample_rate)))
-        if len(samples) > n_out:
-            samples = samples[:n_out]
-        elif len(samples) < n_out:
-            samples = np.pad(samples, (0, n_out - len(samples)))
+        if self._resampling and self._stream is None and len(samples):
+            import soxr
+
+            # librosa.load's res_type="soxr_hq"
+            samples = soxr.resample(
+                samples, self.sample_rate, self.limits.target_rate, quality="soxr_hq"
+            )
+        if self._resampling:
+            # librosa.resample's length rule: fix_length to ceil(n * target / source)
+            ratio = float(self.limits.target_rate) / self.sample_rate
+            n_out = int(np.ceil(self.frames * ratio))
+            if len(samples) > n_out:
+                samples = samples[:n_out]
+            elif len(samples) < n_out:
+                samples = np.pad(samples, (0, n_out - len(samples)))
         return _Raw(samples, self.sample_rate, self.channels, self.frames)
 
 
