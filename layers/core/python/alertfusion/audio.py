@@ -413,25 +413,45 @@ class _Accumulator:
     def result(self) -> _Raw:
         import numpy as np
 
-        if self._stream is not None:
-            self.blocks.append(self._stream.resample_chunk(np.zeros(0, np.float32), last=True))
-        samples = np.concatenate(self.blocks) if self.blocks else np.zeros(0, np.float32)
-        if self._resampling and self._stream is None and len(samples):
-            import soxr
-
-            # librosa.load's res_type="soxr_hq"
-            samples = soxr.resample(
-                samples, self.sample_rate, self.limits.target_rate, quality="soxr_hq"
-            )
+        blocks, self.blocks = self.blocks, []
+        n_out = self.frames
         if self._resampling:
+            if self._stream is not None:
+                blocks.append(self._stream.resample_chunk(np.zeros(0, np.float32), last=True))
+            elif self.frames:
+                import soxr
+
+                source = np.concatenate(blocks) if len(blocks) != 1 else blocks[0]
+                # librosa.load's res_type="soxr_hq"; rebinding `blocks` frees the source
+                blocks = [
+                    soxr.resample(
+                        source, self.sample_rate, self.limits.target_rate, quality="soxr_hq"
+                    )
+                ]
+                del source
             # librosa.resample's length rule: fix_length to ceil(n * target / source)
-            ratio = float(self.limits.target_rate) / self.sample_rate
-            n_out = int(np.ceil(self.frames * ratio))
-            if len(samples) > n_out:
-                samples = samples[:n_out]
-            elif len(samples) < n_out:
-                samples = np.pad(samples, (0, n_out - len(samples)))
-        return _Raw(samples, self.sample_rate, self.channels, self.frames)
+            n_out = int(np.ceil(self.frames * (float(self.limits.target_rate) / self.sample_rate)))
+        return _Raw(_join(blocks, n_out), self.sample_rate, self.channels, self.frames)
+
+
+def _join(blocks: list[np.ndarray], n: int) -> np.ndarray:
+    """The blocks end to end, cut or zero-padded to n samples; each block is released as soon
+    as it is copied, so the peak is the blocks plus the result, never more."""
+    import numpy as np
+
+    if len(blocks) == 1 and len(blocks[0]) == n:
+        return blocks[0]
+    out = np.empty(n, dtype=np.float32)
+    pos = 0
+    blocks.reverse()
+    while blocks and pos < n:
+        block = blocks.pop()
+        take = min(len(block), n - pos)
+        out[pos : pos + take] = block[:take]
+        pos += take
+        del block
+    out[pos:] = 0.0
+    return out
 
 
 class _OpenFailed(Exception):
