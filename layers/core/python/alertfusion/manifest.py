@@ -122,6 +122,10 @@ class TextPreprocessing(_Strict):
     mask_id: int = Field(..., ge=0)
     #: serving runs at the true length; the attention mask makes it equal to padded inference
     pad_to_max_len: bool = False
+    #: how the training code tokenised: "sentencepiece" (SentencePiece on the whole text, the
+    #: documented path) or "bert_sp" (gluonnlp's BERTSPTokenizer: BERT basic tokenisation, then
+    #: SentencePiece per token). tokenizer.json encodes either; this records which one.
+    tokenizer_pipeline: Literal["sentencepiece", "bert_sp"] = "sentencepiece"
     source_spm_sha256: Sha256 | None = None
     source_vocab_sha256: Sha256 | None = None
 
