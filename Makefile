@@ -8,6 +8,9 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 # Offline, deterministic and quiet by default.
 export HF_HUB_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
+# numpy's BLAS: the feature matrices are too small to gain from threads (measured 10x slower
+# and erratic with 2 on this 2-core machine), and they would compete with ONNX Runtime's.
+export OPENBLAS_NUM_THREADS := 1
 
 .PHONY: setup test test-fast lint format demo serve bench synth deploy smoke bundle-demo system-deps clean
 
