@@ -27,6 +27,8 @@ class ReasonCode(StrEnum):
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     UNAUTHORIZED = "UNAUTHORIZED"
     NOT_FOUND = "NOT_FOUND"
+    #: the route exists, not for this HTTP method
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     OBJECT_NOT_FOUND = "OBJECT_NOT_FOUND"
     FORBIDDEN_LOCATION = "FORBIDDEN_LOCATION"
     JOB_NOT_FOUND = "JOB_NOT_FOUND"
@@ -60,6 +62,7 @@ HTTP_STATUS: dict[ReasonCode, int] = {
     ReasonCode.PAYLOAD_TOO_LARGE: 413,
     ReasonCode.UNAUTHORIZED: 401,
     ReasonCode.NOT_FOUND: 404,
+    ReasonCode.METHOD_NOT_ALLOWED: 405,
     ReasonCode.OBJECT_NOT_FOUND: 404,
     ReasonCode.FORBIDDEN_LOCATION: 403,
     ReasonCode.JOB_NOT_FOUND: 404,
