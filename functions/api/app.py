@@ -1,0 +1,74 @@
+"""The HTTP API: `create_app()`, the ASGI `app` (uvicorn on EC2/local) and the Lambda
+`handler` (Mangum, for API Gateway REST v1 and HTTP v2 events).
+
+Importing this module loads no model and imports neither numpy nor onnxruntime: the
+classifying routes import the engine on their first request (`deps._load_engine`).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from mangum import Mangum
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from alertfusion import __version__
+from alertfusion.errors import AlertFusionError
+from functions.api.errors import handle_exception
+from functions.api.middleware import BodyLimit, RequestContext, StagePrefix
+from functions.api.routers import health, jobs, page, predict, uploads
+from functions.api.settings import ApiSettings, api_settings
+
+DESCRIPTION = """\
+Tells, from a short Korean recording, whether someone is in an emergency (help, robbery,
+sexual assault, theft, violence) or not (regular).
+
+* Synchronous: `POST /predict` (multipart: `audio_file` + `text_input`) and
+  `POST /predict_s3` (an object of the pipeline's bucket) answer the verdict.
+* Asynchronous: `POST /uploads` gives a presigned POST to upload the recording straight
+  to S3; `GET /jobs/{job_id}` answers the preliminary (audio-only) and final verdicts.
+
+Errors always have the shape `{"error": {"code", "message", "request_id"}}`; `code` is a
+stable reason code.
+"""
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    """The FastAPI app (settings from the environment unless given)."""
+    settings = settings or api_settings()
+    app = FastAPI(
+        title="alertfusion",
+        version=__version__,
+        description=DESCRIPTION,
+        # the interactive docs load scripts from a CDN; the schema is enough offline
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    for exc_class in (AlertFusionError, RequestValidationError, StarletteHTTPException):
+        app.add_exception_handler(exc_class, handle_exception)
+    app.include_router(health.router)
+    app.include_router(predict.router)
+    app.include_router(uploads.router)
+    app.include_router(jobs.router)
+    app.include_router(page.router)
+    # added innermost first: RequestContext wraps everything, BodyLimit sits next to the app
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["content-type", "x-api-key", "idempotency-key", "x-request-id"],
+            expose_headers=["retry-after", "x-request-id", "location"],
+            max_age=600,
+        )
+    app.add_middleware(StagePrefix)
+    app.add_middleware(RequestContext)
+    return app
+
+
+app = create_app()
+handler = Mangum(app, lifespan="off")

@@ -1,0 +1,119 @@
+"""`Idempotency-Key` records of `POST /uploads`, kept in the jobs table.
+
+One item per key: partition key ``idempotency#<sha256 of the key>`` (the client's string
+is never stored), the job id it made, a fingerprint of the request body, and the table's
+TTL attribute. The items have no ``status``, so the ``by_status`` index stays sparse, and
+no job id looks like them (job ids are ULIDs).
+
+A key is claimed with a conditional put: the first request wins and names the job; a
+repeat with the same body gets the same job; a repeat with another body is 409
+IDEMPOTENCY_CONFLICT. An expired item (TTL deletion lags by up to days) counts as absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from alertfusion.errors import AlertFusionError, ConfigError, ReasonCode, TransientError
+from alertfusion.jobs import now_utc, utc_iso
+
+ITEM_PREFIX = "idempotency#"
+_THROTTLING = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: str
+    #: True when an earlier request made the job
+    replayed: bool
+
+
+def fingerprint(payload: str) -> str:
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class IdempotencyStore:
+    def __init__(self, table_name: str, client: Any, *, ttl_days: int) -> None:
+        self.table_name = table_name
+        self._client = client
+        self._ttl = timedelta(days=ttl_days)
+
+    @staticmethod
+    def item_id(key: str) -> str:
+        return ITEM_PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+    def claim(
+        self, key: str, body_fingerprint: str, new_job_id: str, *, now: datetime | None = None
+    ) -> Claim:
+        """The job of `key`: `new_job_id` if this call claimed the key, else the job the
+        first request made (same body) or 409 IDEMPOTENCY_CONFLICT (another body)."""
+        from botocore.exceptions import ClientError
+
+        moment = now or now_utc()
+        item_id = self.item_id(key)
+        for _ in range(2):
+            try:
+                self._call(
+                    "put_item",
+                    TableName=self.table_name,
+                    Item={
+                        "job_id": {"S": item_id},
+                        "kind": {"S": "idempotency"},
+                        "target_job_id": {"S": new_job_id},
+                        "fingerprint": {"S": body_fingerprint},
+                        "created_at": {"S": utc_iso(moment)},
+                        "expires_at": {"N": str(int((moment + self._ttl).timestamp()))},
+                    },
+                    ConditionExpression="attribute_not_exists(job_id) OR expires_at < :now",
+                    ExpressionAttributeValues={":now": {"N": str(int(moment.timestamp()))}},
+                )
+                return Claim(new_job_id, replayed=False)
+            except ClientError as exc:
+                if _code(exc) != "ConditionalCheckFailedException":
+                    raise
+            item = self._call(
+                "get_item",
+                TableName=self.table_name,
+                Key={"job_id": {"S": item_id}},
+                ConsistentRead=True,
+            ).get("Item")
+            if item is None:
+                continue  # expired and deleted between the two calls: claim it again
+            if item["fingerprint"]["S"] != body_fingerprint:
+                raise AlertFusionError(
+                    "this Idempotency-Key was used with a different request body",
+                    code=ReasonCode.IDEMPOTENCY_CONFLICT,
+                )
+            return Claim(item["target_job_id"]["S"], replayed=True)
+        raise TransientError("the idempotency record kept changing; retry")
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            result: dict[str, Any] = getattr(self._client, operation)(**kwargs)
+        except ClientError as exc:
+            code = _code(exc)
+            if code == "ResourceNotFoundException":
+                raise ConfigError(f"jobs table {self.table_name!r} not found") from exc
+            if code in _THROTTLING:
+                raise TransientError(f"DynamoDB {operation}: {code}") from exc
+            raise
+        except BotoCoreError as exc:
+            raise TransientError(f"DynamoDB {operation}: {type(exc).__name__}") from exc
+        return result
+
+
+def _code(exc: Any) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))

@@ -1,0 +1,92 @@
+"""`GET /jobs/{job_id}`: status, verdicts, reason codes and timings of a job."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response
+from starlette.concurrency import run_in_threadpool
+
+from alertfusion.errors import NotFoundError, ReasonCode
+from alertfusion.jobs import Job, now_utc
+from alertfusion.keys import JOB_ID_RE
+from functions.api.deps import PipelineDep, require_api_key
+from functions.api.errors import error_responses
+from functions.api.models import JobFailure, JobTimings, JobTranscribe, JobView
+from functions.api.polling import retry_after
+
+router = APIRouter(tags=["jobs"], dependencies=[Depends(require_api_key)])
+
+
+def job_view(job: Job, retry: int | None) -> JobView:
+    reasons: list[ReasonCode] = []
+    if job.failure_reason is not None:
+        reasons.append(job.failure_reason)
+    if job.final is not None and job.final.audio_only_reason is not None:
+        reasons.append(job.final.audio_only_reason)
+    return JobView(
+        job_id=job.job_id,
+        status=job.status,
+        is_final=job.is_final,
+        source=job.source,
+        object_key=job.object_key,
+        duration_s=job.probed_duration_s,
+        preliminary=job.preliminary,
+        final=job.final,
+        reason_codes=reasons,
+        failure=(
+            JobFailure(reason=job.failure_reason, detail=job.failure_detail)
+            if job.failure_reason is not None
+            else None
+        ),
+        transcribe=(
+            JobTranscribe(status=job.transcribe_status, detail=job.transcribe_detail)
+            if job.transcribe_status is not None
+            else None
+        ),
+        timings=JobTimings(
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            uploaded_at=job.uploaded_at,
+            received_at=job.received_at,
+            transcribing_at=job.transcribing_at,
+            preliminary_at=job.preliminary_at,
+            final_at=job.final_at,
+            done_at=job.done_at,
+            failed_at=job.failed_at,
+            preliminary_latency_ms=job.preliminary_latency_ms,
+            final_latency_ms=job.final_latency_ms,
+        ),
+        retry_after_seconds=retry,
+    )
+
+
+@router.get(
+    "/jobs/{job_id}",
+    name="get_job",
+    response_model=JobView,
+    summary="A job's status, verdicts, reason codes and timings",
+    responses=error_responses(401, 404, 422, 500, 503),
+)
+async def get_job(
+    job_id: Annotated[
+        str,
+        Path(
+            pattern=JOB_ID_RE.pattern,
+            description="the 26-character id `POST /uploads` answered (anything else: 422)",
+            examples=["01JD3W7Q5V2ZK8F9X4M6N0P1RS"],
+        ),
+    ],
+    response: Response,
+    pipeline: PipelineDep,
+) -> JobView:
+    """While the job is not final the answer carries `Retry-After` (seconds; see
+    `retry_after_seconds`). Unknown ids are 404 JOB_NOT_FOUND."""
+    job = await run_in_threadpool(pipeline.store.get, job_id)
+    if job is None:
+        raise NotFoundError(f"no job {job_id}", code=ReasonCode.JOB_NOT_FOUND)
+    retry = retry_after(job, now_utc())
+    response.headers["Cache-Control"] = "no-store"
+    if retry is not None:
+        response.headers["Retry-After"] = str(retry)
+    return job_view(job, retry)

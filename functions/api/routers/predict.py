@@ -1,0 +1,143 @@
+"""`POST /predict` (multipart audio + text) and `POST /predict_s3` (an object of the
+pipeline's bucket + text): the verdict in the same call."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as StarletteUploadFile
+
+from alertfusion.errors import InputError, ReasonCode
+from alertfusion.result import ClassificationResult
+from functions.api.deps import ClassifierDep, PipelineDep, SettingsDep, require_api_key
+from functions.api.errors import error_responses
+from functions.api.inputs import (
+    check_audio_bytes,
+    clean_text,
+    display_name,
+    read_object,
+    resolve_key,
+)
+from functions.api.models import PredictResponse, PredictS3Request
+
+router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)])
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_FORM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        name: {"type": "string", "description": field.description or ""}
+        for name, field in PredictS3Request.model_fields.items()
+    },
+}
+
+
+@router.post(
+    "/predict",
+    response_model=PredictResponse,
+    summary="Classify an uploaded recording (+ optional transcript)",
+    responses=error_responses(401, 413, 415, 422, 500, 503),
+)
+async def predict(
+    settings: SettingsDep,
+    classifier: ClassifierDep,
+    audio_file: Annotated[
+        UploadFile,
+        File(description="the recording (WAV, FLAC, OGG, MP3, M4A/AAC, 3GP/AMR, WebM)"),
+    ],
+    text_input: Annotated[
+        str | None, Form(description="the transcript, if any (empty = audio only)")
+    ] = None,
+) -> PredictResponse:
+    """The original server's form (`audio_file`, `text_input`). The format is sniffed from
+    the bytes; the file name only labels messages. Bodies above the limit (4 MiB by
+    default) get 413: upload those with `POST /uploads`."""
+    name = display_name(audio_file.filename)
+    audio = await audio_file.read()
+    check_audio_bytes(audio, name)
+    text = clean_text(text_input, settings.max_text_chars)
+    result = await run_in_threadpool(_classify, classifier, audio, text, name)
+    return PredictResponse.from_result(result)
+
+
+def _classify(provider: Any, audio: bytes, text: str | None, name: str) -> ClassificationResult:
+    result: ClassificationResult = provider().classify(audio, text=text, filename=name)
+    return result
+
+
+async def predict_s3_body(request: Request) -> PredictS3Request:
+    """The body of `/predict_s3`: JSON, or a form (urlencoded or multipart)."""
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    raw: Any
+    if content_type in _FORM_TYPES:
+        form = await request.form()
+        raw = {}
+        for name, value in form.multi_items():
+            if isinstance(value, StarletteUploadFile):
+                raise InputError(f"{name}: a text field, not a file", code=ReasonCode.INVALID_INPUT)
+            raw[name] = value
+    elif content_type == "application/json" or content_type.endswith("+json"):
+        try:
+            raw = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InputError("the body is not valid JSON", code=ReasonCode.INVALID_INPUT) from exc
+    else:
+        raise InputError(
+            "send JSON or a form (application/x-www-form-urlencoded, multipart/form-data)",
+            code=ReasonCode.INVALID_INPUT,
+        )
+    try:
+        return PredictS3Request.model_validate(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from exc
+
+
+@router.post(
+    "/predict_s3",
+    response_model=PredictResponse,
+    summary="Classify a recording already in the pipeline's bucket (+ optional transcript)",
+    responses=error_responses(401, 403, 404, 413, 415, 422, 500, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": PredictS3Request.model_json_schema()},
+                **{media: {"schema": _FORM_SCHEMA} for media in _FORM_TYPES},
+            },
+        }
+    },
+)
+async def predict_s3(
+    settings: SettingsDep,
+    classifier: ClassifierDep,
+    pipeline: PipelineDep,
+    body: Annotated[PredictS3Request, Depends(predict_s3_body)],
+) -> PredictResponse:
+    """`s3_key` (or `s3_uri`) + `text_input_s3` (or `text`). Only the pipeline's bucket,
+    only keys under the allowed prefixes (`PREDICT_S3_PREFIXES`, default `uploads/`):
+    another bucket or prefix is 403, a missing object 404. The object is read into
+    memory (at most MAX_UPLOAD_BYTES); nothing is written to disk."""
+    bucket = pipeline.settings.audio_bucket
+    key = resolve_key(
+        s3_key=body.s3_key,
+        s3_uri=body.s3_uri,
+        bucket=bucket,
+        prefixes=settings.predict_s3_prefixes,
+    )
+    if body.text_input_s3 and body.text and body.text_input_s3 != body.text:
+        raise InputError(
+            "text_input_s3 and text differ: give one of them", code=ReasonCode.INVALID_INPUT
+        )
+    text = clean_text(body.text_input_s3 or body.text, settings.max_text_chars)
+    name = display_name(key)
+    audio = await run_in_threadpool(
+        read_object, pipeline.s3, bucket, key, pipeline.settings.max_upload_bytes
+    )
+    check_audio_bytes(audio, name)
+    result = await run_in_threadpool(_classify, classifier, audio, text, name)
+    return PredictResponse.from_result(result)

@@ -1,0 +1,97 @@
+"""The HTTP API's own settings (access, CORS, limits), read from the environment once.
+
+Resource names (bucket, table) come from `alertfusion.settings.PipelineSettings`, the
+model bundle from `EngineSettings`: the routes that need them load those lazily, so a
+process that only serves `/healthz` needs neither.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from alertfusion.settings import load_settings
+
+#: API Gateway accepts 10 MB per request, a synchronous Lambda invocation at most 6 MB
+#: (6 291 456 bytes) of event JSON, and binary bodies reach Lambda base64-encoded (x4/3).
+#: 4 MiB of raw body is 5 592 408 bytes of base64, which leaves 699 048 bytes for the rest
+#: of the event (headers twice over as `headers` and `multiValueHeaders`, the request
+#: context): API Gateway caps request headers at 10 KB, so that margin is ample.
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+#: S3 allows presigned POST policies of any length; clients should upload promptly
+MAX_UPLOAD_URL_SECONDS = 15 * 60
+
+
+def _csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class ApiSettings(BaseSettings):
+    """What the API adds to the pipeline's and the engine's settings."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
+
+    #: the client key; unset: the app checks nothing (API Gateway checks it in front)
+    api_key: SecretStr | None = Field(None, validation_alias="API_KEY")
+    #: false: never check, even with API_KEY set (behind API Gateway's own key check)
+    api_key_required: bool = Field(True, validation_alias="API_KEY_REQUIRED")
+    #: browser origins allowed to call the API (comma-separated; "*" for any); empty: no CORS
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="CORS_ALLOW_ORIGINS"
+    )
+    #: largest request body, multipart overhead included (see DEFAULT_MAX_BODY_BYTES)
+    max_body_bytes: int = Field(
+        DEFAULT_MAX_BODY_BYTES, gt=0, le=1024**3, validation_alias="MAX_BODY_BYTES"
+    )
+    #: longest accepted text (characters); the engine reads the same variable
+    max_text_chars: int = Field(5000, gt=0, validation_alias="MAX_TEXT_CHARS")
+    #: key prefixes `/predict_s3` may read in the pipeline's bucket (comma-separated)
+    predict_s3_prefixes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["uploads/"], validation_alias="PREDICT_S3_PREFIXES"
+    )
+    #: lifetime of the presigned POST that `POST /uploads` answers
+    upload_url_expires_seconds: int = Field(
+        600, ge=30, le=MAX_UPLOAD_URL_SECONDS, validation_alias="UPLOAD_URL_EXPIRES_SECONDS"
+    )
+
+    @field_validator("cors_allow_origins", "predict_s3_prefixes", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return _csv(value)
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port])")
+        return [origin.rstrip("/") for origin in value]
+
+    @field_validator("predict_s3_prefixes")
+    @classmethod
+    def _prefixes(cls, value: list[str]) -> list[str]:
+        for prefix in value:
+            if prefix.startswith("/") or ".." in prefix or not prefix.endswith("/"):
+                raise ValueError(f"{prefix!r}: prefixes are relative folders ending in '/'")
+        return value
+
+    @model_validator(mode="after")
+    def _key(self) -> ApiSettings:
+        if self.api_key is not None and len(self.api_key.get_secret_value()) < 16:
+            raise ValueError("API_KEY must have at least 16 characters")
+        return self
+
+    @property
+    def checks_api_key(self) -> bool:
+        """Whether the app itself checks `x-api-key` (standalone: EC2, local)."""
+        return self.api_key_required and self.api_key is not None
+
+
+@lru_cache(maxsize=1)
+def api_settings() -> ApiSettings:
+    return load_settings(ApiSettings)

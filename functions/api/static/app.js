@@ -1,0 +1,432 @@
+// alertfusion try-it page: POST /predict, POST /predict_s3, and the asynchronous flow
+// (POST /uploads -> presigned POST to S3 -> GET /jobs/{id} until DONE or FAILED).
+// No framework, no build step, no external resources. Every server string goes into the
+// page through textContent, never as HTML.
+"use strict";
+
+(function () {
+  const KEY_STORAGE = "alertfusion.apiKey";
+  const LABELS_KO = {
+    regular: "정상",
+    help: "도움요청",
+    robbery: "강도범죄",
+    sexual: "강제추행(성범죄)",
+    theft: "절도범죄",
+    violence: "폭력범죄",
+    alert: "경보",
+  };
+  const DECIDED_BY = {
+    gate: "이진 음성 게이트 / binary audio gate",
+    fusion: "음성+텍스트 융합 / audio + text fusion",
+    audio_only: "음성만 / audio only",
+  };
+  const STATUS_KO = {
+    UPLOAD_PENDING: "업로드 대기",
+    RECEIVED: "수신됨",
+    TRANSCRIBING: "전사 중",
+    DONE: "완료",
+    FAILED: "실패",
+  };
+  const MAX_POLL_MS = 15 * 60 * 1000;
+
+  const $ = (id) => document.getElementById(id);
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name === "class") node.className = value;
+      else node.setAttribute(name, String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  const bilingual = (label) => (LABELS_KO[label] ? `${LABELS_KO[label]} · ${label}` : label);
+  const pct = (p) => `${(100 * p).toFixed(1)}%`;
+
+  // ---- API key (sessionStorage only) ------------------------------------------------------
+
+  function apiHeaders(extra) {
+    const headers = Object.assign({ Accept: "application/json" }, extra || {});
+    const key = $("api-key").value.trim();
+    if (key) headers["x-api-key"] = key;
+    return headers;
+  }
+
+  function setupKey() {
+    const input = $("api-key");
+    try {
+      input.value = sessionStorage.getItem(KEY_STORAGE) || "";
+    } catch (_) {
+      /* storage disabled: the field still works for this page view */
+    }
+    input.addEventListener("input", () => {
+      try {
+        sessionStorage.setItem(KEY_STORAGE, input.value);
+      } catch (_) {
+        /* ignore */
+      }
+    });
+  }
+
+  // ---- requests ---------------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, body, fallback) {
+      const err = body && body.error ? body.error : null;
+      super(err ? err.message : fallback);
+      this.status = status;
+      this.code = err ? err.code : `HTTP_${status}`;
+      this.requestId = err ? err.request_id : null;
+    }
+  }
+
+  async function callApi(path, options) {
+    const response = await fetch(path, options);
+    let body = null;
+    const text = await response.text();
+    try {
+      body = text ? JSON.parse(text) : null;
+    } catch (_) {
+      body = null;
+    }
+    if (!response.ok) throw new ApiError(response.status, body, text.slice(0, 200) || response.statusText);
+    return { response, body };
+  }
+
+  // ---- rendering --------------------------------------------------------------------------
+
+  function bars(probabilities, caption) {
+    const entries = Object.entries(probabilities || {});
+    const best = entries.reduce((a, b) => (b[1] > a[1] ? b : a), ["", -1])[0];
+    return el(
+      "ul",
+      { class: "bars", "aria-label": caption },
+      entries.map(([label, p]) =>
+        el(
+          "li",
+          { class: `bar-row${label === best ? " top" : ""}${label === "regular" ? " regular" : ""}` },
+          el("span", { class: "name", title: bilingual(label) }, bilingual(label)),
+          el(
+            "span",
+            {
+              class: "bar",
+              role: "meter",
+              "aria-label": `${caption}: ${bilingual(label)}`,
+              "aria-valuemin": 0,
+              "aria-valuemax": 100,
+              "aria-valuenow": (100 * p).toFixed(1),
+              "aria-valuetext": pct(p),
+            },
+            el("span", { class: "fill", style: null })
+          ),
+          el("span", { class: "value" }, pct(p))
+        )
+      )
+    );
+  }
+
+  // inline styles are blocked by the page's CSP: widths are set through the CSSOM
+  function sizeBars(root) {
+    for (const meter of root.querySelectorAll('[role="meter"]')) {
+      const fill = meter.querySelector(".fill");
+      if (fill) fill.style.width = `${Math.max(0, Math.min(100, Number(meter.getAttribute("aria-valuenow"))))}%`;
+    }
+  }
+
+  function group(title, ...content) {
+    return el("div", { class: "group" }, el("h3", {}, title), ...content);
+  }
+
+  function untrainedWarning(trained) {
+    if (trained !== false) return null;
+    return el(
+      "p",
+      { class: "warning", role: "note" },
+      el("strong", {}, "학습되지 않은 데모 모델입니다. "),
+      "결과는 무작위 가중치에서 나온 것으로 의미가 없습니다. ",
+      el("span", { lang: "en" }, "This is an untrained demo bundle (random weights): its verdicts mean nothing.")
+    );
+  }
+
+  function verdictBox(v, heading) {
+    const emergency = Boolean(v.is_emergency);
+    return el(
+      "div",
+      { class: `verdict${emergency ? " emergency" : ""}`, "data-testid": "verdict" },
+      heading ? el("p", {}, el("strong", {}, heading)) : null,
+      el("div", { class: "label" }, `${v.label_ko || LABELS_KO[v.label] || v.label} · ${v.label}`),
+      el(
+        "p",
+        {},
+        emergency ? "긴급 상황 / emergency" : "긴급 상황 아님 / not an emergency",
+        ` — 긴급 확률 / emergency probability ${pct(v.emergency_probability)}`
+      ),
+      el("p", {}, `판단 / decided by: ${DECIDED_BY[v.decided_by] || v.decided_by}`),
+      v.explanation ? el("p", { class: "hint" }, v.explanation) : null
+    );
+  }
+
+  function renderResult(result) {
+    const audio = result.audio || {};
+    const text = result.text || {};
+    const fused = result.probabilities
+      ? bars(result.probabilities, "융합 / fused")
+      : el("p", { class: "note" }, "게이트가 정상으로 판단: 6개 클래스 확률 없음 / the gate decided regular: no 6-class probabilities");
+    const audioParts = [];
+    if (audio.gate) audioParts.push(el("p", { class: "note" }, "이진 게이트 / binary gate"), bars(audio.gate.probabilities, "이진 게이트 / binary gate"));
+    if (audio.probabilities) audioParts.push(el("p", { class: "note" }, "6개 클래스 / 6 classes"), bars(audio.probabilities, "음성 / audio"));
+    if (!audioParts.length) audioParts.push(el("p", { class: "note" }, "—"));
+    const textPart = text.status === "used"
+      ? bars(text.probabilities, "텍스트 / text")
+      : el("p", { class: "note" }, `건너뜀 / skipped: ${text.detail || text.skipped_reason || ""}`);
+
+    const groups = el(
+      "div",
+      { class: "groups" },
+      group("융합 / Fused", fused),
+      group("음성 / Audio", ...audioParts),
+      group("텍스트 / Text", textPart)
+    );
+
+    let windows = null;
+    if ((result.windows || []).length > 1) {
+      windows = el(
+        "div",
+        {},
+        el("h3", {}, `구간별 결과 / Per-window results (${result.windows.length})`),
+        el(
+          "table",
+          { class: "windows" },
+          el(
+            "thead",
+            {},
+            el("tr", {}, ["#", "구간 / span (s)", "결과 / label", "판단 / decided by", "긴급 확률 / emergency p"].map((h) => el("th", { scope: "col" }, h)))
+          ),
+          el(
+            "tbody",
+            {},
+            result.windows.map((w) =>
+              el(
+                "tr",
+                { class: w.index === result.selected_window ? "selected" : null, "aria-current": w.index === result.selected_window ? "true" : null },
+                el("td", {}, w.index),
+                el("td", {}, `${w.start_s.toFixed(1)}–${w.end_s.toFixed(1)}`),
+                el("td", {}, bilingual(w.label)),
+                el("td", {}, w.decided_by),
+                el("td", {}, pct(w.emergency_probability))
+              )
+            )
+          )
+        ),
+        el("p", { class: "hint" }, "가장 긴급 확률이 높은 구간이 결과를 결정합니다 / the window with the highest emergency probability decides.")
+      );
+    }
+
+    const model = result.model || {};
+    const timings = result.timings || {};
+    const meta = el(
+      "dl",
+      { class: "meta" },
+      el("dt", {}, "길이 / duration"), el("dd", {}, `${(result.duration_s || 0).toFixed(2)} s`),
+      el("dt", {}, "모델 / bundle"), el("dd", {}, `${model.bundle_version} (${model.trained ? "trained" : "untrained demo"})`),
+      el("dt", {}, "시간 / time"), el("dd", {}, `${(timings.total_ms || 0).toFixed(0)} ms`)
+    );
+
+    return [
+      untrainedWarning(model.trained),
+      verdictBox(result),
+      groups,
+      windows,
+      meta,
+      el("details", {}, el("summary", {}, "JSON"), el("pre", {}, JSON.stringify(result, null, 2))),
+    ];
+  }
+
+  function renderJob(job) {
+    const parts = [];
+    const verdict = job.final || job.preliminary;
+    if (verdict) parts.push(untrainedWarning(verdict.trained));
+    parts.push(
+      el(
+        "p",
+        { "data-testid": "job-status" },
+        el("strong", {}, "상태 / status: "),
+        `${STATUS_KO[job.status] || ""} · ${job.status}`,
+        ` (job ${job.job_id})`
+      )
+    );
+    if (job.failure) parts.push(el("p", { class: "error", role: "alert" }, el("code", {}, job.failure.reason), " ", job.failure.detail || ""));
+    for (const [name, title] of [["final", "최종 판정 / Final verdict"], ["preliminary", "예비 판정 (음성만) / Preliminary verdict (audio only)"]]) {
+      const v = job[name];
+      if (!v) continue;
+      parts.push(verdictBox(v, title));
+      parts.push(
+        v.probabilities
+          ? bars(v.probabilities, `${title}`)
+          : el("p", { class: "note" }, "게이트가 정상으로 판단 / the gate decided regular")
+      );
+      if (v.audio_only_reason) parts.push(el("p", { class: "hint" }, `음성만 사용한 이유 / audio only because: ${v.audio_only_reason} ${v.audio_only_detail || ""}`));
+    }
+    parts.push(el("details", {}, el("summary", {}, "JSON"), el("pre", {}, JSON.stringify(job, null, 2))));
+    return parts;
+  }
+
+  function renderError(error) {
+    return [
+      el(
+        "div",
+        { class: "error", role: "alert", "data-testid": "error" },
+        el("code", {}, error.code || "ERROR"),
+        " ",
+        error.message || String(error),
+        error.requestId ? el("p", { class: "hint" }, `request id: ${error.requestId}`) : null
+      ),
+    ];
+  }
+
+  function show(nodes) {
+    const section = $("result");
+    const body = $("result-body");
+    body.replaceChildren(...nodes.filter(Boolean));
+    sizeBars(body);
+    section.hidden = false;
+  }
+
+  async function busy(form, work) {
+    const button = form.querySelector("button");
+    button.disabled = true;
+    form.setAttribute("aria-busy", "true");
+    try {
+      await work();
+    } catch (error) {
+      show(renderError(error));
+    } finally {
+      button.disabled = false;
+      form.removeAttribute("aria-busy");
+    }
+  }
+
+  // ---- 1. POST /predict ---------------------------------------------------------------------
+
+  function setupPredict() {
+    const form = $("predict-form");
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      busy(form, async () => {
+        const file = $("predict-file").files[0];
+        if (!file) throw new ApiError(0, null, "파일을 고르세요 / choose a file");
+        const data = new FormData();
+        data.append("audio_file", file, file.name);
+        const text = $("predict-text").value;
+        if (text.trim()) data.append("text_input", text);
+        const { body } = await callApi("predict", { method: "POST", headers: apiHeaders(), body: data });
+        show(renderResult(body));
+      });
+    });
+  }
+
+  // ---- 2. POST /predict_s3 ------------------------------------------------------------------
+
+  function setupS3() {
+    const form = $("s3-form");
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      busy(form, async () => {
+        const where = $("s3-key").value.trim();
+        if (!where) throw new ApiError(0, null, "S3 키를 입력하세요 / enter an S3 key");
+        const payload = where.startsWith("s3://") ? { s3_uri: where } : { s3_key: where };
+        const text = $("s3-text").value;
+        if (text.trim()) payload.text_input_s3 = text;
+        const { body } = await callApi("predict_s3", {
+          method: "POST",
+          headers: apiHeaders({ "Content-Type": "application/json" }),
+          body: JSON.stringify(payload),
+        });
+        show(renderResult(body));
+      });
+    });
+  }
+
+  // ---- 3. the asynchronous flow -------------------------------------------------------------
+
+  function logStep(message) {
+    $("async-log").append(el("li", {}, message));
+  }
+
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  async function uploadToS3(upload, file) {
+    const data = new FormData();
+    for (const [name, value] of Object.entries(upload.fields)) data.append(name, value);
+    // the file must be the last field of a POST policy upload
+    data.append("file", file, file.name);
+    let response;
+    try {
+      response = await fetch(upload.url, { method: "POST", body: data });
+    } catch (error) {
+      throw new ApiError(0, null, `S3 업로드 실패 (CORS?) / the upload to S3 failed (CORS?): ${error.message}`);
+    }
+    if (!response.ok) {
+      const text = await response.text();
+      const code = (text.match(/<Code>([^<]*)<\/Code>/) || [])[1] || `HTTP_${response.status}`;
+      throw new ApiError(response.status, { error: { code, message: `S3: ${text.slice(0, 300)}` } }, "S3");
+    }
+  }
+
+  async function pollJob(pollUrl) {
+    const started = Date.now();
+    let lastStatus = null;
+    while (Date.now() - started < MAX_POLL_MS) {
+      const { response, body } = await callApi(pollUrl, { headers: apiHeaders() });
+      if (body.status !== lastStatus) {
+        logStep(`${STATUS_KO[body.status] || ""} · ${body.status}`);
+        lastStatus = body.status;
+      }
+      show(renderJob(body));
+      if (body.is_final) return body;
+      const header = Number(response.headers.get("Retry-After"));
+      const seconds = Number.isFinite(header) && header > 0 ? header : body.retry_after_seconds || 2;
+      await sleep(seconds * 1000);
+    }
+    throw new ApiError(0, null, "작업이 너무 오래 걸립니다 / the job takes too long; poll it later");
+  }
+
+  function setupAsync() {
+    const form = $("async-form");
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      busy(form, async () => {
+        const file = $("async-file").files[0];
+        if (!file) throw new ApiError(0, null, "파일을 고르세요 / choose a file");
+        $("async-log").replaceChildren();
+        const request = { filename: file.name };
+        if (file.type && file.type.startsWith("audio/")) request.content_type = file.type;
+        const transcript = $("async-text").value;
+        if (transcript.trim()) request.transcript = transcript;
+        const key = (crypto.randomUUID && crypto.randomUUID()) || `${Date.now()}-${Math.random()}`;
+        const { body: job } = await callApi("uploads", {
+          method: "POST",
+          headers: apiHeaders({ "Content-Type": "application/json", "Idempotency-Key": key }),
+          body: JSON.stringify(request),
+        });
+        logStep(`작업 생성 / job created: ${job.job_id}`);
+        await uploadToS3(job.upload, file);
+        logStep(`S3 업로드 완료 / uploaded to ${job.upload.key}`);
+        await pollJob(job.poll_url);
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    setupKey();
+    setupPredict();
+    setupS3();
+    setupAsync();
+    document.documentElement.dataset.ready = "true";
+  });
+})();
