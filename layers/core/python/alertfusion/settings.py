@@ -35,6 +35,9 @@ class EngineSettings(_Settings):
     min_audio_seconds: float = Field(0.5, gt=0, validation_alias="MIN_AUDIO_SECONDS")
     max_audio_seconds: float = Field(600.0, gt=0, validation_alias="MAX_AUDIO_SECONDS")
     max_text_chars: int = Field(5000, gt=0, validation_alias="MAX_TEXT_CHARS")
+    #: a trailing window shorter than this is not scored unless it is the only one (a few
+    #: STFT frames stretched to a full image must not decide a verdict; see alertfusion.engine)
+    min_window_seconds: float = Field(0.5, ge=0, validation_alias="MIN_WINDOW_SECONDS")
 
 
 class PipelineSettings(_Settings):

@@ -1,0 +1,192 @@
+"""The model bundle: a directory or an s3:// URI -> a verified local directory and its manifest.
+
+A bundle on S3 is downloaded once per machine into ``BUNDLE_CACHE_DIR``, under a directory
+named by the sha256 of its manifest (content-addressed: a new bundle at the same URI gets a new
+directory, and an unchanged one is never downloaded again, even by a restarted process). Files
+arrive in a temporary directory next to it and are checked against the manifest's sums before
+one atomic rename publishes them, so a crash or a concurrent process can never leave a
+half-written bundle where the engine looks. Every load checks every file's sha256 (local
+directories too): the runtime refuses a bundle whose files do not match their sums.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alertfusion.bundle_files import check_file_sums
+from alertfusion.errors import BundleError, ReasonCode, TransientError
+from alertfusion.manifest import MANIFEST_FILE, Manifest
+
+S3_SCHEME = "s3://"
+#: a manifest larger than this is not a manifest (they are a few kB)
+MAX_MANIFEST_BYTES = 1 << 20
+_CHUNK = 1 << 20
+#: S3 error codes that mean "there is nothing (readable) at that URI"
+_NOT_FOUND_CODES = frozenset(
+    {"NoSuchKey", "NoSuchBucket", "404", "NotFound", "AccessDenied", "403"}
+)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle on the local filesystem."""
+
+    directory: Path
+    manifest: Manifest
+    #: where it came from (a directory or an s3:// URI), for messages
+    source: str
+
+    def path(self, file: str) -> Path:
+        return self.directory / file
+
+
+def load_bundle(
+    location: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None
+) -> Bundle:
+    """Resolve `location` (a bundle directory or an ``s3://bucket/prefix`` URI) to a local
+    directory, validate its manifest and check every file's sha256.
+
+    Raises BundleError: BUNDLE_NOT_FOUND (no manifest there, unknown bucket or key, access
+    denied), BUNDLE_INVALID (unreadable or invalid manifest, a file missing or not matching its
+    sum); TransientError (UPSTREAM_UNAVAILABLE) when S3 fails in a way a retry may fix.
+    """
+    text = os.fspath(location)
+    if text.startswith(S3_SCHEME):
+        cache = Path(cache_dir) if cache_dir is not None else Path(_default_cache_dir())
+        directory = fetch_s3_bundle(text, cache)
+    else:
+        directory = Path(text)
+        if not directory.is_dir():
+            raise BundleError(
+                f"model bundle {text} is not a directory (run `make setup` to build the demo "
+                "bundle, or set MODEL_BUNDLE)",
+                code=ReasonCode.BUNDLE_NOT_FOUND,
+            )
+    manifest = Manifest.load(directory / MANIFEST_FILE)
+    check_file_sums(directory, manifest.files())
+    return Bundle(directory=directory, manifest=manifest, source=text)
+
+
+def _default_cache_dir() -> str:
+    from alertfusion.settings import EngineSettings
+
+    default = EngineSettings.model_fields["bundle_cache_dir"].default
+    return str(os.environ.get("BUNDLE_CACHE_DIR", default))
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """(bucket, key prefix without a trailing slash) of ``s3://bucket[/prefix][/]``."""
+    rest = uri[len(S3_SCHEME) :] if uri.startswith(S3_SCHEME) else ""
+    bucket, _, prefix = rest.partition("/")
+    prefix = prefix.strip("/")
+    if not bucket or any(part in ("", ".", "..") for part in prefix.split("/") if prefix):
+        raise BundleError(
+            f"{uri!r} is not an s3://bucket/prefix URI", code=ReasonCode.BUNDLE_NOT_FOUND
+        )
+    return bucket, prefix
+
+
+def fetch_s3_bundle(uri: str, cache_dir: Path) -> Path:
+    """The local copy of the bundle at `uri`: reused when the cache holds this very manifest's
+    bundle, otherwise downloaded, checked and published atomically (module docstring)."""
+    from alertfusion import aws
+
+    bucket, prefix = parse_s3_uri(uri)
+    s3 = aws.s3()
+    manifest_bytes = _get_object(s3, bucket, _key(prefix, MANIFEST_FILE), uri, MAX_MANIFEST_BYTES)
+    target = cache_dir / hashlib.sha256(manifest_bytes).hexdigest()[:32]
+    if (target / MANIFEST_FILE).is_file():
+        return target
+    try:
+        manifest = Manifest.model_validate_json(manifest_bytes)
+    except ValueError as exc:
+        raise BundleError(f"{uri}/{MANIFEST_FILE} is not a valid manifest: {exc}") from exc
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=cache_dir))
+    try:
+        for name, size in _sizes(manifest).items():
+            _download(s3, bucket, _key(prefix, name), staging / name, uri, max_bytes=size)
+        check_file_sums(staging, manifest.files())
+        # the manifest last: a directory with a manifest is a complete one
+        (staging / MANIFEST_FILE).write_bytes(manifest_bytes)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            # another process published the same bundle first: theirs is as good as ours
+            if not (target / MANIFEST_FILE).is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _sizes(manifest: Manifest) -> dict[str, int]:
+    """Each file's size limit: the manifest's own size for the models, generous for the
+    tokenizer (its size is not in the manifest)."""
+    models = manifest.models
+    sizes = {
+        m.file: m.size_bytes for m in (models.audio_binary, models.audio_multiclass, models.text)
+    }
+    sizes[manifest.text.tokenizer_file] = 64 << 20
+    return sizes
+
+
+def _key(prefix: str, name: str) -> str:
+    return f"{prefix}/{name}" if prefix else name
+
+
+def _client_error(exc: Exception, uri: str, key: str) -> Exception:
+    """A typed error for a failed S3 call: missing or forbidden is BUNDLE_NOT_FOUND (a
+    configuration problem), anything else may pass with a retry."""
+    code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+    if code in _NOT_FOUND_CODES:
+        return BundleError(
+            f"cannot read {key} of the model bundle {uri} ({code})",
+            code=ReasonCode.BUNDLE_NOT_FOUND,
+            details={"s3_error": code},
+        )
+    return TransientError(
+        f"S3 failed while fetching {key} of the model bundle {uri}: {code or type(exc).__name__}",
+        details={"s3_error": code or type(exc).__name__},
+    )
+
+
+def _get_object(s3: Any, bucket: str, key: str, uri: str, max_bytes: int) -> bytes:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        response = s3.get_object(Bucket=bucket, Key=key)
+        body = response["Body"]
+        data: bytes = body.read(max_bytes + 1)
+        body.close()
+    except (ClientError, BotoCoreError) as exc:
+        raise _client_error(exc, uri, key) from exc
+    if len(data) > max_bytes:
+        raise BundleError(f"{uri}: {key} is larger than {max_bytes} bytes")
+    return data
+
+
+def _download(s3: Any, bucket: str, key: str, dest: Path, uri: str, *, max_bytes: int) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        response = s3.get_object(Bucket=bucket, Key=key)
+        body = response["Body"]
+        written = 0
+        with dest.open("wb") as fh:
+            while chunk := body.read(_CHUNK):
+                written += len(chunk)
+                if written > max_bytes:
+                    raise BundleError(
+                        f"{uri}: {key} is larger than the manifest says ({max_bytes} bytes)"
+                    )
+                fh.write(chunk)
+        body.close()
+    except (ClientError, BotoCoreError) as exc:
+        raise _client_error(exc, uri, key) from exc

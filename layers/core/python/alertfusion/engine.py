@@ -1,0 +1,595 @@
+"""The inference engine: audio (+ transcript) -> ClassificationResult, with ONNX Runtime.
+
+One `Engine` per process (`get_engine()`), built from a bundle directory or an s3:// URI. The
+bundle's files are hash-checked when the engine is made; the three ONNX Runtime sessions and
+the tokenizer are created on first use (or by `warm_up()`), once. How a verdict is made is
+alertfusion.result's module docstring; how the work is scheduled on the CPU is
+alertfusion.sessions' (measured in the README).
+
+Windows: consecutive `window_seconds` windows as in training. A trailing window shorter than
+`min_window_seconds` (default 0.5 s, the shortest recording the service accepts at all) is not
+scored unless it is the only window: such a tail is a few STFT frames stretched to 64 pixels,
+and under "the highest emergency window decides" noise like that must not decide a verdict.
+The result's explanation says when a tail was left out.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Literal
+
+from alertfusion.errors import AudioError, InputError, ReasonCode, TextError
+from alertfusion.result import (
+    AudioResult,
+    ClassificationResult,
+    GateOutcome,
+    ModelInfo,
+    TextResult,
+    Timings,
+    WindowResult,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from alertfusion.audio import DecodedAudio
+    from alertfusion.bundle import Bundle
+    from alertfusion.fusion import WindowDecision
+    from alertfusion.manifest import Manifest
+    from alertfusion.sessions import BundleSessions
+    from alertfusion.text import EncodedText, TextEncoder
+
+# numpy's OpenBLAS with one thread per core slowed the feature matmuls 10x on 2 vCPUs and
+# fights ONNX Runtime's threads for the cores; effective only if numpy is not imported yet
+# (the CLI and the benchmark set it before anything else; Lambda sets it in the environment).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+Gate = Literal["binary", "none"]
+_GATES: tuple[str, ...] = ("binary", "none")
+
+#: defaults of EngineSettings, for engines made without settings (tests, the CLI)
+DEFAULT_MIN_AUDIO_SECONDS = 0.5
+DEFAULT_MAX_AUDIO_SECONDS = 600.0
+DEFAULT_MAX_TEXT_CHARS = 5000
+DEFAULT_MIN_WINDOW_SECONDS = 0.5
+#: audio files larger than this are refused before decoding
+DEFAULT_MAX_AUDIO_BYTES = 100 * 1024 * 1024
+
+
+class Engine:
+    """Classifies recordings with one model bundle (thread-safe; create one per process)."""
+
+    manifest: Manifest
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        *,
+        gate: Gate | None = None,
+        threads: int = 0,
+        min_audio_seconds: float = DEFAULT_MIN_AUDIO_SECONDS,
+        max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS,
+        max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+        min_window_seconds: float = DEFAULT_MIN_WINDOW_SECONDS,
+        max_audio_bytes: int = DEFAULT_MAX_AUDIO_BYTES,
+    ) -> None:
+        from alertfusion.sessions import BundleSessions, SessionOptions
+
+        _check_gate(gate)
+        if threads < 0:
+            raise ValueError("threads must be >= 0")
+        self.bundle = bundle
+        self.manifest = bundle.manifest
+        self.gate: Gate = gate or self.manifest.fusion.gate
+        self.min_audio_seconds = min_audio_seconds
+        self.max_audio_seconds = max_audio_seconds
+        self.max_text_chars = max_text_chars
+        self.min_window_seconds = min_window_seconds
+        self.max_audio_bytes = max_audio_bytes
+        self._sessions: BundleSessions = BundleSessions(
+            bundle, SessionOptions(intra_op_threads=threads or 1)
+        )
+        self._encoder: TextEncoder | None = None
+        self._encoder_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    # ---------------------------------------------------------------------------------------
+    # construction
+
+    @classmethod
+    def from_bundle(
+        cls,
+        location: str | os.PathLike[str],
+        *,
+        cache_dir: str | None = None,
+        gate: Gate | None = None,
+        threads: int = 0,
+        **limits: Any,
+    ) -> Engine:
+        """An engine for the bundle at `location` (a directory or an s3:// URI, fetched once
+        into `cache_dir`); the bundle is hash-checked now, the sessions are created lazily.
+        `limits` are the keyword arguments of `Engine()` (min/max audio seconds, ...)."""
+        from alertfusion.bundle import load_bundle
+
+        _check_gate(gate)
+        return cls(load_bundle(location, cache_dir=cache_dir), gate=gate, threads=threads, **limits)
+
+    def warm_up(self) -> None:
+        """Create the sessions and the tokenizer now (readiness probes, the Lambda init phase),
+        the sessions in parallel."""
+        self._text_encoder()
+        self._sessions.create_all(self._executor().submit)
+
+    @property
+    def loaded(self) -> bool:
+        """True once every session exists."""
+        return self._sessions.loaded()
+
+    @property
+    def sessions(self) -> BundleSessions:
+        return self._sessions
+
+    def close(self) -> None:
+        """Stop the worker thread (the engine stays usable: it starts again on demand)."""
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+
+    def _executor(self) -> ThreadPoolExecutor:
+        pool = self._pool
+        if pool is None:
+            with self._pool_lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alertfusion")
+                pool = self._pool
+        return pool
+
+    def _text_encoder(self) -> TextEncoder:
+        encoder = self._encoder
+        if encoder is None:
+            with self._encoder_lock:
+                if self._encoder is None:
+                    from alertfusion.text import TextEncoder
+
+                    text = self.manifest.text
+                    self._encoder = TextEncoder.from_file(
+                        self.bundle.path(text.tokenizer_file), max_len=text.max_len
+                    )
+                encoder = self._encoder
+        return encoder
+
+    # ---------------------------------------------------------------------------------------
+    # classification
+
+    def classify(
+        self,
+        audio: bytes | bytearray | memoryview | str | os.PathLike[str] | DecodedAudio,
+        *,
+        text: str | None = None,
+        filename: str | None = None,
+        gate: Gate | None = None,
+    ) -> ClassificationResult:
+        """Classify one recording (the bytes of a file, a path, or decoded audio at the
+        manifest's sample rate), with its transcript if there is one.
+
+        Raises AudioError for audio that cannot be used (EMPTY_AUDIO, UNSUPPORTED_FORMAT,
+        DECODE_FAILED, TOO_SHORT, TOO_LONG, NOT_FINITE, FILE_TOO_LARGE), TextError for text
+        that cannot be used (TEXT_TOO_LONG, INVALID_INPUT), InputError for a bad argument.
+        No text, or whitespace only, gives an audio-only verdict that says so.
+        """
+        from alertfusion.features import build_feature_images
+
+        started = time.perf_counter()
+        _check_gate(gate)
+        use_gate: Gate = gate or self.gate
+        encoded, no_text_detail = self._encode_text(text)
+        text_future: Future[tuple[np.ndarray, float]] | None = None
+        if encoded is not None and use_gate == "none":
+            # nothing can make the text model unnecessary: run it beside the audio work
+            text_future = self._executor().submit(self._run_text, encoded)
+
+        try:
+            t = time.perf_counter()
+            decoded = self._decode(audio, filename)
+            decode_ms = _ms(t)
+
+            t = time.perf_counter()
+            cfg = self.manifest.audio
+            samples, dropped_tail_s = self._scored_samples(decoded.samples)
+            features = build_feature_images(samples, cfg)
+            features_ms = _ms(t)
+
+            t = time.perf_counter()
+            gate_logits, audio_logits = self._run_audio(features.images, use_gate)
+            audio_ms = _ms(t)
+        except BaseException:
+            if text_future is not None:
+                text_future.cancel()
+            raise
+
+        text_logits: np.ndarray | None = None
+        text_ms = 0.0
+        skipped: str | None = None
+        if encoded is None:
+            skipped = "NO_TEXT"
+        elif not audio_logits:
+            skipped = "GATE_REGULAR"
+        else:
+            if text_future is None:
+                text_future = self._executor().submit(self._run_text, encoded)
+            text_logits, text_ms = text_future.result()
+
+        t = time.perf_counter()
+        from alertfusion.fusion import decide_windows, select_window
+
+        decisions = decide_windows(
+            n_windows=len(features.spans_s),
+            regular_index=self.manifest.labels.regular_index,
+            gate_logits=gate_logits,
+            audio_logits=audio_logits,
+            text_logits=text_logits,
+        )
+        selected = select_window(decisions)
+        fusion_ms = _ms(t)
+        return self._result(
+            decisions=decisions,
+            selected=selected,
+            spans=features.spans_s,
+            gate=use_gate,
+            gate_logits=gate_logits,
+            audio_logits=audio_logits,
+            text_logits=text_logits,
+            encoded=encoded,
+            skipped=skipped,
+            no_text_detail=no_text_detail,
+            duration_s=decoded.duration_s,
+            dropped_tail_s=dropped_tail_s,
+            timings=Timings(
+                decode_ms=decode_ms,
+                features_ms=features_ms,
+                audio_models_ms=audio_ms,
+                text_model_ms=text_ms,
+                fusion_ms=fusion_ms,
+                total_ms=_ms(started),
+            ),
+        )
+
+    def _encode_text(self, text: str | None) -> tuple[EncodedText | None, str | None]:
+        """The text model's inputs, or None and why there are none."""
+        if text is None:
+            return None, "no transcript was given"
+        if not isinstance(text, str):
+            raise TextError(f"text must be a string, not {type(text).__name__}")
+        if len(text) > self.max_text_chars:
+            raise TextError(
+                f"the text has {len(text)} characters; at most {self.max_text_chars} are accepted",
+                code=ReasonCode.TEXT_TOO_LONG,
+                details={"chars": len(text), "max_chars": self.max_text_chars},
+            )
+        encoded = self._text_encoder().encode(text)
+        if encoded is None:
+            what = "empty" if not text else "whitespace only" if text.isspace() else "no words"
+            return None, f"the transcript is {what}"
+        return encoded, None
+
+    def _decode(
+        self,
+        audio: bytes | bytearray | memoryview | str | os.PathLike[str] | DecodedAudio,
+        filename: str | None,
+    ) -> DecodedAudio:
+        from alertfusion.audio import DecodedAudio, decode_audio
+
+        rate = self.manifest.audio.sample_rate
+        if isinstance(audio, DecodedAudio):
+            if audio.sample_rate != rate:
+                raise InputError(
+                    f"decoded audio is at {audio.sample_rate} Hz; the bundle needs {rate} Hz"
+                )
+            duration = audio.duration_s
+            if duration < self.min_audio_seconds:
+                raise AudioError(
+                    f"the audio is {duration:.3f} s long; at least "
+                    f"{self.min_audio_seconds:g} s is needed",
+                    code=ReasonCode.TOO_SHORT,
+                )
+            if duration > self.max_audio_seconds:
+                raise AudioError(
+                    f"the audio is {duration:.1f} s long; at most "
+                    f"{self.max_audio_seconds:g} s is accepted",
+                    code=ReasonCode.TOO_LONG,
+                )
+            return audio
+        if not isinstance(audio, bytes | bytearray | memoryview | str | os.PathLike):
+            raise InputError(
+                f"audio must be bytes, a path or DecodedAudio, not {type(audio).__name__}"
+            )
+        return decode_audio(
+            audio,
+            sample_rate=rate,
+            min_seconds=self.min_audio_seconds,
+            max_seconds=self.max_audio_seconds,
+            max_bytes=self.max_audio_bytes,
+            filename=filename,
+        )
+
+    def _scored_samples(self, samples: np.ndarray) -> tuple[np.ndarray, float]:
+        """The samples whose windows are scored, and the seconds of tail left out (see the
+        module docstring)."""
+        cfg = self.manifest.audio
+        step = cfg.window_samples
+        tail = len(samples) % step
+        if len(samples) > step and 0 < tail < self.min_window_seconds * cfg.sample_rate:
+            return samples[: len(samples) - tail], tail / cfg.sample_rate
+        return samples, 0.0
+
+    def _run_audio(
+        self, images: np.ndarray, gate: Gate
+    ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """Binary logits of every window, and the 6-class logits of every window that reached
+        the 6-class model (all of them with the gate off)."""
+        from alertfusion.fusion import check_logits, gate_passed
+
+        models = self.manifest.models
+        n = len(images)
+        gate_logits = self._sessions.run(
+            "audio_binary", {models.audio_binary.input_names[0]: images}
+        )
+        check_logits("audio_binary", gate_logits, n, len(models.audio_binary.labels))
+        if gate == "binary":
+            keep = [
+                int(i)
+                for i in gate_passed(gate_logits, self.manifest.labels.regular_index).nonzero()[0]
+            ]
+        else:
+            keep = list(range(n))
+        if not keep:
+            return gate_logits, {}
+        batch = images if len(keep) == n else images[keep]
+        logits = self._sessions.run(
+            "audio_multiclass", {models.audio_multiclass.input_names[0]: batch}
+        )
+        check_logits("audio_multiclass", logits, len(keep), len(models.audio_multiclass.labels))
+        return gate_logits, {index: logits[row] for row, index in enumerate(keep)}
+
+    def _run_text(self, encoded: EncodedText) -> tuple[np.ndarray, float]:
+        from alertfusion.fusion import check_logits
+
+        start = time.perf_counter()
+        entry = self.manifest.models.text
+        feeds = encoded.feeds()
+        logits = self._sessions.run("text", {name: feeds[name] for name in entry.input_names})
+        check_logits("text", logits, 1, len(entry.labels))
+        return logits[0], _ms(start)
+
+    # ---------------------------------------------------------------------------------------
+    # the result
+
+    def _result(
+        self,
+        *,
+        decisions: list[WindowDecision],
+        selected: int,
+        spans: list[tuple[float, float]],
+        gate: Gate,
+        gate_logits: np.ndarray,
+        audio_logits: dict[int, np.ndarray],
+        text_logits: np.ndarray | None,
+        encoded: EncodedText | None,
+        skipped: str | None,
+        no_text_detail: str | None,
+        duration_s: float,
+        dropped_tail_s: float,
+        timings: Timings,
+    ) -> ClassificationResult:
+        labels = self.manifest.labels
+        classes, binary = labels.classes, labels.binary
+        windows = []
+        for i, d in enumerate(decisions):
+            gate_outcome = _gate_outcome(binary, labels.regular_index, gate_logits[i], d)
+            a = audio_logits.get(i)
+            windows.append(
+                WindowResult(
+                    index=i,
+                    start_s=round(spans[i][0], 6),
+                    end_s=round(spans[i][1], 6),
+                    gate=gate_outcome,
+                    audio_probabilities=_named(classes, d.audio_probabilities),
+                    audio_logits=None if a is None else [float(x) for x in a],
+                    label=classes[d.label_index],
+                    decided_by=d.decided_by,
+                    probabilities=_named(classes, d.probabilities),
+                    emergency_probability=d.emergency_probability,
+                )
+            )
+        chosen = decisions[selected]
+        w = windows[selected]
+        if w.audio_probabilities is not None and w.audio_logits is not None:
+            audio = AudioResult(
+                gate=w.gate,
+                label=_argmax_label(w.audio_probabilities),
+                probabilities=w.audio_probabilities,
+                logits=w.audio_logits,
+            )
+        else:
+            audio = AudioResult(gate=w.gate, label=classes[labels.regular_index])
+        text_result = self._text_result(text_logits, encoded, skipped, no_text_detail)
+        label = classes[chosen.label_index]
+        return ClassificationResult(
+            label=label,
+            label_ko=labels.classes_ko[chosen.label_index],
+            is_emergency=chosen.label_index != labels.regular_index,
+            decided_by=chosen.decided_by,
+            emergency_probability=chosen.emergency_probability,
+            probabilities=w.probabilities,
+            explanation=_explain(windows, selected, gate, text_result, dropped_tail_s),
+            selected_window=selected,
+            audio=audio,
+            text=text_result,
+            windows=windows,
+            duration_s=round(duration_s, 6),
+            model=ModelInfo(
+                bundle_version=self.manifest.bundle_version,
+                trained=self.manifest.trained,
+                manifest_schema_version=self.manifest.schema_version,
+                quantization={
+                    name: getattr(self.manifest.models, name).quantization
+                    for name in ("audio_binary", "audio_multiclass", "text")
+                },
+                gate=gate,
+                mel_transform=self.manifest.audio.mel_transform,
+                layout=self.manifest.audio.layout,
+            ),
+            timings=timings,
+        )
+
+    def _text_result(
+        self,
+        text_logits: np.ndarray | None,
+        encoded: EncodedText | None,
+        skipped: str | None,
+        no_text_detail: str | None,
+    ) -> TextResult:
+        from alertfusion.fusion import softmax
+
+        classes = self.manifest.labels.classes
+        if skipped == "NO_TEXT":
+            return TextResult(
+                status="skipped",
+                skipped_reason="NO_TEXT",
+                detail=f"{no_text_detail}: the verdict is audio-only",
+            )
+        if skipped == "GATE_REGULAR" or text_logits is None or encoded is None:
+            return TextResult(
+                status="skipped",
+                skipped_reason="GATE_REGULAR",
+                detail="the binary audio gate judged every window regular, so the text model "
+                "was not needed",
+                n_tokens=encoded.n_tokens if encoded is not None else None,
+            )
+        probs = _named(classes, softmax(text_logits))
+        assert probs is not None
+        return TextResult(
+            status="used",
+            label=_argmax_label(probs),
+            probabilities=probs,
+            logits=[float(x) for x in text_logits],
+            n_tokens=encoded.n_tokens,
+        )
+
+
+# -------------------------------------------------------------------------------------------
+# process-wide engine
+
+_engine: Engine | None = None
+_engine_lock = threading.Lock()
+
+
+def get_engine() -> Engine:
+    """The process-wide engine, made on first call from EngineSettings (MODEL_BUNDLE,
+    BUNDLE_CACHE_DIR, FUSION_GATE, ORT_THREADS and the limits). Sessions stay lazy: call
+    `warm_up()` to create them now."""
+    global _engine
+    engine = _engine
+    if engine is None:
+        with _engine_lock:
+            if _engine is None:
+                from alertfusion.settings import engine_settings
+
+                s = engine_settings()
+                _engine = Engine.from_bundle(
+                    s.model_bundle,
+                    cache_dir=s.bundle_cache_dir,
+                    gate=s.fusion_gate,
+                    threads=s.ort_threads,
+                    min_audio_seconds=s.min_audio_seconds,
+                    max_audio_seconds=s.max_audio_seconds,
+                    max_text_chars=s.max_text_chars,
+                    min_window_seconds=s.min_window_seconds,
+                )
+            engine = _engine
+    return engine
+
+
+def reset_engine() -> None:
+    """Forget the process-wide engine (tests, or after changing the settings)."""
+    global _engine
+    with _engine_lock:
+        if _engine is not None:
+            _engine.close()
+        _engine = None
+
+
+# -------------------------------------------------------------------------------------------
+# helpers
+
+
+def _check_gate(gate: object) -> None:
+    if gate is not None and gate not in _GATES:
+        raise InputError(f"gate must be 'binary' or 'none', not {gate!r}")
+
+
+def _ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1e3
+
+
+def _named(labels: list[str], values: np.ndarray | None) -> dict[str, float] | None:
+    if values is None:
+        return None
+    return {label: float(v) for label, v in zip(labels, values, strict=True)}
+
+
+def _argmax_label(probabilities: dict[str, float]) -> str:
+    return max(probabilities, key=lambda k: probabilities[k])
+
+
+def _gate_outcome(
+    binary: list[str], regular_index: int, logits: np.ndarray, d: WindowDecision
+) -> GateOutcome | None:
+    if d.gate_probabilities is None:
+        return None
+    probs = _named(binary, d.gate_probabilities)
+    assert probs is not None
+    regular = binary[regular_index]
+    alert = max((k for k in probs if k != regular), key=lambda k: probs[k])
+    return GateOutcome(
+        label=alert if probs[alert] > probs[regular] else regular,
+        probabilities=probs,
+        logits=[float(x) for x in logits],
+    )
+
+
+def _explain(
+    windows: list[WindowResult],
+    selected: int,
+    gate: Gate,
+    text: TextResult,
+    dropped_tail_s: float,
+) -> str:
+    w = windows[selected]
+    n = len(windows)
+    where = (
+        f"window {w.index + 1} of {n} ({w.start_s:.1f}-{w.end_s:.1f} s), the one with the "
+        f"highest emergency probability ({w.emergency_probability:.3f}),"
+        if n > 1
+        else f"the recording ({w.end_s:.1f} s, one window)"
+    )
+    if w.decided_by == "gate":
+        parts = [f"The binary audio gate judged every window regular; {where} decides: regular."]
+    elif w.decided_by == "fusion":
+        parts = [f"Audio and text fused: {where} decides: {w.label}."]
+    else:
+        parts = [f"Audio only: {where} decides: {w.label}."]
+    if text.status == "skipped" and text.detail:
+        parts.append(f"Text model skipped: {text.detail}.")
+    if gate == "none":
+        parts.append("The gate is off: every model ran on every window.")
+    if dropped_tail_s > 0:
+        parts.append(
+            f"The last {dropped_tail_s:.2f} s (shorter than the minimum window) was not scored."
+        )
+    return " ".join(parts)

@@ -1,0 +1,159 @@
+"""ONNX Runtime sessions of a bundle: created once, lazily, with options chosen by measurement.
+
+The measurements behind the defaults are in the README ("Inference engine") and come from
+`python -m bench --sessions`. In short, on a 2-vCPU machine one intra-op thread per session
+with the models run concurrently (audio on the calling thread, text on a worker) beats two
+threads per model run one after the other, because DenseNet-121 at batch 1-5 scales poorly
+across threads while two independent models keep both cores busy. Spinning is off, so an idle
+thread pool never burns the core the other model needs.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from alertfusion.errors import BundleError, ReasonCode
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from alertfusion.bundle import Bundle
+    from alertfusion.manifest import OnnxModel
+
+MODEL_NAMES: tuple[str, str, str] = ("audio_binary", "audio_multiclass", "text")
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """The knobs that matter on CPU (see the module docstring)."""
+
+    #: intra-op threads per session (0: ONNX Runtime's default, one per core)
+    intra_op_threads: int = 1
+    #: ORT_SEQUENTIAL: these graphs are chains, a parallel executor only adds overhead
+    parallel_execution: bool = False
+    #: the CPU arena keeps freed blocks for reuse: faster, but RSS grows to the largest batch
+    cpu_mem_arena: bool = True
+    #: pre-planned buffers per input shape; shapes vary here (windows, text length)
+    mem_pattern: bool = True
+    #: "all" (ORT_ENABLE_ALL), "extended", "basic" or "disabled"
+    optimization: str = "all"
+    #: intra-op threads busy-wait for work between ops (costs a core while idle)
+    allow_spinning: bool = False
+
+
+def ort_session_options(options: SessionOptions) -> Any:
+    import onnxruntime as ort
+
+    levels = {
+        "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = options.intra_op_threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = (
+        ort.ExecutionMode.ORT_PARALLEL
+        if options.parallel_execution
+        else ort.ExecutionMode.ORT_SEQUENTIAL
+    )
+    so.enable_cpu_mem_arena = options.cpu_mem_arena
+    so.enable_mem_pattern = options.mem_pattern
+    so.graph_optimization_level = levels[options.optimization]
+    spin = "1" if options.allow_spinning else "0"
+    so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    return so
+
+
+def create_session(model: bytes | str | os.PathLike[str], options: SessionOptions) -> Any:
+    """One CPU InferenceSession from a model file or its bytes."""
+    import onnxruntime as ort
+
+    source = model if isinstance(model, bytes) else os.fspath(model)
+    return ort.InferenceSession(
+        source, ort_session_options(options), providers=["CPUExecutionProvider"]
+    )
+
+
+class BundleSessions:
+    """The three sessions of one bundle, each created on first use (once per process, even
+    under concurrent first calls) and checked against the manifest's input/output names."""
+
+    def __init__(self, bundle: Bundle, options: SessionOptions) -> None:
+        self._bundle = bundle
+        self._options = options
+        self._sessions: dict[str, Any] = {}
+        self._locks = {name: threading.Lock() for name in MODEL_NAMES}
+        #: wall-clock ms each session took to create (cold-start accounting)
+        self.created_ms: dict[str, float] = {}
+
+    @property
+    def options(self) -> SessionOptions:
+        return self._options
+
+    def loaded(self, name: str | None = None) -> bool:
+        if name is not None:
+            return name in self._sessions
+        return all(n in self._sessions for n in MODEL_NAMES)
+
+    def get(self, name: str) -> Any:
+        found = self._sessions.get(name)
+        if found is not None:
+            return found
+        with self._locks[name]:
+            found = self._sessions.get(name)
+            if found is None:
+                start = time.perf_counter()
+                found = self._create(name)
+                self.created_ms[name] = (time.perf_counter() - start) * 1e3
+                self._sessions[name] = found
+        return found
+
+    def create_all(self, run: Callable[[Callable[[], Any]], Any] | None = None) -> None:
+        """Create every missing session; `run(fn)` may start `fn` on another thread and return
+        something with `.result()` (a thread pool's submit), so sessions load in parallel."""
+        if run is None:
+            for name in MODEL_NAMES:
+                self.get(name)
+            return
+        pending = [run(partial(self.get, name)) for name in MODEL_NAMES[1:]]
+        self.get(MODEL_NAMES[0])
+        for future in pending:
+            future.result()
+
+    def _create(self, name: str) -> Any:
+        entry: OnnxModel = getattr(self._bundle.manifest.models, name)
+        path = self._bundle.path(entry.file)
+        try:
+            session = create_session(path, self._options)
+        except Exception as exc:  # onnxruntime raises its own (unexported) exception types
+            raise BundleError(
+                f"{name}: ONNX Runtime cannot load {entry.file}: {exc}",
+                code=ReasonCode.BUNDLE_INVALID,
+            ) from exc
+        inputs = [i.name for i in session.get_inputs()]
+        outputs = [o.name for o in session.get_outputs()]
+        if sorted(inputs) != sorted(entry.input_names) or outputs[: len(entry.output_names)] != (
+            entry.output_names
+        ):
+            raise BundleError(
+                f"{name}: {entry.file} has inputs {inputs} and outputs {outputs}; the manifest "
+                f"says {entry.input_names} and {entry.output_names}",
+                code=ReasonCode.BUNDLE_INVALID,
+            )
+        return session
+
+    def run(self, name: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """The first output of model `name` for `feeds`."""
+        entry: OnnxModel = getattr(self._bundle.manifest.models, name)
+        out = self.get(name).run(entry.output_names[:1], feeds)
+        return out[0]
