@@ -137,6 +137,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return _handle_transcribe_event(event)
     # Not an event this function is wired to: fail loudly (the invocation lands in the
     # on-failure destination) rather than guess.
+    metrics.add_metric(name="UnknownEvents", unit=MetricUnit.Count, value=1)
     raise InputError(
         "the classifier takes work-queue (SQS) events and Transcribe Job State Change events; "
         f"got keys {sorted(event)[:10]}",

@@ -48,6 +48,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -353,6 +354,47 @@ class _InferenceClock:
 # --- the stack -----------------------------------------------------------------------------
 
 
+class _AtomicDynamoDB:
+    """WSGI middleware: one DynamoDB request at a time. moto applies an UpdateItem in steps
+    (a new item exists with only its key before the update expression runs, and a
+    condition is checked apart from the write), so concurrent requests could see half an
+    item or both pass a condition; DynamoDB makes each item write atomic."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            return self._app(environ, start_response)
+        with self._lock:
+            # the body is produced under the lock too: moto answers with a list, not a stream
+            return list(self._app(environ, start_response))
+
+
+def _moto_server_class() -> Any:
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    class MotoServer(ThreadedMotoServer):  # type: ignore[misc]
+        """moto's threaded server, its app wrapped in :class:`_AtomicDynamoDB`."""
+
+        def _server_entry(self) -> None:
+            app = _AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
+            self._server = make_server(
+                self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return MotoServer
+
+
 class LocalStack:
     """moto + resources + pumps + the Transcribe stand-in; ``with LocalStack() as stack:``.
 
@@ -367,11 +409,13 @@ class LocalStack:
         *,
         classifier: Any = None,
         on_note: Callable[[str], None] | None = None,
+        on_invocation: Callable[[Invocation], None] | None = None,
     ) -> None:
         self.config = config or LocalConfig()
         #: None: the real engine (alertfusion.engine.get_engine, MODEL_BUNDLE)
         self._classifier = classifier
         self._on_note = on_note
+        self._on_invocation = on_invocation
         self._server: Any = None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
@@ -409,7 +453,6 @@ class LocalStack:
     def start(self) -> None:
         from moto.core.base_backend import BackendDict
         from moto.moto_api import state_manager
-        from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
         BackendDict.reset()
@@ -418,7 +461,7 @@ class LocalStack:
         state_manager.set_transition(
             "transcribe::transcriptionjob", {"progression": "manual", "times": 2**62}
         )
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server = _moto_server_class()(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
@@ -532,6 +575,9 @@ class LocalStack:
 
         reset_context()
         engine_settings.cache_clear()
+        api_deps = sys.modules.get("functions.api.deps")
+        if api_deps is not None:  # the API's own cache of the pipeline's clients
+            api_deps.reset_pipeline()
         with contextlib.suppress(ImportError):
             from alertfusion import engine
 
@@ -800,6 +846,8 @@ class LocalStack:
                 function, trigger, started, wall, self._clock.ms, ok, error, response, job_ids
             )
             self.invocations.append(invocation)
+        if self._on_invocation is not None:
+            self._on_invocation(invocation)
         return invocation
 
     def _deliver_upload(self, messages: list[dict[str, Any]]) -> set[str]:
@@ -892,6 +940,25 @@ class LocalStack:
                 self.standin.poll_once()
 
     # -- things the demo and the tests do ---------------------------------------------------
+
+    def warm(self) -> dict[str, float]:
+        """What a Lambda sandbox does in its init phase, done now: the handler modules and
+        the AWS clients (``init_ms``), and the engine with its bundle (``engine_ms``: load,
+        sha256 checks, ONNX sessions). Milliseconds of each."""
+        start = time.perf_counter()
+        from alertfusion.pipeline import get_context
+        from functions.classifier import app as classifier_app  # noqa: F401
+        from functions.starter import app as starter_app  # noqa: F401
+        from functions.sweeper import app as sweeper_app  # noqa: F401
+
+        get_context()
+        init_ms = (time.perf_counter() - start) * 1000
+        start = time.perf_counter()
+        engine = self._classifier if self._classifier is not None else self._saved_get_classifier()
+        warm_up = getattr(engine, "warm_up", None)
+        if warm_up is not None:
+            warm_up()
+        return {"init_ms": init_ms, "engine_ms": (time.perf_counter() - start) * 1000}
 
     def note(self, message: str) -> None:
         self.notes.append(message)
@@ -1081,3 +1148,55 @@ class LocalStack:
             return time.time() - last > settle_s and not self._invoke_lock.locked()
 
         self.wait_for(idle, timeout=timeout)
+
+
+class ApiServer:
+    """The HTTP API (functions.api.app) under uvicorn on 127.0.0.1 in a thread, on a port
+    bound before it starts (port 0: a free one). ``with ApiServer() as api: api.url``."""
+
+    def __init__(self, app: Any = None, *, port: int = 0, log_level: str = "warning") -> None:
+        self._app = app
+        self._port = port
+        self._log_level = log_level
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self.url = ""
+
+    def __enter__(self) -> ApiServer:
+        import socket
+
+        import uvicorn
+
+        app = self._app
+        if app is None:
+            from functions.api.app import create_app
+
+            app = create_app()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self._port))
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level=self._log_level, access_log=False
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="local-api", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                sock.close()
+                raise RuntimeError("the API server did not start")
+            time.sleep(0.01)
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+            if self._thread.is_alive():
+                raise RuntimeError("the API server did not stop")

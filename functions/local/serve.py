@@ -1,0 +1,111 @@
+"""`make serve`: the HTTP API on 127.0.0.1 (port ``PORT`` or 8000) with its pipeline behind it.
+
+    python -m functions.local.serve [--port N] [--bundle DIR]
+
+Local (default): the local stack of functions/local/harness.py runs in the same process —
+moto as the embedded AWS, the real starter/classifier/sweeper handlers fed by moto's S3 and
+EventBridge deliveries, the labelled local Transcribe stand-in (it knows the transcripts of
+the shipped samples; any other recording gets an empty transcript) — so the page's
+asynchronous flow (``/uploads`` → presigned POST → ``/jobs/{id}``) works offline. The bundle
+is ``--bundle``, else ``MODEL_BUNDLE``, else ``build/models/demo``.
+
+Real AWS (``ALERTFUSION_REAL_AWS=1``): no moto, no local handlers. The API uses the
+environment as the Lambda function would (``AUDIO_BUCKET``, ``JOBS_TABLE``,
+``EVENT_BUS_NAME``, ``WORK_QUEUE_URL``, ``MODEL_BUNDLE``, AWS credentials): uploads then go
+to the deployed bucket and the deployed functions process them.
+
+``API_KEY`` (≥ 16 characters), when set, is checked on every route but ``/healthz``.
+Handler logs and metrics of the local stack go to ``build/local/serve.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_BUNDLE = REPO / "build" / "models" / "demo"
+LOG_FILE = REPO / "build" / "local" / "serve.log"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m functions.local.serve",
+        description="The HTTP API on 127.0.0.1 with moto as the embedded AWS (or real AWS).",
+    )
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--bundle", type=Path, help="model bundle (default: MODEL_BUNDLE)")
+    return parser.parse_args(argv)
+
+
+def _uvicorn_logging() -> dict[str, Any]:
+    """uvicorn's logging, with the access log on stderr (stdout is the handlers' log)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    return config
+
+
+def _serve(port: int) -> None:
+    import uvicorn
+
+    from functions.api.app import create_app
+
+    # stderr: sys.stdout is the log file by now, and uvicorn resolves its streams here
+    uvicorn.run(create_app(), host="127.0.0.1", port=port, log_config=_uvicorn_logging())
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads (see the Makefile)
+    args = parse_args(argv)
+    err = sys.stderr
+    if os.environ.get("ALERTFUSION_REAL_AWS") == "1":
+        if args.bundle is not None:
+            os.environ["MODEL_BUNDLE"] = str(args.bundle)
+        err.write(
+            f"alertfusion: http://127.0.0.1:{args.port}/ against real AWS "
+            f"(bucket {os.environ.get('AUDIO_BUCKET', '<AUDIO_BUCKET unset>')})\n"
+        )
+        _serve(args.port)
+        return 0
+
+    bundle = args.bundle or Path(os.environ.get("MODEL_BUNDLE") or DEFAULT_BUNDLE)
+    if not (bundle / "manifest.json").is_file():
+        err.write(f"serve: no model bundle at {bundle} (run `make setup` or `make bundle-demo`)\n")
+        return 2
+    from functions.local.harness import LocalConfig, LocalStack
+
+    LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
+    console = sys.stdout
+    with LOG_FILE.open("w", encoding="utf-8") as log:
+        # Powertools' Logger and metrics write to sys.stdout: the log file, not the terminal
+        sys.stdout = log
+        try:
+            config = LocalConfig(bundle=str(bundle), stuck_after_seconds=30, sweep_interval_s=5)
+            notes = lambda line: err.write(line + "\n")  # noqa: E731
+            with LocalStack(config, on_note=notes) as stack:
+                stack.warm()
+                key = "set" if os.environ.get("API_KEY") else "none (set API_KEY to require one)"
+                err.write(
+                    f"alertfusion (local): http://127.0.0.1:{args.port}/  page at /upload\n"
+                    f"  moto (embedded AWS) {stack.endpoint_url}; bundle {bundle}; API key {key}\n"
+                    "  Transcribe is the local stand-in: the shipped samples get their "
+                    "transcripts, other recordings an empty one\n"
+                    f"  handler logs: {LOG_FILE.relative_to(REPO)}; Ctrl-C stops everything\n"
+                )
+                _serve(args.port)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sys.stdout = console
+    err.write("serve: stopped\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

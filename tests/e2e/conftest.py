@@ -1,0 +1,69 @@
+"""The e2e tier: the whole asynchronous flow in this process through the local stack
+(functions/local/harness.py: moto server on 127.0.0.1, real S3 → SQS and EventBridge → SQS
+delivery, the real handlers, the Transcribe stand-in) with the real engine on the tiny bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# The handlers import Powertools' Logger, which binds to sys.stdout when created: created
+# here, at collection, it writes to pytest's session capture, not to one test's capsys.
+import functions.classifier.app
+import functions.starter.app
+import functions.sweeper.app  # noqa: F401
+from functions.local.harness import LocalConfig, LocalStack
+from tests.conftest import FIXTURES, SAMPLES
+
+TRANSCRIPTS: dict[str, str] = json.loads((SAMPLES / "transcripts.json").read_text("utf-8"))
+
+
+def sample(name: str) -> bytes:
+    return (SAMPLES / name).read_bytes()
+
+
+def fixture_audio(name: str) -> bytes:
+    return (FIXTURES / "audio" / name).read_bytes()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def make_stack(tiny_bundle: Path) -> Iterator[Callable[..., LocalStack]]:
+    """Start a local stack with the real engine on the tiny bundle; stopped after the test,
+    which must leave no thread, server or environment change behind."""
+    threads_before = set(threading.enumerate())
+    stacks: list[LocalStack] = []
+
+    def make(**overrides: Any) -> LocalStack:
+        overrides.setdefault("bundle", str(tiny_bundle))
+        stack = LocalStack(LocalConfig(**overrides))
+        stack.__enter__()
+        stacks.append(stack)
+        return stack
+
+    try:
+        yield make
+    finally:
+        for stack in stacks:
+            stack.stop()
+    left = [t.name for t in set(threading.enumerate()) - threads_before if t.is_alive()]
+    assert not left, f"threads left behind: {left}"

@@ -1,0 +1,248 @@
+"""The local commands as a user runs them, in subprocesses: `make demo`, the demo with its
+own recording, `make serve` + `make smoke` (the post-deploy smoke test against the local
+moto-backed stack), each with a timeout, leaving no process or port behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import DEMO_BUNDLE, REPO, SAMPLES
+from tests.e2e.conftest import free_port, port_open
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+API_KEY = "local-smoke-test-key-0123456789"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT")}
+    env.update(OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def _ports(output: str) -> list[int]:
+    return [int(p) for p in re.findall(r"http://127\.0\.0\.1:(\d+)", output)]
+
+
+def test_make_demo_runs_the_pipeline_end_to_end(tmp_path: Path) -> None:
+    """The README's first command, with the full-size demo bundle `make setup` builds."""
+    summary_path = tmp_path / "summary.json"
+    done = subprocess.run(
+        ["make", "--no-print-directory", "demo", f"ARGS=--summary-json {summary_path}"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "[local Transcribe stand-in]" in out
+    assert "Preliminary verdict (audio only)" in out and "Final verdict" in out
+    assert "upload completed → preliminary verdict recorded" in out
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    assert summary["status"] == "DONE"
+    assert summary["bundle"].endswith(str(DEMO_BUNDLE.relative_to(REPO)))
+    assert summary["preliminary"]["decided_by"] in ("audio_only", "gate")
+    assert summary["final"] is not None
+    assert summary["upload_to_preliminary_ms"] <= summary["upload_to_final_ms"]
+    assert all(i["ok"] for i in summary["invocations"])
+    assert {i["function"] for i in summary["invocations"]} >= {"starter", "classifier"}
+    ports = _ports(out)
+    assert ports and not any(port_open(p) for p in ports), "a server outlived the demo"
+
+
+def test_demo_with_your_own_recording_and_text(tmp_path: Path, tiny_bundle: Path) -> None:
+    own = tmp_path / "내 녹음.wav"
+    own.write_bytes((SAMPLES / "ko-regular-22k.wav").read_bytes())
+    summary_path = tmp_path / "summary.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "functions.local.demo",
+            "--audio",
+            str(own),
+            "--text",
+            "살려주세요",
+            "--bundle",
+            str(tiny_bundle),
+            "--summary-json",
+            str(summary_path),
+        ],
+        cwd=REPO,
+        env=_env(FUSION_GATE="none"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "'살려주세요' (--text)" in done.stdout
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    assert summary["final"]["text_source"] == "transcribe"
+    assert summary["final"]["decided_by"] == "fusion"
+
+
+def test_demo_refuses_a_missing_recording_or_bundle(tmp_path: Path) -> None:
+    for args in (["--audio", str(tmp_path / "nothing.wav")], ["--bundle", str(tmp_path)]):
+        done = subprocess.run(
+            [sys.executable, "-m", "functions.local.demo", *args],
+            cwd=REPO,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "demo: no " in done.stdout
+
+
+@pytest.fixture
+def served(tiny_bundle: Path, tmp_path: Path) -> Iterator[str]:
+    """`make serve`'s program on a free port with the tiny bundle and an API key."""
+    port = free_port()
+    log = (tmp_path / "serve.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "functions.local.serve", "--port", str(port)],
+        cwd=REPO,
+        env=_env(MODEL_BUNDLE=str(tiny_bundle), API_KEY=API_KEY),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "serve did not answer /healthz"
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        try:
+            code = process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            log.close()
+        output = (tmp_path / "serve.log").read_text()
+        moto_ports = _ports(output)
+        assert code == 0 and "serve: stopped" in output, output[-2000:]
+        assert not any(port_open(p) for p in [port, *moto_ports]), "a server outlived serve"
+
+
+def test_make_smoke_passes_against_the_local_stack(served: str) -> None:
+    done = subprocess.run(
+        ["make", "--no-print-directory", "smoke", f"ARGS=--url {served} --api-key {API_KEY}"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "smoke: passed" in done.stdout
+    assert re.search(r"GET /jobs/\w+: DONE", done.stdout)
+    assert "POST /predict:" in done.stdout
+
+
+def test_smoke_fails_clearly(served: str) -> None:
+    wrong = subprocess.run(
+        [sys.executable, "-m", "functions.local.smoke", "--url", served, "--api-key", "x" * 20],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert wrong.returncode == 1
+    assert "smoke: FAILED at uploads: POST /uploads answered 401" in wrong.stderr
+    dead = subprocess.run(
+        [sys.executable, "-m", "functions.local.smoke", "--url", f"http://127.0.0.1:{free_port()}"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert dead.returncode == 1 and "smoke: FAILED at healthz" in dead.stderr
+
+
+def test_smoke_finds_the_api_from_the_deployed_stacks_outputs(served: str) -> None:
+    """Without --url: the CloudFormation outputs (ApiUrl, ApiKeyId) and the key's value
+    from API Gateway, here served by a moto standing in for the AWS account."""
+    from moto.server import ThreadedMotoServer
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    moto.start()
+    try:
+        host, port = moto.get_host_and_port()
+        aws = {
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_ACCESS_KEY_ID": "smoke",
+            "AWS_SECRET_ACCESS_KEY": "smoke",
+            "AWS_DEFAULT_REGION": "ap-northeast-2",
+        }
+        import boto3
+
+        session = boto3.session.Session(
+            aws_access_key_id="smoke", aws_secret_access_key="smoke", region_name="ap-northeast-2"
+        )
+        gateway = session.client("apigateway", endpoint_url=aws["AWS_ENDPOINT_URL"])
+        key_id = gateway.create_api_key(name="client", value=API_KEY, enabled=True)["id"]
+        cloudformation = session.client("cloudformation", endpoint_url=aws["AWS_ENDPOINT_URL"])
+        outputs = {
+            "alertfusion-smoke-api": {"ApiUrl": served + "/", "ApiKeyId": key_id},
+            "alertfusion-smoke-pipeline": {"AudioBucketName": "alertfusion-smoke-audio"},
+        }
+        for stack, values in outputs.items():
+            template = {
+                "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+                "Outputs": {k: {"Value": v} for k, v in values.items()},
+            }
+            cloudformation.create_stack(StackName=stack, TemplateBody=json.dumps(template))
+        done = subprocess.run(
+            [sys.executable, "-m", "functions.local.smoke", "--stage", "smoke", "--timeout", "60"],
+            cwd=REPO,
+            env={**_env(), **aws},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        missing = subprocess.run(
+            [sys.executable, "-m", "functions.local.smoke", "--stage", "absent"],
+            cwd=REPO,
+            env={**_env(), **aws},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        from moto.core.base_backend import BackendDict
+
+        moto.stop()
+        moto._server.server_close()  # stop() leaves the listening socket open
+        BackendDict.reset()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "stacks alertfusion-smoke-api, alertfusion-smoke-pipeline; API key set" in done.stdout
+    assert "audio bucket alertfusion-smoke-audio" in done.stdout
+    assert "smoke: passed" in done.stdout
+    assert missing.returncode == 2
+    assert "cannot read stack alertfusion-absent-api" in missing.stderr
