@@ -27,6 +27,11 @@ class Classifier(Protocol):
     @property
     def manifest(self) -> Manifest: ...
 
+    @property
+    def loaded(self) -> bool: ...
+
+    def warm_up(self) -> None: ...
+
     def classify(
         self,
         audio: bytes,

@@ -59,6 +59,12 @@ class ApiSettings(BaseSettings):
         600, ge=30, le=MAX_UPLOAD_URL_SECONDS, validation_alias="UPLOAD_URL_EXPIRES_SECONDS"
     )
 
+    #: how long Transcribe usually takes for a short recording (Retry-After of /jobs; see
+    #: functions.api.polling). Locally, where a stand-in answers at once, set it low.
+    transcribe_expected_seconds: float = Field(
+        15.0, ge=0, le=600, validation_alias="TRANSCRIBE_EXPECTED_SECONDS"
+    )
+
     @field_validator("cors_allow_origins", "predict_s3_prefixes", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:

@@ -34,6 +34,8 @@ def readyz(request: Request, classifier: ClassifierDep) -> Ready | JSONResponse:
     CONFIG_INVALID...) when it cannot be. Open without an API key, like /healthz."""
     try:
         engine = classifier()
+        if not engine.loaded:
+            engine.warm_up()
         manifest = engine.manifest
     except AlertFusionError as exc:
         logger.warning("not ready", extra={"reason": exc.code.value, "detail": exc.message})

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from alertfusion.errors import NotFoundError, ReasonCode
 from alertfusion.jobs import Job, now_utc
 from alertfusion.keys import JOB_ID_RE
-from functions.api.deps import PipelineDep, require_api_key
+from functions.api.deps import PipelineDep, SettingsDep, require_api_key
 from functions.api.errors import error_responses
 from functions.api.models import JobFailure, JobTimings, JobTranscribe, JobView
 from functions.api.polling import retry_after
@@ -79,13 +79,14 @@ async def get_job(
     ],
     response: Response,
     pipeline: PipelineDep,
+    settings: SettingsDep,
 ) -> JobView:
     """While the job is not final the answer carries `Retry-After` (seconds; see
     `retry_after_seconds`). Unknown ids are 404 JOB_NOT_FOUND."""
     job = await run_in_threadpool(pipeline.store.get, job_id)
     if job is None:
         raise NotFoundError(f"no job {job_id}", code=ReasonCode.JOB_NOT_FOUND)
-    retry = retry_after(job, now_utc())
+    retry = retry_after(job, now_utc(), settings.transcribe_expected_seconds)
     response.headers["Cache-Control"] = "no-store"
     if retry is not None:
         response.headers["Retry-After"] = str(retry)

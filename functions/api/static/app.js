@@ -109,7 +109,7 @@
       entries.map(([label, p]) =>
         el(
           "li",
-          { class: `bar-row${label === best ? " top" : ""}${label === "regular" ? " regular" : ""}` },
+          { class: `bar-row${label === best ? " best" : ""}${label === "regular" ? " regular" : ""}` },
           el("span", { class: "name", title: bilingual(label) }, bilingual(label)),
           el(
             "span",
