@@ -19,6 +19,7 @@ from functions.api.app import create_app
 from functions.api.deps import get_classifier_provider, reset_pipeline
 from functions.api.settings import ApiSettings
 from tests.conftest import FIXTURES, SAMPLES
+from tests.integration.api.live_server import LiveServer
 from tests.integration.conftest import BUCKET, AwsEnv, LambdaContext
 
 EVENTS = FIXTURES / "events"
@@ -206,4 +207,4 @@ def invoke(handler: Any, event: dict[str, Any]) -> tuple[int, dict[str, str], An
     return out["statusCode"], headers, body
 
 
-__all__ = ["API_KEY", "BUCKET"]
+__all__ = ["API_KEY", "BUCKET", "LiveServer"]

@@ -40,17 +40,17 @@ def test_healthz_answers_without_key_or_aws() -> None:
 def test_readyz_is_503_with_the_reason_when_the_bundle_is_missing(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
-    from alertfusion.engine import get_engine
+    from alertfusion.engine import reset_engine
     from alertfusion.settings import engine_settings
 
     monkeypatch.setenv("MODEL_BUNDLE", str(tmp_path / "no-bundle-here"))
     engine_settings.cache_clear()
-    get_engine.cache_clear()
+    reset_engine()
     try:
         response = TestClient(create_app(settings())).get("/readyz")
     finally:
         engine_settings.cache_clear()
-        get_engine.cache_clear()
+        reset_engine()
     assert response.status_code == 503
     assert error_of(response)["code"] == "BUNDLE_NOT_FOUND"
 
@@ -62,6 +62,7 @@ def test_readyz_reports_the_loaded_bundle(make_api: Callable[..., Api], engine: 
     assert body["status"] == "ready"
     assert body["bundle_version"] == engine.manifest.bundle_version
     assert body["trained"] is False
+    assert engine.loaded  # /readyz created the sessions
 
 
 # -- error shape, routing, request ids --------------------------------------------------------

@@ -3,6 +3,7 @@ job store on moto), Retry-After while pending, 404/422."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -202,3 +203,14 @@ def test_retry_after_shrinks_as_transcribe_runs(api: Api) -> None:
     # 183 s overdue: backed off to the 15 s cap
     assert waits[:4] == [10, 9, 3, 3]
     assert waits[4] == 15
+
+
+def test_expected_transcribe_time_is_a_setting(make_api: Callable[..., Api]) -> None:
+    """Locally a stand-in transcribes at once: the client should not wait 10 s."""
+    api = make_api(transcribe_expected_seconds=0)
+    jobs = store(api)
+    job_id = new_job_id()
+    jobs.receive(job_id, upload_info(job_id, duration=1.0))
+    jobs.mark_transcribing(job_id, f"alert-{job_id}")
+    jobs.set_preliminary(job_id, verdict(), latency_ms=None)
+    assert api.client.get(f"/jobs/{job_id}").headers["retry-after"] == "2"

@@ -35,26 +35,25 @@ def handler(make_api: Callable[..., Api], engine: Any) -> Iterator[Mangum]:
     yield Mangum(api.app, lifespan="off")
 
 
-def test_rest_fixture_event_predicts(handler: Mangum, engine: Any) -> None:
-    event = load_event("apigw-rest-predict-multipart.json")
-    status, headers, body = invoke(handler, event)
-    assert status == 200, body
-    assert headers["x-request-id"] == event["requestContext"]["requestId"]
-    assert body["result"] == "success"
-    assert body["combined_label"] == body["label"]
-    # the same audio and text classified directly give the same answer
-    expected = engine.classify(sample_audio_of(event), text="도와주세요")
-    assert body["probabilities"] == expected.probabilities
-    assert body["text"]["status"] == expected.text.status
+@pytest.mark.parametrize(
+    "fixture", ["apigw-rest-predict-multipart.json", "apigw-http-predict-multipart.json"]
+)
+def test_fixture_events_reach_the_engine(handler: Mangum, engine: Any, fixture: str) -> None:
+    """The fixtures carry a 0.3 s WAV (+ text) in a base64 multipart body: Mangum decodes it,
+    the form parses, and the engine refuses the recording as too short, exactly as it
+    refuses the same bytes given directly."""
+    from alertfusion.errors import AudioError
 
-
-def test_http_fixture_event_predicts(handler: Mangum) -> None:
-    event = load_event("apigw-http-predict-multipart.json")
+    event = load_event(fixture)
     status, headers, body = invoke(handler, event)
-    assert status == 200, body
     assert headers["x-request-id"] == event["requestContext"]["requestId"]
-    assert body["result"] == "success"
-    assert {"audio_label", "audio_feature", "text_label", "text_feature"} <= set(body)
+    with pytest.raises(AudioError) as direct:
+        engine.classify(sample_audio_of(event), text="도와주세요")
+    assert direct.value.code == "TOO_SHORT"
+    assert status == 422
+    assert body["error"]["code"] == "TOO_SHORT"
+    assert body["error"]["request_id"] == event["requestContext"]["requestId"]
+    assert "0.300 s" in body["error"]["message"]
 
 
 def sample_audio_of(event: dict[str, Any]) -> bytes:
