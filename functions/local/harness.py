@@ -96,8 +96,8 @@ class LocalConfig:
     max_receive_count: int = 5
     #: work-queue records per classifier invocation (the infrastructure uses 1)
     work_batch_size: int = 1
-    #: how often the stand-in looks for new Transcribe jobs
-    standin_poll_s: float = 0.02
+    #: the stand-in wakes when moto accepts a StartTranscriptionJob, else looks this often
+    standin_poll_s: float = 1.0
     #: extra environment for the handlers (e.g. MAX_UPLOAD_BYTES)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -407,13 +407,10 @@ class LocalStack:
         self,
         config: LocalConfig | None = None,
         *,
-        classifier: Any = None,
         on_note: Callable[[str], None] | None = None,
         on_invocation: Callable[[Invocation], None] | None = None,
     ) -> None:
         self.config = config or LocalConfig()
-        #: None: the real engine (alertfusion.engine.get_engine, MODEL_BUNDLE)
-        self._classifier = classifier
         self._on_note = on_note
         self._on_invocation = on_invocation
         self._server: Any = None
@@ -427,9 +424,10 @@ class LocalStack:
         self._clock = _InferenceClock()
         self._throttle_remaining = 0
         self._throttle_lock = threading.Lock()
-        self._original_start_job: Any = None
+        self._transcribe_started = threading.Event()
         self.endpoint_url = ""
         self.queues: dict[str, str] = {}
+        self._arns: dict[str, str] = {}
         self.invocations: list[Invocation] = []
         self.notes: list[str] = []
         self.received_alerts: list[dict[str, Any]] = []
@@ -488,6 +486,7 @@ class LocalStack:
 
     def stop(self) -> None:
         self._stop.set()
+        self._transcribe_started.set()
         for event in self._paused.values():
             event.set()
         for thread in self._threads:
@@ -499,7 +498,6 @@ class LocalStack:
 
             classifier_app.get_classifier = self._saved_get_classifier
             self._saved_get_classifier = None
-        self._original_start_job = None
         if self._server is not None:
             from moto.core.base_backend import BackendDict
             from moto.moto_api import state_manager
@@ -513,6 +511,7 @@ class LocalStack:
             state_manager.unset_transition("transcribe::transcriptionjob")
             BackendDict.reset()
         self._clients.clear()
+        self._arns.clear()
         self._restore_env()
         self._reset_runtime()
         if alive:
@@ -578,26 +577,20 @@ class LocalStack:
         api_deps = sys.modules.get("functions.api.deps")
         if api_deps is not None:  # the API's own cache of the pipeline's clients
             api_deps.reset_pipeline()
-        with contextlib.suppress(ImportError):
-            from alertfusion import engine
-
-            reset = getattr(engine, "reset_engine", None)
-            if reset is not None:
-                reset()
-            elif hasattr(engine.get_engine, "cache_clear"):
-                engine.get_engine.cache_clear()
+        engine = sys.modules.get("alertfusion.engine")
+        if engine is not None:  # not imported yet: nothing cached
+            engine.reset_engine()
 
     def _install_classifier(self) -> None:
-        """The classifier handler's engine, wrapped to time inference (handler overhead is
-        everything else); a given classifier replaces the engine (tests of the harness)."""
+        """The classifier handler's engine (alertfusion.engine.get_engine, MODEL_BUNDLE),
+        wrapped to time inference: handler overhead is everything else."""
         from functions.classifier import app as classifier_app
 
         original = classifier_app.get_classifier
-        given = self._classifier
         clock = self._clock
 
         def timed_classifier() -> Any:
-            return clock.wrap(given if given is not None else original())
+            return clock.wrap(original())
 
         self._saved_get_classifier = original
         classifier_app.get_classifier = timed_classifier
@@ -635,8 +628,13 @@ class LocalStack:
         return url
 
     def queue_arn(self, url: str) -> str:
-        attrs = self.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
-        return str(attrs["Attributes"]["QueueArn"])
+        found = self._arns.get(url)
+        if found is None:
+            attrs = self.client("sqs").get_queue_attributes(
+                QueueUrl=url, AttributeNames=["QueueArn"]
+            )
+            found = self._arns[url] = str(attrs["Attributes"]["QueueArn"])
+        return found
 
     def _create_resources(self) -> None:
         c = self.config
@@ -724,20 +722,43 @@ class LocalStack:
         return transcribe_backends[MOTO_ACCOUNT_ID][self.config.region]
 
     def _fill_transcribe_gaps(self) -> None:
-        """moto's GetTranscriptionJob leaves out ``FailureReason`` (its List call has it);
-        Transcribe returns it for a FAILED job, and the pipeline reads it from there."""
+        """Wrap two calls of moto's Transcribe backend (instance attributes: the
+        ``BackendDict.reset()`` at stop re-initialises the backend and drops them):
+
+        * GetTranscriptionJob: moto leaves out ``FailureReason`` (its List call has it);
+          Transcribe returns it for a FAILED job, and the pipeline reads it from there.
+        * StartTranscriptionJob: throttled on demand (:meth:`throttle_transcribe`), and it
+          wakes the stand-in, which would otherwise have to poll moto continuously.
+        """
+        from moto.core.exceptions import JsonRESTError
+
         backend = self._transcribe_backend()
-        original = backend.get_transcription_job
+        original_get = backend.get_transcription_job
+        original_start = backend.start_transcription_job
 
         def get_transcription_job(transcription_job_name: str) -> Any:
-            response = original(transcription_job_name)
+            response = original_get(transcription_job_name)
             job = backend.transcriptions.get(transcription_job_name)
             if job is not None and job.status == "FAILED" and job.failure_reason:
                 response["TranscriptionJob"]["FailureReason"] = job.failure_reason
             return response
 
-        # an instance attribute: BackendDict.reset() at stop re-initialises the backend
+        def start_transcription_job(*args: Any, **kwargs: Any) -> Any:
+            with self._throttle_lock:
+                throttle = self._throttle_remaining > 0
+                if throttle:
+                    self._throttle_remaining -= 1
+                    self.throttled_calls += 1
+            if throttle:
+                raise JsonRESTError(
+                    "LimitExceededException", "Rate exceeded (injected by the local harness)"
+                )
+            response = original_start(*args, **kwargs)
+            self._transcribe_started.set()
+            return response
+
         backend.get_transcription_job = get_transcription_job
+        backend.start_transcription_job = start_transcription_job
 
     # -- threads ----------------------------------------------------------------------------
 
@@ -783,6 +804,8 @@ class LocalStack:
 
     def resume(self, pump: str) -> None:
         self._paused[pump].set()
+        if pump == "standin":
+            self._transcribe_started.set()  # look at the jobs that came meanwhile
 
     def _wait_unpaused(self, pump: str) -> bool:
         while not self._paused[pump].wait(0.05):
@@ -935,8 +958,10 @@ class LocalStack:
                 self.run_sweeper()
 
     def _standin_loop(self) -> None:
-        while not self._stop.wait(self.config.standin_poll_s):
-            if self._paused["standin"].is_set():
+        while not self._stop.is_set():
+            self._transcribe_started.wait(self.config.standin_poll_s)
+            self._transcribe_started.clear()
+            if self._paused["standin"].is_set() and not self._stop.is_set():
                 self.standin.poll_once()
 
     # -- things the demo and the tests do ---------------------------------------------------
@@ -954,10 +979,7 @@ class LocalStack:
         get_context()
         init_ms = (time.perf_counter() - start) * 1000
         start = time.perf_counter()
-        engine = self._classifier if self._classifier is not None else self._saved_get_classifier()
-        warm_up = getattr(engine, "warm_up", None)
-        if warm_up is not None:
-            warm_up()
+        self._saved_get_classifier().warm_up()
         return {"init_ms": init_ms, "engine_ms": (time.perf_counter() - start) * 1000}
 
     def note(self, message: str) -> None:
@@ -1038,27 +1060,8 @@ class LocalStack:
     def throttle_transcribe(self, times: int) -> None:
         """The next `times` StartTranscriptionJob calls answer LimitExceededException (moto
         never throttles): the server itself answers 400 with that error code."""
-        from moto.core.exceptions import JsonRESTError
-
-        backend = self._transcribe_backend()
-        if self._original_start_job is None:
-            self._original_start_job = backend.start_transcription_job
-        original = self._original_start_job
-        self._throttle_remaining = times
-
-        def start_transcription_job(*args: Any, **kwargs: Any) -> Any:
-            with self._throttle_lock:
-                throttle = self._throttle_remaining > 0
-                if throttle:
-                    self._throttle_remaining -= 1
-                    self.throttled_calls += 1
-            if throttle:
-                raise JsonRESTError(
-                    "LimitExceededException", "Rate exceeded (injected by the local harness)"
-                )
-            return original(*args, **kwargs)
-
-        backend.start_transcription_job = start_transcription_job
+        with self._throttle_lock:
+            self._throttle_remaining = times
 
     # -- reading the state ------------------------------------------------------------------
 
