@@ -14,7 +14,13 @@ from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from alertfusion.errors import InputError, ReasonCode
 from alertfusion.result import ClassificationResult
-from functions.api.deps import ClassifierDep, PipelineDep, SettingsDep, require_api_key
+from functions.api.deps import (
+    ClassifierDep,
+    ClassifierProvider,
+    PipelineDep,
+    SettingsDep,
+    require_api_key,
+)
 from functions.api.errors import error_responses
 from functions.api.inputs import (
     check_audio_bytes,
@@ -65,7 +71,9 @@ async def predict(
     return PredictResponse.from_result(result)
 
 
-def _classify(provider: Any, audio: bytes, text: str | None, name: str) -> ClassificationResult:
+def _classify(
+    provider: ClassifierProvider, audio: bytes, text: str | None, name: str
+) -> ClassificationResult:
     result: ClassificationResult = provider().classify(audio, text=text, filename=name)
     return result
 

@@ -226,3 +226,17 @@ def test_uploads_and_jobs_in_a_fresh_process_load_no_model() -> None:
     assert report["status"] == 200
     assert report["job_id"] == report["expected"]
     assert report["heavy"] == []
+
+
+def test_body_over_the_limit_through_the_gateway_is_413(handler: Mangum) -> None:
+    """A REST event has no Content-Length: the limit holds while reading the body."""
+    from tests.integration.api.conftest import multipart
+
+    audio = b"RIFF" + bytes(4 * 1024 * 1024)
+    data, content_type = multipart({}, {"audio_file": ("big.wav", audio, "audio/wav")})
+    event = rest_event("POST", "/predict", body=data, content_type=content_type)
+    assert "content-length" not in {k.lower() for k in event["headers"]}
+    status, _, body = invoke(handler, event)
+    assert status == 413
+    assert body["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert "POST /uploads" in body["error"]["message"]
