@@ -7,7 +7,6 @@ DEMO_BUNDLE := build/models/demo
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 # Offline, deterministic and quiet by default.
 export HF_HUB_OFFLINE := 1
-export PYTHONDONTWRITEBYTECODE := 1
 # numpy's BLAS: the feature matrices are too small to gain from threads (measured 10x slower
 # and erratic with 2 on this 2-core machine), and they would compete with ONNX Runtime's.
 export OPENBLAS_NUM_THREADS := 1
@@ -29,12 +28,14 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-## system-deps: Debian packages the tests use (Chromium for the page's browser tests)
+## system-deps: Debian packages the tests use (Chromium + a Korean font for the page's browser tests)
 system-deps:
-	@command -v chromium >/dev/null || { \
-	  echo "installing Debian chromium (browser tests)"; \
+	@if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi nanum; then \
+	  echo "installing Debian chromium and fonts-nanum (browser tests)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends chromium fonts-nanum fontconfig >/dev/null; \
+	fi
 
 ## bundle-demo: the full-size int8 demo bundle (deterministic random weights, marked untrained)
 bundle-demo: $(DEMO_BUNDLE)/manifest.json
