@@ -43,6 +43,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "from samples/transcripts.json; none for other files)",
     )
     parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="model bundle")
+    parser.add_argument(
+        "--gate",
+        choices=["binary", "none"],
+        help="override the bundle's fusion gate (FUSION_GATE); none runs every model",
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for DONE")
     parser.add_argument("--summary-json", type=Path, help="also write the results as JSON here")
     return parser.parse_args(argv)
@@ -86,7 +91,7 @@ def show_verdict(out: Console, title: str, verdict: dict[str, Any] | None) -> No
     out(
         f"{title}: {verdict['label']} ({verdict['label_ko']})  "
         f"emergency={'yes' if verdict['is_emergency'] else 'no'}  "
-        f"p(emergency)={verdict['emergency_probability']:.3f}  "
+        f"p(emergency)={verdict['emergency_probability']:.3g}  "
         f"decided by {verdict['decided_by']}"
         + (f", text from {verdict['text_source']}" if verdict.get("text_source") else "")
     )
@@ -152,7 +157,9 @@ def run(args: argparse.Namespace, out: Console) -> int:
             f"{inv.wall_ms:.0f} ms (inference {inv.inference_ms:.0f} ms){detail}"
         )
 
-    config = LocalConfig(bundle=str(args.bundle))
+    config = LocalConfig(
+        bundle=str(args.bundle), env={"FUSION_GATE": args.gate} if args.gate else {}
+    )
     summary: dict[str, Any] = {"audio": str(audio_path), "bundle": str(args.bundle)}
     with LocalStack(config, on_note=out.step, on_invocation=on_invocation) as stack:
         out.step(f"moto listening on {stack.endpoint_url}; bucket, table, bus, queues created")
@@ -189,6 +196,7 @@ def run(args: argparse.Namespace, out: Console) -> int:
                 f"{(time.perf_counter() - started) * 1000:.0f} ms)"
             )
             job, seen = _poll(client, job_id, args.timeout, uploaded_epoch)
+        result = _result_file(stack, job_id) if job and job.get("final") else None
         stack.wait_idle(timeout=10)
         invocations = list(stack.invocations)
         alerts = stack.alerts()
@@ -199,8 +207,39 @@ def run(args: argparse.Namespace, out: Console) -> int:
         out(f"demo: job {job_id} did not finish within {args.timeout:.0f} s")
         return 1
     return _report(
-        out, args, job, seen, uploaded_epoch, invocations, alerts, summary, STANDIN_LABEL
+        out, args, job, result, seen, uploaded_epoch, invocations, alerts, summary, STANDIN_LABEL
     )
+
+
+def _result_file(stack: Any, job_id: str) -> dict[str, Any] | None:
+    """The final verdict's full result (``results/{job_id}.json``): gate, text, windows."""
+    try:
+        body = stack.client("s3").get_object(
+            Bucket=stack.config.bucket, Key=f"results/{job_id}.json"
+        )["Body"]
+    except Exception:
+        return None
+    found: dict[str, Any] = json.loads(body.read())
+    return found
+
+
+def show_result(out: Console, result: dict[str, Any]) -> None:
+    """What the final verdict's full result adds: the gate, the text model, the windows."""
+    gate = (result.get("audio") or {}).get("gate")
+    if gate:
+        shown = ", ".join(f"p({k})={v:.3g}" for k, v in gate["probabilities"].items())
+        gating = (result.get("model") or {}).get("gate") == "binary"
+        role = "binary gate" if gating else "binary model (not gating: gate none)"
+        out(f"    {role}, selected window: {gate['label']}  {shown}")
+    text = result.get("text") or {}
+    if text.get("status") == "used":
+        out(f"    text model: {text.get('label')} on {text.get('n_tokens')} tokens")
+    else:
+        out(f"    text model: skipped ({text.get('skipped_reason')}): {text.get('detail')}")
+    windows = result.get("windows") or []
+    if len(windows) > 1:
+        labels = ", ".join(f"{w['start_s']:.0f}-{w['end_s']:.0f}s {w['label']}" for w in windows)
+        out(f"    windows: {labels} (the most alarming window decides)")
 
 
 def _describe(inv: Any) -> str:
@@ -246,6 +285,7 @@ def _report(
     out: Console,
     args: argparse.Namespace,
     job: dict[str, Any],
+    result: dict[str, Any] | None,
     seen: dict[str, float],
     uploaded_epoch: float,
     invocations: list[Any],
@@ -261,6 +301,8 @@ def _report(
     show_verdict(out, "Preliminary verdict (audio only)", job.get("preliminary"))
     out()
     show_verdict(out, "Final verdict", job.get("final"))
+    if result is not None:
+        show_result(out, result)
     out()
     timings = job["timings"]
     prelim_ms = _ms_after(timings.get("preliminary_at"), uploaded_epoch)

@@ -79,7 +79,7 @@ def run(uploads: int, bundle: Path, out: Any) -> dict[str, Any]:
                 view = client.get(f"/jobs/{created['job_id']}").raise_for_status().json()
                 if view["is_final"]:
                     break
-                time.sleep(0.02)
+                time.sleep(0.1)  # the latencies come from the job's own timestamps
             stack.wait_idle(settle_s=0.1)
             if i == 0:
                 continue  # warm-up: first connections, first inference of each shape
