@@ -1,0 +1,235 @@
+"""Command line: `python -m model_export bundle|demo|verify` (argparse).
+
+Exit codes: 0 success; 2 for anything the user must fix (bad arguments, unreadable or
+mismatched checkpoints, tokenizer files, parity or quantization refusals, a bundle that fails
+verification), with one message on stderr naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from model_export.errors import ExportError
+
+EXIT_OK = 0
+EXIT_USER_ERROR = 2
+MODEL_CHOICES = ("audio_binary", "audio_multiclass", "text")
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (a fraction), got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
+    if value < 3:
+        raise argparse.ArgumentTypeError("must be at least 3 ([CLS], one token, [SEP])")
+    return value
+
+
+def _add_quantization(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
+    p.add_argument(
+        "--quantize",
+        choices=("none", "int8"),
+        default="int8",
+        help="int8: static QDQ for the audio models, dynamic for the text model (default)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=_fraction,
+        default=None if demo else 0.99,
+        help="refuse an int8 model whose top-1 agreement with fp32 on the calibration inputs "
+        "is below this fraction (default 0.99"
+        + (
+            "; 0.9 for --size tiny, whose narrow networks cannot hold 0.99 on every seed)"
+            if demo
+            else ")"
+        ),
+    )
+    p.add_argument(
+        "--keep-fp32",
+        action="append",
+        choices=MODEL_CHOICES,
+        default=[],
+        metavar="MODEL",
+        help="keep this model in fp32 under --quantize int8 (repeatable; "
+        f"{', '.join(MODEL_CHOICES)})",
+    )
+    p.add_argument(
+        "--calibration-audio",
+        type=Path,
+        metavar="DIR",
+        help="recordings to calibrate static int8 on and to measure agreement with; a "
+        "transcripts.json (file name -> text) there adds its texts to the text calibration",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="python -m model_export",
+        description="Trained PyTorch checkpoints -> a verified ONNX model bundle.",
+    )
+    sub = root.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser(
+        "bundle",
+        help="convert checkpoints in the original training formats into a bundle",
+        description="Convert the two DenseNet-121 checkpoints, the KoBERT checkpoint and its "
+        "SentencePiece model (+ gluonnlp vocab JSON) into a bundle directory.",
+    )
+    b.add_argument("--audio-binary", type=Path, required=True, metavar="CKPT")
+    b.add_argument("--audio-multiclass", type=Path, required=True, metavar="CKPT")
+    b.add_argument("--text", type=Path, required=True, metavar="CKPT")
+    b.add_argument("--spm", type=Path, required=True, metavar="FILE", help="KoBERT .spiece")
+    b.add_argument("--vocab", type=Path, metavar="FILE", help="gluonnlp vocab JSON (authority)")
+    b.add_argument("--out", type=Path, required=True, metavar="DIR")
+    _add_quantization(b)
+    b.add_argument(
+        "--calibration-texts",
+        type=Path,
+        metavar="FILE",
+        help="extra calibration texts for the text model, one per line",
+    )
+    b.add_argument("--max-len", type=_positive_int, default=60, help="tokens incl. [CLS]/[SEP]")
+    b.add_argument(
+        "--layout",
+        choices=("stacked", "channels"),
+        default="stacked",
+        help="feature image layout the audio models were trained on (default stacked: 1x192x64)",
+    )
+    b.add_argument(
+        "--mel-transform",
+        choices=("zscore", "zscore_db"),
+        default="zscore",
+        help="zscore: what training fed the network (default); zscore_db: the original server",
+    )
+    b.add_argument(
+        "--tokenizer-pipeline",
+        choices=("sentencepiece", "bert_sp"),
+        default="sentencepiece",
+        help="sentencepiece: SentencePiece on the whole text (docs/REFERENCE_MODEL.md); "
+        "bert_sp: gluonnlp's BERTSPTokenizer",
+    )
+    b.add_argument("--bundle-version", help="default: b-<hash of the inputs>")
+    b.add_argument("--description", default="", help="free text stored in the manifest")
+    b.add_argument(
+        "--no-optimize-text",
+        action="store_true",
+        help="keep the exported text graph (skip ONNX Runtime's BERT fusions)",
+    )
+    b.add_argument(
+        "--size",
+        choices=("full", "tiny"),
+        default="full",
+        help=argparse.SUPPRESS,  # tiny: the shrunken test networks
+    )
+
+    d = sub.add_parser(
+        "demo",
+        help="a bundle from deterministic, seeded demo weights (marked untrained)",
+        description="Make demo checkpoints in the original formats (in OUT-checkpoints/ unless "
+        "--checkpoints-out) and bundle them like `bundle` does. The weights are not trained.",
+    )
+    d.add_argument("--out", type=Path, required=True, metavar="DIR")
+    d.add_argument("--size", choices=("full", "tiny"), default="full")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--checkpoints-out", type=Path, metavar="DIR")
+    _add_quantization(d, demo=True)
+
+    v = sub.add_parser("verify", help="re-check a bundle against its manifest")
+    v.add_argument("directory", type=Path, metavar="DIR")
+    v.add_argument("--timing", action="store_true", help="also print each model's batch-1 latency")
+    return root
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    from alertfusion.manifest import AudioPreprocessing
+    from model_export.build import BuildOptions, Sources, build_bundle
+    from model_export.progress import Progress, format_summary
+
+    progress = Progress.to_stderr()
+    options = BuildOptions(
+        quantize=args.quantize,
+        calibration_audio=args.calibration_audio,
+        calibration_texts=args.calibration_texts,
+        threshold=args.threshold,
+        keep_fp32=frozenset(args.keep_fp32),
+        size=args.size,
+        force=args.force,
+        trained=True,
+        bundle_version=args.bundle_version,
+        description=args.description,
+        audio=AudioPreprocessing(layout=args.layout, mel_transform=args.mel_transform),
+        max_len=args.max_len,
+        tokenizer_pipeline=args.tokenizer_pipeline,
+        optimize_text=not args.no_optimize_text,
+    )
+    sources = Sources(
+        audio_binary=args.audio_binary,
+        audio_multiclass=args.audio_multiclass,
+        text=args.text,
+        spm=args.spm,
+        vocab=args.vocab,
+    )
+    result = build_bundle(sources, args.out, options, progress)
+    print(format_summary(result.manifest, str(result.directory), result.seconds))
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from model_export.demo import build_demo_bundle
+    from model_export.progress import Progress, format_summary
+
+    progress = Progress.to_stderr()
+    manifest = build_demo_bundle(
+        args.out,
+        size=args.size,
+        quantize=args.quantize,
+        seed=args.seed,
+        calibration_audio=args.calibration_audio,
+        checkpoints_out=args.checkpoints_out,
+        force=args.force,
+        threshold=args.threshold,
+        keep_fp32=frozenset(args.keep_fp32),
+        progress=progress,
+    )
+    print(format_summary(manifest, str(args.out), progress.elapsed))
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from model_export.verify import verify_bundle
+
+    report = verify_bundle(args.directory, timing=args.timing)
+    print(f"bundle {args.directory} OK (version {report.manifest.bundle_version})")
+    for check in report.checks:
+        print(f"  ok  {check}")
+    for name, ms in report.latency_ms.items():
+        print(f"  {name}: {ms:.2f} ms median per batch-1 run")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    handler = {"bundle": _bundle, "demo": _demo, "verify": _verify}[args.command]
+    try:
+        return handler(args)
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written to --out", file=sys.stderr)
+        return 130
