@@ -1,1 +1,1 @@
-"""local."""
+"""Local tooling: the moto-backed stack (harness), `make demo`, `make serve`, `make smoke`."""
