@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from alertfusion.audio import DecodedAudio, decode_audio
-from alertfusion.engine import Engine
+from alertfusion.engine import Engine, Tuning
 from alertfusion.errors import AudioError, InputError, ReasonCode, TextError
 from alertfusion.result import ClassificationResult, to_legacy
+from tests.conftest import FIXTURES
 from tests.unit.engine.conftest import HELP_TEXT, HELP_WAV, LONG_WAV
 
 pytestmark = pytest.mark.unit
@@ -287,3 +288,36 @@ def test_concurrent_classifications_agree(engine: Engine) -> None:
             pool.map(lambda _: engine.classify(LONG_WAV, text=HELP_TEXT, gate="none"), range(8))
         )
     assert all(r.probabilities == expected for r in results)
+
+
+@pytest.mark.parametrize(
+    "tuning",
+    [Tuning(concurrent=False), Tuning(speculative_text=True)],
+    ids=["sequential", "speculative-text"],
+)
+def test_every_schedule_gives_the_same_answer(
+    engine: Engine, tiny_bundle: Path, tuning: Tuning
+) -> None:
+    other = Engine.from_bundle(tiny_bundle, tuning=tuning)
+    fixtures = [*sorted(HELP_WAV.parent.glob("*.wav")), FIXTURES / "audio" / "silence-3s.wav"]
+    gated_outcomes = set()
+    for wav in fixtures:
+        for gate in ("binary", "none"):
+            a = engine.classify(wav, text=HELP_TEXT, gate=gate)
+            if gate == "binary":
+                gated_outcomes.add(a.decided_by)
+            b = other.classify(wav, text=HELP_TEXT, gate=gate)
+            assert (a.label, a.decided_by, a.selected_window) == (
+                b.label,
+                b.decided_by,
+                b.selected_window,
+            )
+            assert a.text.status == b.text.status and a.text.skipped_reason == b.text.skipped_reason
+            if a.probabilities is not None:
+                assert b.probabilities == pytest.approx(a.probabilities, abs=1e-6)
+    # both gate outcomes were compared (a speculative text run cancelled, and one used)
+    assert gated_outcomes == {"gate", "fusion"}
+    if not tuning.concurrent:
+        assert other.sessions.options.intra_op_threads >= 1
+        assert other._pool is None  # nothing ran on a worker thread
+    other.close()

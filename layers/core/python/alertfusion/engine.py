@@ -18,7 +18,11 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from alertfusion.errors import AudioError, InputError, ReasonCode, TextError
@@ -31,6 +35,7 @@ from alertfusion.result import (
     Timings,
     WindowResult,
 )
+from alertfusion.sessions import SessionOptions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,6 +64,23 @@ DEFAULT_MIN_WINDOW_SECONDS = 0.5
 DEFAULT_MAX_AUDIO_BYTES = 100 * 1024 * 1024
 
 
+@dataclass(frozen=True)
+class Tuning:
+    """How the engine uses the CPU; the defaults are the measured best on 2 vCPUs (README,
+    `python -m bench sessions`)."""
+
+    #: run the text model and the binary audio model on worker threads beside the calling
+    #: thread's decode/features/6-class work (False: everything on the calling thread, one
+    #: model after the other, each with `threads` intra-op threads)
+    concurrent: bool = True
+    #: gate on: start the text model before the gate answers (cancelled if the gate stops
+    #: every window); trades CPU on regular audio for latency on alerts
+    speculative_text: bool = False
+    session: SessionOptions = field(default_factory=SessionOptions)
+    #: the text model's own options (None: `session`)
+    text_session: SessionOptions | None = None
+
+
 class Engine:
     """Classifies recordings with one model bundle (thread-safe; create one per process)."""
 
@@ -75,12 +97,21 @@ class Engine:
         max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
         min_window_seconds: float = DEFAULT_MIN_WINDOW_SECONDS,
         max_audio_bytes: int = DEFAULT_MAX_AUDIO_BYTES,
+        tuning: Tuning | None = None,
     ) -> None:
-        from alertfusion.sessions import BundleSessions, SessionOptions
+        from alertfusion.sessions import BundleSessions
 
         _check_gate(gate)
         if threads < 0:
             raise ValueError("threads must be >= 0")
+        tuning = tuning or Tuning()
+        if threads:
+            tuning = replace(tuning, session=replace(tuning.session, intra_op_threads=threads))
+        elif not tuning.concurrent and tuning.session.intra_op_threads == 1:
+            # one model at a time: give it every core
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+            tuning = replace(tuning, session=replace(tuning.session, intra_op_threads=cores))
+        self.tuning = tuning
         self.bundle = bundle
         self.manifest = bundle.manifest
         self.gate: Gate = gate or self.manifest.fusion.gate
@@ -90,7 +121,9 @@ class Engine:
         self.min_window_seconds = min_window_seconds
         self.max_audio_bytes = max_audio_bytes
         self._sessions: BundleSessions = BundleSessions(
-            bundle, SessionOptions(intra_op_threads=threads or 1)
+            bundle,
+            tuning.session,
+            {"text": tuning.text_session} if tuning.text_session is not None else None,
         )
         self._encoder: TextEncoder | None = None
         self._encoder_lock = threading.Lock()
@@ -145,7 +178,9 @@ class Engine:
         if pool is None:
             with self._pool_lock:
                 if self._pool is None:
-                    self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alertfusion")
+                    # one worker: with the calling thread that is one thread per core of the
+                    # 2-vCPU machines this is tuned for (README, "Inference engine")
+                    self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alertfusion")
                 pool = self._pool
         return pool
 
@@ -182,34 +217,29 @@ class Engine:
         that cannot be used (TEXT_TOO_LONG, INVALID_INPUT), InputError for a bad argument.
         No text, or whitespace only, gives an audio-only verdict that says so.
         """
-        from alertfusion.features import build_feature_images
-
         started = time.perf_counter()
         _check_gate(gate)
         use_gate: Gate = gate or self.gate
         encoded, no_text_detail = self._encode_text(text)
-        text_future: Future[tuple[np.ndarray, float]] | None = None
-        if encoded is not None and use_gate == "none":
-            # nothing can make the text model unnecessary: run it beside the audio work
-            text_future = self._executor().submit(self._run_text, encoded)
-
+        concurrent = self.tuning.concurrent
+        text_job: _TextJob | None = None
+        if (
+            encoded is not None
+            and concurrent
+            and (use_gate == "none" or self.tuning.speculative_text)
+        ):
+            # the text model does not depend on the audio: it runs beside decoding
+            text_job = _TextJob(self, encoded)
         try:
             t = time.perf_counter()
             decoded = self._decode(audio, filename)
             decode_ms = _ms(t)
-
-            t = time.perf_counter()
-            cfg = self.manifest.audio
             samples, dropped_tail_s = self._scored_samples(decoded.samples)
-            features = build_feature_images(samples, cfg)
-            features_ms = _ms(t)
-
-            t = time.perf_counter()
-            gate_logits, audio_logits = self._run_audio(features.images, use_gate)
-            audio_ms = _ms(t)
+            run = self._run_audio(samples, use_gate, encoded, text_job)
+            text_job = run.text_job
         except BaseException:
-            if text_future is not None:
-                text_future.cancel()
+            if text_job is not None:
+                text_job.cancel()
             raise
 
         text_logits: np.ndarray | None = None
@@ -217,18 +247,23 @@ class Engine:
         skipped: str | None = None
         if encoded is None:
             skipped = "NO_TEXT"
-        elif not audio_logits:
+        elif not run.audio_logits:
             skipped = "GATE_REGULAR"
+            if text_job is not None:
+                text_job.cancel()
+        elif text_job is not None:
+            text_logits, text_ms = text_job.result()
         else:
-            if text_future is None:
-                text_future = self._executor().submit(self._run_text, encoded)
-            text_logits, text_ms = text_future.result()
+            text_logits, text_ms = self._run_text(encoded)
+        gate_logits, audio_logits = run.gate_logits, run.audio_logits
+        features_ms, audio_ms = run.features_ms, run.audio_ms
+        spans_s = run.spans_s
 
         t = time.perf_counter()
         from alertfusion.fusion import decide_windows, select_window
 
         decisions = decide_windows(
-            n_windows=len(features.spans_s),
+            n_windows=len(spans_s),
             regular_index=self.manifest.labels.regular_index,
             gate_logits=gate_logits,
             audio_logits=audio_logits,
@@ -239,7 +274,7 @@ class Engine:
         return self._result(
             decisions=decisions,
             selected=selected,
-            spans=features.spans_s,
+            spans=spans_s,
             gate=use_gate,
             gate_logits=gate_logits,
             audio_logits=audio_logits,
@@ -328,41 +363,113 @@ class Engine:
         return samples, 0.0
 
     def _run_audio(
-        self, images: np.ndarray, gate: Gate
-    ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-        """Binary logits of every window, and the 6-class logits of every window that reached
-        the 6-class model (all of them with the gate off)."""
+        self,
+        samples: np.ndarray,
+        gate: Gate,
+        encoded: EncodedText | None,
+        text_job: _TextJob | None,
+    ) -> _AudioRun:
+        """Feature images window by window, and the audio models on them.
+
+        Each model run (one model, one window) is a task of a per-request queue that this
+        thread and the engine's worker both take from, so a long recording's windows spread
+        over both cores while a short one's stay here beside the text model (which the worker
+        runs first). Windows are queued as soon as their image exists. Gate off: both models on
+        every window. Gate on: the binary model on every window; then the 6-class model on the
+        windows that passed, and the text model (if not started already) when any passed.
+        """
+        import numpy as np
+
+        from alertfusion.features import feature_image, window_spans
         from alertfusion.fusion import check_logits, gate_passed
 
+        cfg = self.manifest.audio
         models = self.manifest.models
-        n = len(images)
-        gate_logits = self._sessions.run(
-            "audio_binary", {models.audio_binary.input_names[0]: images}
-        )
-        check_logits("audio_binary", gate_logits, n, len(models.audio_binary.labels))
-        if gate == "binary":
-            keep = [
-                int(i)
-                for i in gate_passed(gate_logits, self.manifest.labels.regular_index).nonzero()[0]
-            ]
-        else:
-            keep = list(range(n))
-        if not keep:
-            return gate_logits, {}
-        batch = images if len(keep) == n else images[keep]
-        logits = self._sessions.run(
-            "audio_multiclass", {models.audio_multiclass.input_names[0]: batch}
-        )
-        check_logits("audio_multiclass", logits, len(keep), len(models.audio_multiclass.labels))
-        return gate_logits, {index: logits[row] for row, index in enumerate(keep)}
+        spans = window_spans(len(samples), cfg)
+        n = len(spans)
+        if n == 0:
+            raise AudioError("no samples to classify", code=ReasonCode.EMPTY_AUDIO)
+        concurrent = self.tuning.concurrent
+        images = np.empty((n, *cfg.input_shape), dtype=np.float32)
+        work = _Work()
+        binary: list[np.ndarray | None] = [None] * n
+        multiclass: dict[int, np.ndarray] = {}
 
-    def _run_text(self, encoded: EncodedText) -> tuple[np.ndarray, float]:
+        def run_binary(k: int) -> None:
+            binary[k] = work.timed(
+                self._sessions.run,
+                "audio_binary",
+                {models.audio_binary.input_names[0]: images[k : k + 1]},
+            )
+
+        def run_multiclass(k: int) -> None:
+            multiclass[k] = work.timed(
+                self._sessions.run,
+                "audio_multiclass",
+                {models.audio_multiclass.input_names[0]: images[k : k + 1]},
+            )
+
+        t = time.perf_counter()
+        helping = False
+        try:
+            for k, (start, end) in enumerate(spans):
+                images[k] = feature_image(samples[start:end], cfg)
+                work.add(partial(run_binary, k))
+                if gate == "none":
+                    work.add(partial(run_multiclass, k))
+                if concurrent and not helping:
+                    # queued behind the text model if that runs: the worker helps once free
+                    self._executor().submit(work.drain)
+                    helping = True
+            features_ms = _ms(t)
+            work.finish()
+            gate_logits = np.concatenate([b for b in binary if b is not None], axis=0)
+            check_logits("audio_binary", gate_logits, n, len(models.audio_binary.labels))
+            if gate == "binary":
+                keep = [
+                    int(i)
+                    for i in gate_passed(gate_logits, self.manifest.labels.regular_index).nonzero()[
+                        0
+                    ]
+                ]
+                if keep and encoded is not None and text_job is None and concurrent:
+                    text_job = _TextJob(self, encoded)
+                for k in keep:
+                    work.add(partial(run_multiclass, k))
+                if concurrent and len(keep) > 1:
+                    self._executor().submit(work.drain)
+                work.finish()
+        except BaseException:
+            work.abandon()
+            raise
+        if multiclass:
+            rows = sorted(multiclass)
+            stacked = np.concatenate([multiclass[k] for k in rows], axis=0)
+            check_logits(
+                "audio_multiclass", stacked, len(rows), len(models.audio_multiclass.labels)
+            )
+            audio_logits = {k: stacked[i] for i, k in enumerate(rows)}
+        else:
+            audio_logits = {}
+        sr = cfg.sample_rate
+        return _AudioRun(
+            gate_logits=gate_logits,
+            audio_logits=audio_logits,
+            spans_s=[(s / sr, e / sr) for s, e in spans],
+            features_ms=features_ms,
+            audio_ms=work.span_ms,
+            text_job=text_job,
+        )
+
+    def _run_text(self, encoded: EncodedText, run_options: Any = None) -> tuple[np.ndarray, float]:
         from alertfusion.fusion import check_logits
 
         start = time.perf_counter()
         entry = self.manifest.models.text
         feeds = encoded.feeds()
-        logits = self._sessions.run("text", {name: feeds[name] for name in entry.input_names})
+        logits = self._sessions.run(
+            "text", {name: feeds[name] for name in entry.input_names}, run_options
+        )
         check_logits("text", logits, 1, len(entry.labels))
         return logits[0], _ms(start)
 
@@ -480,6 +587,109 @@ class Engine:
             logits=[float(x) for x in text_logits],
             n_tokens=encoded.n_tokens,
         )
+
+
+@dataclass
+class _AudioRun:
+    gate_logits: np.ndarray
+    audio_logits: dict[int, np.ndarray]
+    spans_s: list[tuple[float, float]]
+    features_ms: float
+    audio_ms: float
+    text_job: _TextJob | None
+
+
+class _Work:
+    """One request's model runs: a queue the calling thread and the engine's worker both
+    drain; `finish` (calling thread) runs what is left and waits for what the worker took."""
+
+    def __init__(self) -> None:
+        self._tasks: deque[Callable[[], None]] = deque()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._running = 0
+        self._error: BaseException | None = None
+        self._first: float | None = None
+        self._last: float | None = None
+
+    def add(self, task: Callable[[], None]) -> None:
+        with self._lock:
+            self._tasks.append(task)
+
+    def timed(self, fn: Callable[..., np.ndarray], *args: Any) -> np.ndarray:
+        start = time.perf_counter()
+        out = fn(*args)
+        end = time.perf_counter()
+        with self._lock:
+            self._first = start if self._first is None else min(self._first, start)
+            self._last = end if self._last is None else max(self._last, end)
+        return out
+
+    @property
+    def span_ms(self) -> float:
+        """Wall-clock ms from the first model run's start to the last one's end."""
+        if self._first is None or self._last is None:
+            return 0.0
+        return (self._last - self._first) * 1e3
+
+    def drain(self) -> None:
+        while True:
+            with self._lock:
+                if not self._tasks or self._error is not None:
+                    return
+                task = self._tasks.popleft()
+                self._running += 1
+            try:
+                task()
+            except BaseException as exc:
+                with self._lock:
+                    if self._error is None:
+                        self._error = exc
+            finally:
+                with self._lock:
+                    self._running -= 1
+                    self._idle.notify_all()
+
+    def finish(self) -> None:
+        self.drain()
+        with self._lock:
+            while self._running:
+                self._idle.wait()
+            error, self._error = self._error, None
+            if error is not None:
+                self._tasks.clear()
+        if error is not None:
+            raise error
+
+    def abandon(self) -> None:
+        """Drop what has not started (the request failed); what runs finishes on its own."""
+        with self._lock:
+            self._tasks.clear()
+
+
+class _TextJob:
+    """The text model submitted to the engine's worker; `cancel` stops it even mid-run
+    (ONNX Runtime checks the run's terminate flag between operators)."""
+
+    def __init__(self, engine: Engine, encoded: EncodedText) -> None:
+        import onnxruntime as ort
+
+        self._engine = engine
+        self._encoded = encoded
+        self._run_options = ort.RunOptions()
+        self._future: Future[tuple[np.ndarray, float]] = engine._executor().submit(
+            engine._run_text, encoded, self._run_options
+        )
+
+    def result(self) -> tuple[np.ndarray, float]:
+        if self._future.cancel():
+            # still queued (the worker serves another request): run it here instead
+            return self._engine._run_text(self._encoded)
+        return self._future.result()
+
+    def cancel(self) -> None:
+        if not self._future.cancel():
+            self._run_options.terminate = True
 
 
 # -------------------------------------------------------------------------------------------

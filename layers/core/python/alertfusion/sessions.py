@@ -41,6 +41,8 @@ class SessionOptions:
     cpu_mem_arena: bool = True
     #: pre-planned buffers per input shape; shapes vary here (windows, text length)
     mem_pattern: bool = True
+    #: let intermediate tensors share buffers (planned when the session is created)
+    mem_reuse: bool = True
     #: "all" (ORT_ENABLE_ALL), "extended", "basic" or "disabled"
     optimization: str = "all"
     #: intra-op threads busy-wait for work between ops (costs a core while idle)
@@ -67,6 +69,7 @@ def ort_session_options(options: SessionOptions) -> Any:
     )
     so.enable_cpu_mem_arena = options.cpu_mem_arena
     so.enable_mem_pattern = options.mem_pattern
+    so.enable_mem_reuse = options.mem_reuse
     so.graph_optimization_level = levels[options.optimization]
     spin = "1" if options.allow_spinning else "0"
     so.add_session_config_entry("session.intra_op.allow_spinning", spin)
@@ -88,9 +91,15 @@ class BundleSessions:
     """The three sessions of one bundle, each created on first use (once per process, even
     under concurrent first calls) and checked against the manifest's input/output names."""
 
-    def __init__(self, bundle: Bundle, options: SessionOptions) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        options: SessionOptions,
+        overrides: dict[str, SessionOptions] | None = None,
+    ) -> None:
         self._bundle = bundle
         self._options = options
+        self._overrides = dict(overrides or {})
         self._sessions: dict[str, Any] = {}
         self._locks = {name: threading.Lock() for name in MODEL_NAMES}
         #: wall-clock ms each session took to create (cold-start accounting)
@@ -99,6 +108,9 @@ class BundleSessions:
     @property
     def options(self) -> SessionOptions:
         return self._options
+
+    def options_for(self, name: str) -> SessionOptions:
+        return self._overrides.get(name, self._options)
 
     def loaded(self, name: str | None = None) -> bool:
         if name is not None:
@@ -134,7 +146,7 @@ class BundleSessions:
         entry: OnnxModel = getattr(self._bundle.manifest.models, name)
         path = self._bundle.path(entry.file)
         try:
-            session = create_session(path, self._options)
+            session = create_session(path, self.options_for(name))
         except Exception as exc:  # onnxruntime raises its own (unexported) exception types
             raise BundleError(
                 f"{name}: ONNX Runtime cannot load {entry.file}: {exc}",
@@ -152,8 +164,8 @@ class BundleSessions:
             )
         return session
 
-    def run(self, name: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    def run(self, name: str, feeds: dict[str, np.ndarray], run_options: Any = None) -> np.ndarray:
         """The first output of model `name` for `feeds`."""
         entry: OnnxModel = getattr(self._bundle.manifest.models, name)
-        out = self.get(name).run(entry.output_names[:1], feeds)
+        out = self.get(name).run(entry.output_names[:1], feeds, run_options)
         return out[0]

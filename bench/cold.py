@@ -1,0 +1,72 @@
+"""One cold start: a fresh process that loads a path and answers one request, then exits.
+
+    python -m bench.cold ours|seed LOCATION CLIP TEXT
+
+Prints one JSON line: the CLOCK_MONOTONIC time of the verdict (the parent subtracts the time
+it started the process, so interpreter start-up counts), each phase's milliseconds, the
+verdict and the peak RSS.
+"""
+
+from __future__ import annotations
+
+import time
+
+_T0 = time.monotonic()
+
+import json  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+
+def main(argv: list[str]) -> int:
+    name, location, clip, text = argv
+    data = Path(clip).read_bytes()
+    phases: dict[str, float] = {}
+    t = time.monotonic()
+    if name == "ours":
+        from alertfusion.engine import Engine
+
+        phases["import_ms"] = (time.monotonic() - t) * 1e3
+        t = time.monotonic()
+        engine = Engine.from_bundle(location, gate="none")
+        phases["bundle_ms"] = (time.monotonic() - t) * 1e3
+        t = time.monotonic()
+        engine.warm_up()
+        phases["sessions_ms"] = (time.monotonic() - t) * 1e3
+        t = time.monotonic()
+        result = engine.classify(data, text=text)
+        phases["first_verdict_ms"] = (time.monotonic() - t) * 1e3
+        label = result.label
+        phases.update({f"session_{k}_ms": v for k, v in engine.sessions.created_ms.items()})
+    else:
+        import numpy as np
+
+        from bench.seed import SeedPath
+
+        phases["import_ms"] = (time.monotonic() - t) * 1e3
+        t = time.monotonic()
+        seed = SeedPath(Path(location))
+        phases["bundle_ms"] = (time.monotonic() - t) * 1e3
+        t = time.monotonic()
+        out = seed.classify(data, text)
+        phases["first_verdict_ms"] = (time.monotonic() - t) * 1e3
+        label = str(int(np.argmax(out.fused.max(axis=0))))
+    done = time.monotonic()
+    phases["in_process_ms"] = (done - _T0) * 1e3
+    print(
+        json.dumps(
+            {
+                "verdict_at": done,
+                "phases": phases,
+                "label": label,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        ),
+        flush=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

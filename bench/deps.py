@@ -1,0 +1,88 @@
+"""Installed size of a set of distributions, from their RECORD file lists (no bytecode)."""
+
+from __future__ import annotations
+
+import re
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+#: what the original server imported (PyTorch, librosa, scikit-image, transformers, KoBERT's
+#: SentencePiece); their own dependencies are followed from the installed metadata
+SEED_ROOTS = ("torch", "librosa", "scikit-image", "transformers", "sentencepiece", "numpy")
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[\s\[<>=!~;(]", requirement.strip(), maxsplit=1)[0]
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def runtime_lock(path: Path = REPO / "requirements.txt") -> list[str]:
+    """The distributions pinned in the runtime lock."""
+    names = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            names.append(_name(line))
+    return names
+
+
+def closure(roots: tuple[str, ...] | list[str]) -> list[str]:
+    """`roots` and every installed distribution they require (extras and markers ignored,
+    only requirements without an ``extra ==`` marker are followed)."""
+    seen: dict[str, str] = {}
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        key = _norm(name)
+        if key in seen:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        seen[key] = dist.metadata["Name"]
+        for req in dist.requires or []:
+            if "extra ==" in req:
+                continue
+            todo.append(_name(req))
+    return sorted(seen.values())
+
+
+def installed_mb(names: list[str] | tuple[str, ...]) -> tuple[float, list[str]]:
+    """Megabytes (10^6 bytes) of the installed files of `names`, without __pycache__ and .pyc;
+    and the names that are not installed."""
+    total = 0
+    missing = []
+    for name in names:
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            missing.append(name)
+            continue
+        for file in dist.files or []:
+            if "__pycache__" in file.parts or file.suffix == ".pyc":
+                continue
+            located = Path(str(dist.locate_file(file)))
+            if located.is_file():
+                total += located.stat().st_size
+    return total / 1e6, missing
+
+
+def report() -> dict[str, object]:
+    ours, ours_missing = installed_mb(runtime_lock())
+    seed_names = closure(SEED_ROOTS)
+    seed, _ = installed_mb(seed_names)
+    return {
+        "ours": round(ours, 1),
+        "seed": round(seed, 1),
+        "ours_packages": len(runtime_lock()),
+        "ours_not_installed": ours_missing,
+        "seed_packages": seed_names,
+        "method": "sum of installed files listed in each distribution's RECORD, without "
+        "__pycache__/*.pyc (ours: every package of requirements.txt; seed: the original "
+        "server's imports and their installed dependencies)",
+    }
