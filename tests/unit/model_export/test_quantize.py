@@ -1,0 +1,120 @@
+"""int8 quantization: the agreement report's arithmetic, the refusal, and that the quantized
+graphs really are int8 (QDQ for the audio models, dynamic MatMulInteger for the text model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from alertfusion.manifest import AudioPreprocessing
+from model_export.calibration import calibration_images, calibration_texts
+from model_export.demo import RECIPES, demo_densenet
+from model_export.errors import ExportError, ExportReason
+from model_export.kobert import KoBertClassifier, kobert_config
+from model_export.onnx_export import (
+    compute_threads,
+    export_audio_model,
+    export_text_model,
+    ort_session,
+    run_audio,
+    run_text,
+)
+from model_export.quantize import (
+    agreement_report,
+    enforce_threshold,
+    quantize_audio_static,
+    quantize_text_dynamic,
+    softmax,
+)
+from tests.conftest import SAMPLES
+
+pytestmark = pytest.mark.unit
+
+
+def test_agreement_report_counts_top1_and_the_largest_probability_shift() -> None:
+    fp32 = np.array([[2.0, 0.0], [0.0, 2.0], [1.0, 1.1], [3.0, -3.0]])
+    int8 = np.array([[1.9, 0.0], [0.1, 2.0], [1.2, 1.0], [3.0, -3.0]])
+    report = agreement_report(fp32, int8, method="static_qdq", threshold=0.99)
+    assert report.n_inputs == 4
+    assert report.top1_agreement == pytest.approx(0.75)
+    want = np.abs(softmax(fp32) - softmax(int8)).max()
+    assert report.max_probability_shift == pytest.approx(want)
+    assert want == pytest.approx(
+        abs(softmax(np.array([[1.0, 1.1]]))[0, 0] - softmax(np.array([[1.2, 1.0]]))[0, 0])
+    )
+
+
+def test_non_finite_int8_logits_never_agree() -> None:
+    fp32 = np.array([[1.0, 0.0], [0.0, 1.0]])
+    int8 = np.array([[np.nan, 0.0], [0.0, 1.0]])
+    report = agreement_report(fp32, int8, method="dynamic", threshold=0.5)
+    assert report.top1_agreement == 0.0 and report.max_probability_shift == 1.0
+
+
+def test_threshold_refusal_names_the_model_and_the_way_out() -> None:
+    fp32 = np.eye(3)[[0, 1, 2, 0]]
+    int8 = np.eye(3)[[0, 1, 2, 1]]
+    report = agreement_report(fp32, int8, method="dynamic", threshold=0.8)
+    with pytest.raises(ExportError) as info:
+        enforce_threshold("text", report)
+    assert info.value.reason == ExportReason.QUANTIZATION_REFUSED
+    assert "75.00%" in info.value.message and "80.00%" in info.value.message
+    assert "--keep-fp32 text" in info.value.message
+    enforce_threshold("text", report.model_copy(update={"threshold": 0.75}))  # equal passes
+
+
+@pytest.fixture(scope="module")
+def calibration() -> np.ndarray:
+    return calibration_images(SAMPLES, AudioPreprocessing()).images
+
+
+def test_static_qdq_quantization_of_a_trained_like_densenet(
+    calibration: np.ndarray, tmp_path: Path
+) -> None:
+    cal = calibration_images(SAMPLES, AudioPreprocessing())
+    with compute_threads(1):
+        model = demo_densenet("tiny", 6, seed=2, cal=cal, recipe=RECIPES["tiny"])
+    fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    export_audio_model(model, fp32, (1, 192, 64))
+    quantize_audio_static(fp32, int8, calibration, work=tmp_path)
+    graph = onnx.load(str(int8)).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    int8_weights = [i for i in graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert len(int8_weights) >= 20  # every convolution's weights
+    assert [i.name for i in graph.input] == ["image"]
+    report = agreement_report(
+        run_audio(ort_session(fp32), calibration),
+        run_audio(ort_session(int8), calibration),
+        method="static_qdq",
+        threshold=0.9,
+    )
+    assert report.n_inputs == len(calibration)
+    assert report.top1_agreement >= 0.9
+    assert not list(tmp_path.glob("*.pre.onnx"))  # the pre-processed copy is cleaned up
+
+
+def test_dynamic_int8_of_the_text_model(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = KoBertClassifier(kobert_config("tiny", vocab_size=300)).eval()
+    fp32, int8 = tmp_path / "t.onnx", tmp_path / "tq.onnx"
+    export_text_model(model, fp32)
+    quantize_text_dynamic(fp32, int8)
+    ops = {n.op_type for n in onnx.load(str(int8)).graph.node}
+    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= ops
+    sequences = [[2, *range(5, 5 + n), 3] for n in (1, 9, 30)]
+    got = run_text(ort_session(int8), sequences, pad_id=1)
+    want = run_text(ort_session(fp32), sequences, pad_id=1)
+    assert got.shape == want.shape == (3, 6)
+    assert np.abs(got - want).max() < 0.05  # int8 close, not equal
+    assert not np.array_equal(got, want)
+
+
+def test_calibration_texts_are_transcripts_then_generated_sentences() -> None:
+    texts = calibration_texts(SAMPLES, n_generated=12)
+    assert len(texts) == 4 + 12
+    assert "도와주세요. 여기 사람이 쓰러졌어요. 빨리 와주세요." in texts[:4]
