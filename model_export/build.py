@@ -5,6 +5,8 @@ renamed into place only when everything passed. Any failure removes it: no parti
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import platform
@@ -12,6 +14,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,6 +158,33 @@ def check_output(out: Path, *, force: bool) -> None:
             ExportReason.OUTPUT_EXISTS,
             f"{out} is not a model bundle (no {MANIFEST_FILE}); not replacing it even with --force",
         )
+
+
+_LOCKED: set[Path] = set()
+
+
+@contextlib.contextmanager
+def output_lock(directories: list[Path], progress: Progress) -> Iterator[None]:
+    """Hold an exclusive flock on each directory (where bundles and checkpoints are built), so
+    two builds into the same place (two `make setup`s, say) run one after the other instead of
+    replacing each other's files. Re-entrant within the process."""
+    held: list[tuple[Path, int]] = []
+    try:
+        for directory in sorted({d.absolute() for d in directories} - _LOCKED):
+            directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(directory, os.O_RDONLY)
+            held.append((directory, fd))
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                progress(f"waiting for another model_export build in {directory}")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            _LOCKED.add(directory)
+        yield
+    finally:
+        for directory, fd in held:
+            _LOCKED.discard(directory)
+            os.close(fd)  # releases the lock
 
 
 def publish(partial: Path, out: Path) -> None:
@@ -376,8 +406,10 @@ def build_bundle(
 ) -> BuildResult:
     """Convert `sources` into a verified bundle at `out` (see the module docstring)."""
     options = options or BuildOptions()
-    with compute_threads(1 if options.size == "tiny" else 0):
-        return _build_bundle(sources, out, options, progress or Progress())
+    progress = progress or Progress()
+    out = Path(out).absolute()
+    with output_lock([out.parent], progress), compute_threads(1 if options.size == "tiny" else 0):
+        return _build_bundle(sources, out, options, progress)
 
 
 def _build_bundle(

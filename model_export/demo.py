@@ -41,7 +41,14 @@ import torch
 
 from alertfusion.bundle_files import sha256_file
 from alertfusion.manifest import BINARY_LABELS, CLASS_LABELS, AudioPreprocessing, Manifest
-from model_export.build import BuildOptions, Sources, build_bundle, check_output, publish
+from model_export.build import (
+    BuildOptions,
+    Sources,
+    build_bundle,
+    check_output,
+    output_lock,
+    publish,
+)
 from model_export.calibration import (
     CalibrationImages,
     audio_files,
@@ -519,12 +526,38 @@ def build_demo_bundle(
     `threshold` defaults to DEMO_THRESHOLDS[size].
     """
     progress = progress or Progress()
-    if threshold is None:
-        threshold = DEMO_THRESHOLDS[size]
     out = Path(out).absolute()
+    checkpoints = Path(checkpoints_out).absolute() if checkpoints_out else demo_checkpoint_dir(out)
+    with output_lock([out.parent, checkpoints.parent], progress):
+        return _build_demo_bundle(
+            out,
+            size=size,
+            quantize=quantize,
+            seed=seed,
+            calibration_audio=calibration_audio,
+            checkpoints=checkpoints,
+            force=force,
+            threshold=DEMO_THRESHOLDS[size] if threshold is None else threshold,
+            keep_fp32=keep_fp32,
+            progress=progress,
+        )
+
+
+def _build_demo_bundle(
+    out: Path,
+    *,
+    size: Size,
+    quantize: Literal["none", "int8"],
+    seed: int,
+    calibration_audio: Path | None,
+    checkpoints: Path,
+    force: bool,
+    threshold: float,
+    keep_fp32: frozenset[str],
+    progress: Progress,
+) -> Manifest:
     check_output(out, force=force)
     calibration_audio = Path(calibration_audio or DEFAULT_CALIBRATION_AUDIO)
-    checkpoints = Path(checkpoints_out) if checkpoints_out else demo_checkpoint_dir(out)
     sources = write_demo_checkpoints(
         checkpoints, size=size, seed=seed, calibration_audio=calibration_audio, progress=progress
     )
