@@ -286,7 +286,11 @@ def run(args: Any) -> dict[str, Any]:
     }
 
     log("starting the workers (ours: int8 bundle; seed: PyTorch + librosa)")
-    workers = {"ours": Worker("ours", bundle), "seed": Worker("seed", checkpoints)}
+    workers = {
+        "ours": Worker("ours", bundle),
+        "seed": Worker("seed", checkpoints, {"probe": str(clips["clip_5s"]), "text": BENCH_TEXT}),
+    }
+    report["seed_torch_threads"] = workers["seed"].ready.get("threads")
     try:
         n_tokens = _tokens(bundle)
         report["inputs"]["text_tokens"] = n_tokens

@@ -58,7 +58,10 @@ def main(argv: list[str]) -> int:
     options = json.loads(argv[2]) if len(argv) > 2 else {}
     start = time.perf_counter()
     path = make_path(name, location, **options)
-    print(json.dumps({"ready": True, "load_ms": (time.perf_counter() - start) * 1e3}), flush=True)
+    ready = {"ready": True, "load_ms": (time.perf_counter() - start) * 1e3}
+    if hasattr(path, "threads"):
+        ready["threads"] = path.threads
+    print(json.dumps(ready), flush=True)
     for line in sys.stdin:
         request = json.loads(line)
         op = request["op"]

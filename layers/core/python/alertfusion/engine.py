@@ -152,10 +152,10 @@ class Engine:
         return cls(load_bundle(location, cache_dir=cache_dir), gate=gate, threads=threads, **limits)
 
     def warm_up(self) -> None:
-        """Create the sessions and the tokenizer now (readiness probes, the Lambda init phase),
-        the sessions in parallel."""
+        """Create the sessions and the tokenizer now (readiness probes, the Lambda init
+        phase)."""
         self._text_encoder()
-        self._sessions.create_all(self._executor().submit)
+        self._sessions.create_all()
 
     @property
     def loaded(self) -> bool:

@@ -1,11 +1,15 @@
 """ONNX Runtime sessions of a bundle: created once, lazily, with options chosen by measurement.
 
 The measurements behind the defaults are in the README ("Inference engine") and come from
-`python -m bench --sessions`. In short, on a 2-vCPU machine one intra-op thread per session
-with the models run concurrently (audio on the calling thread, text on a worker) beats two
-threads per model run one after the other, because DenseNet-121 at batch 1-5 scales poorly
-across threads while two independent models keep both cores busy. Spinning is off, so an idle
-thread pool never burns the core the other model needs.
+`python -m bench sessions` on a 2-vCPU Zen 5: one intra-op thread per session, because the
+engine runs models side by side (alertfusion.engine) and DenseNet-121 at batch 1 does not get
+faster with two threads; no spinning, so an idle pool never takes the core another model needs;
+graph optimisation level "all" (the QDQ -> QLinearConv fusions and layout transforms make the
+int8 DenseNet 3x faster than "basic"); no memory-reuse planning and no memory patterns (the
+planner made DenseNet's session creation take 1.7x as long, patterns are kept per input shape
+and only grew the RSS; neither changed the run time measurably). Sessions are created one after
+the other: ONNX Runtime holds the GIL while it builds a session, and two built in parallel took
+longer than both in turn.
 """
 
 from __future__ import annotations
@@ -13,9 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from alertfusion.errors import BundleError, ReasonCode
@@ -37,12 +39,12 @@ class SessionOptions:
     intra_op_threads: int = 1
     #: ORT_SEQUENTIAL: these graphs are chains, a parallel executor only adds overhead
     parallel_execution: bool = False
-    #: the CPU arena keeps freed blocks for reuse: faster, but RSS grows to the largest batch
+    #: the CPU arena keeps freed blocks for reuse (without it, RSS and latency were higher)
     cpu_mem_arena: bool = True
-    #: pre-planned buffers per input shape; shapes vary here (windows, text length)
-    mem_pattern: bool = True
+    #: pre-planned buffers per input shape; shapes vary here (text length, windows)
+    mem_pattern: bool = False
     #: let intermediate tensors share buffers (planned when the session is created)
-    mem_reuse: bool = True
+    mem_reuse: bool = False
     #: "all" (ORT_ENABLE_ALL), "extended", "basic" or "disabled"
     optimization: str = "all"
     #: intra-op threads busy-wait for work between ops (costs a core while idle)
@@ -130,17 +132,10 @@ class BundleSessions:
                 self._sessions[name] = found
         return found
 
-    def create_all(self, run: Callable[[Callable[[], Any]], Any] | None = None) -> None:
-        """Create every missing session; `run(fn)` may start `fn` on another thread and return
-        something with `.result()` (a thread pool's submit), so sessions load in parallel."""
-        if run is None:
-            for name in MODEL_NAMES:
-                self.get(name)
-            return
-        pending = [run(partial(self.get, name)) for name in MODEL_NAMES[1:]]
-        self.get(MODEL_NAMES[0])
-        for future in pending:
-            future.result()
+    def create_all(self) -> None:
+        """Create every missing session, one after the other (see the module docstring)."""
+        for name in MODEL_NAMES:
+            self.get(name)
 
     def _create(self, name: str) -> Any:
         entry: OnnxModel = getattr(self._bundle.manifest.models, name)
