@@ -223,7 +223,6 @@ def _producer(options: BuildOptions, notes: dict[str, str]) -> dict[str, str]:
         "sentencepiece": sentencepiece.__version__,
         "exporter": f"torch.onnx.export legacy TorchScript exporter, opset {OPSET}",
         "parity_tolerance": f"{FP32_TOLERANCE:g}",
-        "tokenizer_pipeline": options.tokenizer_pipeline,
     }
     out.update(notes)
     out.update(options.extra_producer)
@@ -511,6 +510,7 @@ def _build_bundle(
                 pad_id=tokenizer.pad_id,
                 unk_id=tokenizer.unk_id,
                 mask_id=tokenizer.mask_id,
+                tokenizer_pipeline=options.tokenizer_pipeline,
                 source_spm_sha256=sums["spm"],
                 source_vocab_sha256=sums.get("vocab"),
             ),

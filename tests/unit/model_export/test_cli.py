@@ -407,3 +407,93 @@ def test_the_module_entry_point_runs(tiny_bundle: Path, tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: BUNDLE_INVALID: no manifest.json")
+
+
+def _legacy_vocab_json(spm: Path, out: Path) -> Path:
+    """A gluonnlp vocab JSON in the order of KoBERT's separate vocabulary file ([UNK], the
+    specials, then the pieces sorted): ids that differ from the SentencePiece ids."""
+    from model_export.spm_vocab import load_processor, vocab_from_sentencepiece
+
+    vocab = vocab_from_sentencepiece(load_processor(spm))
+    specials = ["[CLS]", "[SEP]", "[MASK]", "[PAD]"]
+    rest = sorted(t for t in vocab.idx_to_token if t not in specials and t != vocab.unknown_token)
+    idx_to_token = [vocab.unknown_token, *specials, *rest]
+    payload = {
+        "idx_to_token": idx_to_token,
+        "token_to_idx": {t: i for i, t in enumerate(idx_to_token)},
+        "reserved_tokens": specials,
+        "unknown_token": vocab.unknown_token,
+        "padding_token": "[PAD]",
+        "bos_token": None,
+        "eos_token": None,
+        "mask_token": "[MASK]",
+        "sep_token": "[SEP]",
+        "cls_token": "[CLS]",
+    }
+    out.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
+    return out
+
+
+def test_a_vocab_json_is_the_authority_for_ids(
+    run_cli: Run, tiny_sources: Sources, tmp_path: Path
+) -> None:
+    vocab = _legacy_vocab_json(tiny_sources.spm, tmp_path / "vocab.json")
+    out = tmp_path / "with-vocab"
+    result = run_cli(
+        "bundle", *tiny_sources.args(), "--vocab", vocab, "--out", out, "--quantize", "none"
+    )
+    assert result.code == 0, result.err
+    manifest = Manifest.load(out / "manifest.json")
+    assert (manifest.text.cls_id, manifest.text.sep_id, manifest.text.mask_id) == (1, 2, 3)
+    assert (manifest.text.pad_id, manifest.text.unk_id) == (4, 0)
+    assert manifest.text.source_vocab_sha256 == sha256_file(vocab)
+    assert _text_ids(out, manifest)[0][0] == 1  # [CLS] by the JSON's id
+    assert run_cli("verify", out).code == 0
+
+
+def test_the_tokenizer_pipeline_is_recorded(
+    run_cli: Run, tiny_sources: Sources, tmp_path: Path
+) -> None:
+    out = tmp_path / "bert-sp"
+    result = run_cli(
+        "bundle", *tiny_sources.args(), "--out", out, "--quantize", "none",
+        "--tokenizer-pipeline", "bert_sp", "--layout", "stacked", "--mel-transform", "zscore_db",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    manifest = Manifest.load(out / "manifest.json")
+    assert manifest.text.tokenizer_pipeline == "bert_sp"
+    assert manifest.audio.mel_transform == "zscore_db"
+
+
+def test_the_three_channel_layout_needs_three_channel_checkpoints(
+    run_cli: Run, tiny_sources: Sources, tmp_path: Path
+) -> None:
+    from model_export.densenet import DenseNet121, densenet_config
+
+    result = run_cli(
+        "bundle", *tiny_sources.args(), "--out", tmp_path / "x", "--quantize", "none",
+        "--layout", "channels",
+    )  # fmt: skip
+    assert result.code == 2
+    assert "model.features.conv0.weight: checkpoint [16, 1, 7, 7] vs expected [16, 3, 7, 7]" in (
+        result.err
+    )
+    for name, classes in (("b3.pt", 2), ("m3.pt", 6)):
+        model = DenseNet121(densenet_config("tiny", num_classes=classes, in_chans=3))
+        save_densenet_checkpoint(model, tmp_path / name)
+    out = tmp_path / "channels"
+    result = run_cli(
+        "bundle",
+        *tiny_sources.args(audio_binary=tmp_path / "b3.pt", audio_multiclass=tmp_path / "m3.pt"),
+        "--out", out, "--quantize", "none", "--layout", "channels",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    manifest = Manifest.load(out / "manifest.json")
+    assert manifest.audio.input_shape == (3, 64, 64)
+    (image,) = onnx.load(str(out / "audio_binary.onnx")).graph.input
+    assert [d.dim_param or d.dim_value for d in image.type.tensor_type.shape.dim] == [
+        "batch",
+        3,
+        64,
+        64,
+    ]
