@@ -30,15 +30,23 @@ its ``by_status`` index and TTL, the emergency bus, the work queue), and runs th
 The emergency bus has a rule that delivers ``EmergencyDetected`` events to an ``alerts``
 queue, which :meth:`LocalStack.alerts` reads.
 
-Where moto differs from AWS and the harness fills the gap, it says so here: S3 event keys
-are URL-encoded including ``/`` (decoded the same way by the starter); moto's S3 events have
-no ``sequencer``/``versionId``; moto's EventBridge envelope has no ``account`` (the pump adds
-moto's account id); S3 → Lambda, EventBridge → Lambda and SQS → Lambda do not run code in
-moto (the pumps do it); presigned POST conditions are not enforced by moto.
+Where moto differs from AWS and the harness fills the gap, it says so here:
 
-Handler invocations are serialised (one at a time, like one Lambda sandbox per function):
-Powertools' Logger and Metrics keep per-invocation state in module globals, which parallel
-invocations in one process would mix.
+* S3 event keys are URL-encoded including ``/`` (decoded the same way by the starter), and
+  moto's S3 events carry no ``sequencer``/``versionId``;
+* moto's EventBridge envelope has no ``account``: the pump adds moto's account id;
+* S3 → Lambda, EventBridge → Lambda and SQS → Lambda run no code in moto: the pumps do;
+* moto applies a DynamoDB write in steps (half an item is visible, a condition is checked
+  apart from the write): the server takes one DynamoDB request at a time
+  (:class:`_AtomicDynamoDB`), as DynamoDB makes each item write atomic;
+* moto's Transcribe: see :class:`TranscribeStandIn`; its GetTranscriptionJob leaves out
+  ``FailureReason`` (filled in), it never throttles (:meth:`LocalStack.throttle_transcribe`
+  makes the server answer LimitExceededException);
+* presigned POST conditions are not enforced by moto (the API's tests check the policy).
+
+Handler invocations are serialised, one at a time across all functions: Powertools' Logger
+and Metrics keep per-invocation state in module globals, which parallel invocations in one
+process would mix (in AWS each sandbox is its own process).
 """
 
 from __future__ import annotations
