@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 2 for anything the user must fix (bad arguments, unreadable or
 mismatched checkpoints, tokenizer files, parity or quantization refusals, a bundle that fails
-verification), with one message on stderr naming what is wrong.
+verification, an output location that cannot be written), with one message on stderr naming
+what is wrong.
 """
 
 from __future__ import annotations
@@ -229,6 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as exc:  # an unwritable --out, a full disk: the environment, not the model
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted; nothing was written to --out", file=sys.stderr)

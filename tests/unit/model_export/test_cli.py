@@ -497,3 +497,15 @@ def test_the_three_channel_layout_needs_three_channel_checkpoints(
         64,
         64,
     ]
+
+
+def test_an_unwritable_output_location_is_a_clear_error(
+    run_cli: Run, tiny_sources: Sources, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a directory should be")
+    result = run_cli(
+        "bundle", *tiny_sources.args(), "--out", blocker / "bundle", "--quantize", "none"
+    )
+    assert result.code == 2 and result.err.startswith("error: ")
+    assert "Traceback" not in result.err
