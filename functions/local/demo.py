@@ -53,6 +53,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it is under it (shorter output)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def transcript_for(audio: Path, text: str | None) -> tuple[str, str]:
     """(text, where it came from) for the stand-in."""
     if text is not None:
@@ -139,12 +147,12 @@ def run(args: argparse.Namespace, out: Console) -> int:
     manifest = json.loads((args.bundle / "manifest.json").read_text(encoding="utf-8"))
 
     out("alertfusion demo: the asynchronous pipeline end to end, moto as the embedded AWS")
-    out(f"  recording  {audio_path} ({len(audio) / 1024:.0f} KiB)")
+    out(f"  recording  {_shown(audio_path)} ({len(audio) / 1024:.0f} KiB)")
     out(f"  transcript {text!r} ({text_source})")
     trained = (
         "trained" if manifest.get("trained") else "UNTRAINED demo weights: labels mean nothing"
     )
-    out(f"  bundle     {args.bundle} ({manifest.get('bundle_version')}, {trained})")
+    out(f"  bundle     {_shown(args.bundle)} ({manifest.get('bundle_version')}, {trained})")
     out()
 
     def on_invocation(inv: Invocation) -> None:
