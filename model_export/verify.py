@@ -33,8 +33,11 @@ class VerifyReport:
     directory: Path
     manifest: Manifest
     checks: list[str] = field(default_factory=list)
-    #: model name -> median milliseconds of a batch-1 run (only with timing)
+    #: "model (input)" -> milliseconds of a batch-1 run (only with timing): the lowest of
+    #: three rounds' medians of 20 runs, so that other load on the machine counts less
     latency_ms: dict[str, float] = field(default_factory=dict)
+    #: "model" -> milliseconds to create its ONNX Runtime session (lowest of three)
+    session_ms: dict[str, float] = field(default_factory=dict)
 
 
 def _io_problems(
@@ -71,9 +74,10 @@ def _io_problems(
     return problems
 
 
-def verify_bundle(directory: Path, *, timing: bool = False) -> VerifyReport:
+def verify_bundle(directory: Path, *, timing: bool = False, threads: int = 0) -> VerifyReport:
     """Check the bundle in `directory`; raises ExportError(BUNDLE_INVALID) listing every
-    problem. With `timing`, also measures each model's batch-1 latency."""
+    problem. With `timing`, also measures each model's session creation and batch-1 latency
+    (ONNX Runtime's default graph optimisations, `threads` intra-op threads, 0 = default)."""
     directory = Path(directory)
     try:
         manifest = Manifest.load(directory / MANIFEST_FILE)
@@ -158,7 +162,7 @@ def verify_bundle(directory: Path, *, timing: bool = False) -> VerifyReport:
                 )
                 continue
             if timing:
-                report.latency_ms[name] = _median_ms(session, feeds)
+                _measure(report, name, path, feeds, encoder, threads)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
             problems.append(f"{name}: ONNX Runtime cannot run it: {_first_line(exc)}")
             continue
@@ -188,7 +192,36 @@ def _probe_feeds(name: str, manifest: Manifest, encoder: object) -> dict[str, np
     return {k: feeds[k] for k in TEXT_INPUTS}
 
 
-def _median_ms(session: object, feeds: dict[str, np.ndarray], runs: int = 30) -> float:
+def _measure(
+    report: VerifyReport,
+    name: str,
+    path: Path,
+    feeds: dict[str, np.ndarray],
+    encoder: object,
+    threads: int,
+) -> None:
+    creates = []
+    for _ in range(3):
+        start = time.perf_counter()
+        session = ort_session(path, threads=threads)
+        creates.append((time.perf_counter() - start) * 1000)
+    report.session_ms[name] = min(creates)
+    cases = {"": feeds}
+    if not name.startswith("audio"):
+        from alertfusion.text import TextEncoder
+
+        assert isinstance(encoder, TextEncoder)
+        long = encoder.encode(PROBE_TEXT * 12)  # truncated to max_len
+        assert long is not None
+        cases = {
+            f" ({feeds['input_ids'].shape[1]} tokens)": feeds,
+            f" ({long.n_tokens} tokens)": {k: long.feeds()[k] for k in TEXT_INPUTS},
+        }
+    for label, case in cases.items():
+        report.latency_ms[name + label] = min(_median_ms(session, case) for _ in range(3))
+
+
+def _median_ms(session: object, feeds: dict[str, np.ndarray], runs: int = 20) -> float:
     run = session.run  # type: ignore[attr-defined]
     run([OUTPUT], feeds)
     times = []

@@ -509,3 +509,11 @@ def test_an_unwritable_output_location_is_a_clear_error(
     )
     assert result.code == 2 and result.err.startswith("error: ")
     assert "Traceback" not in result.err
+
+
+def test_verify_timing_reports_sessions_and_latencies(run_cli: Run, tiny_bundle: Path) -> None:
+    result = run_cli("verify", tiny_bundle, "--timing", "--threads", "1")
+    assert result.code == 0, result.err
+    assert result.out.count("session created in") == 3
+    assert "text (60 tokens):" in result.out  # a text truncated to max_len
+    assert result.out.count("per batch-1 run") == 4
