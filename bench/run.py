@@ -204,6 +204,7 @@ def summary(values: list[float]) -> dict[str, float]:
     return {
         "p50_ms": round(statistics.median(values), 2),
         "p95_ms": round(percentile(values, 0.95), 2),
+        "min_ms": round(min(values), 2),
         "n": len(values),
     }
 
@@ -247,6 +248,10 @@ def cold_starts(
             )
             answer = json.loads(done.stdout.strip().splitlines()[-1])
             answer["cold_start_ms"] = (answer["verdict_at"] - start) * 1e3
+            # what happened before the child's first line ran: fork/exec, interpreter, site
+            answer["phases"]["interpreter_ms"] = (
+                answer["cold_start_ms"] - answer["phases"]["in_process_ms"]
+            )
             if i:
                 out[path].append(answer)
         log(f"cold start: {i}/{repeats}")

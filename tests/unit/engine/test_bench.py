@@ -22,7 +22,7 @@ def test_percentiles() -> None:
     values = [float(v) for v in range(1, 101)]
     assert percentile(values, 0.5) == pytest.approx(50.5)
     assert percentile(values, 0.95) == pytest.approx(95.05)
-    assert summary([3.0, 1.0, 2.0]) == {"p50_ms": 2.0, "p95_ms": 2.9, "n": 3}
+    assert summary([3.0, 1.0, 2.0]) == {"p50_ms": 2.0, "p95_ms": 2.9, "min_ms": 1.0, "n": 3}
 
 
 def _report(ours_5s: float, seed_5s: float) -> dict[str, object]:

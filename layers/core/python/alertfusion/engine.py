@@ -3,8 +3,17 @@
 One `Engine` per process (`get_engine()`), built from a bundle directory or an s3:// URI. The
 bundle's files are hash-checked when the engine is made; the three ONNX Runtime sessions and
 the tokenizer are created on first use (or by `warm_up()`), once. How a verdict is made is
-alertfusion.result's module docstring; how the work is scheduled on the CPU is
-alertfusion.sessions' (measured in the README).
+alertfusion.result's module docstring; the session options are alertfusion.sessions'.
+
+Scheduling (measured on 2 vCPUs, README "Inference engine"): every session runs with one
+intra-op thread, and a request uses two threads, the caller's and the engine's one worker. The
+text model does not depend on the audio, so it starts on the worker before decoding; the
+caller decodes, builds each window's image and queues that window's model runs, and takes them
+from the queue itself while the worker joins in once the text model is done. A 5 s clip thus
+runs its two DenseNets on the caller beside BERT on the worker; a 25 s clip's ten DenseNet runs
+spread over both. With the gate on, the text model starts only when some window passed the
+gate (starting it speculatively is `Tuning.speculative_text`: it cost more wall time on regular
+audio than it saved on alerts, measured).
 
 Windows: consecutive `window_seconds` windows as in training. A trailing window shorter than
 `min_window_seconds` (default 0.5 s, the shortest recording the service accepts at all) is not
@@ -69,9 +78,9 @@ class Tuning:
     """How the engine uses the CPU; the defaults are the measured best on 2 vCPUs (README,
     `python -m bench sessions`)."""
 
-    #: run the text model and the binary audio model on worker threads beside the calling
-    #: thread's decode/features/6-class work (False: everything on the calling thread, one
-    #: model after the other, each with `threads` intra-op threads)
+    #: the text model and queued model runs also go to the engine's worker thread (module
+    #: docstring); False: everything on the calling thread, one model after the other, each
+    #: with one intra-op thread per core unless `threads` says otherwise
     concurrent: bool = True
     #: gate on: start the text model before the gate answers (cancelled if the gate stops
     #: every window); trades CPU on regular audio for latency on alerts
@@ -149,6 +158,8 @@ class Engine:
         from alertfusion.bundle import load_bundle
 
         _check_gate(gate)
+        # hashing the bundle releases the GIL: import the runtime's heavy modules meanwhile
+        threading.Thread(target=_import_runtime, name="alertfusion-imports", daemon=True).start()
         return cls(load_bundle(location, cache_dir=cache_dir), gate=gate, threads=threads, **limits)
 
     def warm_up(self) -> None:
@@ -736,6 +747,19 @@ def reset_engine() -> None:
 
 # -------------------------------------------------------------------------------------------
 # helpers
+
+
+def _import_runtime() -> None:
+    """Import what the first request needs (a cold start's head start; failures surface where
+    the modules are really used)."""
+    try:
+        import numpy  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import soundfile  # noqa: F401
+        import soxr  # noqa: F401
+        import tokenizers  # noqa: F401
+    except Exception:  # noqa: BLE001, S110 - see the docstring
+        pass
 
 
 def _check_gate(gate: object) -> None:
