@@ -158,8 +158,6 @@ class Engine:
         from alertfusion.bundle import load_bundle
 
         _check_gate(gate)
-        # hashing the bundle releases the GIL: import the runtime's heavy modules meanwhile
-        threading.Thread(target=_import_runtime, name="alertfusion-imports", daemon=True).start()
         return cls(load_bundle(location, cache_dir=cache_dir), gate=gate, threads=threads, **limits)
 
     def warm_up(self) -> None:
@@ -747,19 +745,6 @@ def reset_engine() -> None:
 
 # -------------------------------------------------------------------------------------------
 # helpers
-
-
-def _import_runtime() -> None:
-    """Import what the first request needs (a cold start's head start; failures surface where
-    the modules are really used)."""
-    try:
-        import numpy  # noqa: F401
-        import onnxruntime  # noqa: F401
-        import soundfile  # noqa: F401
-        import soxr  # noqa: F401
-        import tokenizers  # noqa: F401
-    except Exception:  # noqa: BLE001, S110 - see the docstring
-        pass
 
 
 def _check_gate(gate: object) -> None:
