@@ -67,7 +67,7 @@ demo: setup
 
 ## serve: the HTTP API on 127.0.0.1:$${PORT:-8000} with the demo bundle and moto as the embedded AWS
 serve: setup
-	$(PY) -m functions.local.serve
+	$(PY) -m functions.local.serve $(ARGS)
 
 ## bench: the seed path (PyTorch + librosa) against this engine; writes build/bench/report.json
 bench: setup
