@@ -1,6 +1,6 @@
 """One cold start: a fresh process that loads a path and answers one request, then exits.
 
-    python -m bench.cold ours|seed LOCATION CLIP TEXT
+    python -m bench.cold ours|seed LOCATION CLIP TEXT [sequential]
 
 Prints one JSON line: the CLOCK_MONOTONIC time of the verdict (the parent subtracts the time
 it started the process, so interpreter start-up counts), each phase's milliseconds, the
@@ -14,13 +14,15 @@ import time
 _T0 = time.monotonic()
 
 import json  # noqa: E402
-import resource  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
-    name, location, clip, text = argv
+    from bench.worker import peak_rss_mb
+
+    name, location, clip, text = argv[:4]
+    sequential = argv[4:] == ["sequential"]  # sessions one after the other (bench sessions)
     data = Path(clip).read_bytes()
     phases: dict[str, float] = {}
     t = time.monotonic()
@@ -32,7 +34,11 @@ def main(argv: list[str]) -> int:
         engine = Engine.from_bundle(location, gate="none")
         phases["bundle_ms"] = (time.monotonic() - t) * 1e3
         t = time.monotonic()
-        engine.warm_up()
+        if sequential:
+            engine._text_encoder()
+            engine.sessions.create_all()
+        else:
+            engine.warm_up()
         phases["sessions_ms"] = (time.monotonic() - t) * 1e3
         t = time.monotonic()
         result = engine.classify(data, text=text)
@@ -60,7 +66,7 @@ def main(argv: list[str]) -> int:
                 "verdict_at": done,
                 "phases": phases,
                 "label": label,
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_rss_mb": peak_rss_mb(),
             }
         ),
         flush=True,

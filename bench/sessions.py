@@ -4,8 +4,9 @@ from, measured on this machine with the int8 bundle. Writes build/bench/sessions
 * models: each model alone, 1 vs 2 intra-op threads, batch 1 and 5, spinning on/off;
 * schedules: whole requests (gate off, ~20-token text) with the engine's schedules;
 * gate: the gate on, with and without starting the text model speculatively;
-* creation: session creation per graph optimisation level and memory-reuse planning, and the
-  three sessions created one after the other vs in parallel;
+* creation: session creation per graph optimisation level and memory-reuse planning, and whole
+  cold starts (fresh processes) with the three sessions created one after the other vs on two
+  threads;
 * memory: peak RSS and latency of fresh workers per arena / memory-pattern setting.
 Configurations are interleaved in rounds so that they share the machine's conditions.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from bench.clips import BENCH_TEXT, REPO, write_clips
+from bench.paths import child_env
 from bench.run import DEMO_BUNDLE, OUT_DIR, Worker, load_now, log, machine, summary
 
 
@@ -165,14 +168,11 @@ def gate(bundle: Path, clips: dict[str, Path], rounds: int) -> dict[str, Any]:
     return out
 
 
-def creation(bundle: Path, repeats: int) -> dict[str, Any]:
+def creation(bundle: Path, clip: Path, repeats: int) -> dict[str, Any]:
     """Session creation (ms) per optimisation level and reuse planning; then one request's
     model time with that session, to show what a faster creation costs at run time."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from alertfusion.engine import Engine
     from alertfusion.manifest import Manifest
-    from alertfusion.sessions import MODEL_NAMES, SessionOptions, create_session
+    from alertfusion.sessions import SessionOptions, create_session
 
     manifest = Manifest.load(bundle / "manifest.json")
     image = np.random.default_rng(0).standard_normal((1, 1, 192, 64)).astype(np.float32)
@@ -193,19 +193,31 @@ def creation(bundle: Path, repeats: int) -> dict[str, Any]:
                 if name == "audio_binary":
                     row["run_ms"] = _median_ms(lambda s=session: s.run(None, {"image": image}), 20)
                 out[key] = row
+    # whole cold starts in fresh processes, alternating
     for mode in ("sequential", "parallel"):
-        made = []
-        for _ in range(repeats):
-            engine = Engine.from_bundle(bundle)
-            start = time.perf_counter()
-            if mode == "parallel":
-                with ThreadPoolExecutor(3) as pool:
-                    list(pool.map(engine.sessions.get, MODEL_NAMES))
-            else:
-                engine.sessions.create_all()
-            made.append((time.perf_counter() - start) * 1e3)
-            engine.close()
-        out[f"three sessions, {mode}"] = {"create_ms": round(statistics.median(made), 1)}
+        out[f"cold start, sessions {mode}"] = {"cold_start_ms": [], "sessions_ms": []}
+    for _ in range(repeats * 2):
+        for mode in ("sequential", "parallel"):
+            extra = ["sequential"] if mode == "sequential" else []
+            start = time.monotonic()
+            done = subprocess.run(
+                [sys.executable, "-m", "bench.cold", "ours", str(bundle), str(clip), BENCH_TEXT]
+                + extra,
+                cwd=REPO,
+                env=child_env("ours"),
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            answer = json.loads(done.stdout.strip().splitlines()[-1])
+            row = out[f"cold start, sessions {mode}"]
+            row["cold_start_ms"].append((answer["verdict_at"] - start) * 1e3)
+            row["sessions_ms"].append(answer["phases"]["sessions_ms"])
+    for mode in ("sequential", "parallel"):
+        row = out[f"cold start, sessions {mode}"]
+        out[f"cold start, sessions {mode}"] = {
+            k: round(statistics.median(v), 1) for k, v in row.items()
+        }
     return out
 
 
@@ -249,7 +261,7 @@ def main(args: Any) -> int:
     log("sessions: gate and speculative text")
     report["gate"] = gate(bundle, clips, args.rounds)
     log("sessions: creation")
-    report["creation"] = creation(bundle, 3)
+    report["creation"] = creation(bundle, clips["clip_5s"], 3)
     log("sessions: memory options")
     report["memory"] = memory(bundle, clips)
     report["load_at_end"] = load_now()

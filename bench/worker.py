@@ -21,6 +21,14 @@ from typing import Any
 
 
 def peak_rss_mb() -> float:
+    """This process's peak RSS. /proc's VmHWM, not getrusage: Linux carries ru_maxrss over
+    exec, so a child forked from a big parent would report the parent's size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -164,7 +164,7 @@ class Engine:
         """Create the sessions and the tokenizer now (readiness probes, the Lambda init
         phase)."""
         self._text_encoder()
-        self._sessions.create_all()
+        self._sessions.create_all(self._executor().submit)
 
     @property
     def loaded(self) -> bool:
