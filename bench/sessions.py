@@ -223,10 +223,10 @@ def creation(bundle: Path, clip: Path, repeats: int) -> dict[str, Any]:
 
 def memory(bundle: Path, clips: dict[str, Path]) -> dict[str, Any]:
     configs = {
-        "arena on, mem pattern on (default)": {},
+        "arena on, no memory patterns, no reuse planning (default)": {},
+        "memory patterns on": {"mem_pattern": True},
+        "reuse planning on": {"mem_reuse": True},
         "arena off": {"cpu_mem_arena": False},
-        "mem pattern off": {"mem_pattern": False},
-        "arena off, mem pattern off": {"cpu_mem_arena": False, "mem_pattern": False},
     }
     out = {}
     for label, session in configs.items():
