@@ -23,7 +23,6 @@ from bench.paths import child_env
 
 OUT_DIR = REPO / "build" / "bench"
 DEMO_BUNDLE = REPO / "build" / "models" / "demo"
-FP32_BUNDLE = OUT_DIR / "demo-fp32"
 
 #: the issue's targets
 TARGETS = {
@@ -291,7 +290,11 @@ def run(args: Any) -> dict[str, Any]:
     if not (bundle / "manifest.json").is_file():
         raise SystemExit(f"no model bundle at {bundle}: run `make setup` (or pass --bundle)")
     checkpoints = Path(args.checkpoints).resolve() if args.checkpoints else checkpoints_of(bundle)
-    fp32 = Path(args.fp32_bundle).resolve() if args.fp32_bundle else FP32_BUNDLE
+    fp32 = (
+        Path(args.fp32_bundle).resolve()
+        if args.fp32_bundle
+        else OUT_DIR / f"{checkpoints.name}-fp32"  # one per set of source checkpoints
+    )
     started = time.monotonic()
     report: dict[str, Any] = {
         "machine": machine(),
