@@ -40,8 +40,9 @@ system-deps:
 ## bundle-demo: the full-size int8 demo bundle (deterministic random weights, marked untrained)
 bundle-demo: $(DEMO_BUNDLE)/manifest.json
 
-$(DEMO_BUNDLE)/manifest.json: | $(VENV)/.installed
-	$(PY) -m model_export demo --out $(DEMO_BUNDLE)
+# Rebuilt when the export code changes, so a checkout never serves a bundle older than its code.
+$(DEMO_BUNDLE)/manifest.json: $(wildcard model_export/*.py) | $(VENV)/.installed
+	$(PY) -m model_export demo --out $(DEMO_BUNDLE) --force
 
 ## test: every tier (unit, integration, infra, e2e, browser)
 test: setup
