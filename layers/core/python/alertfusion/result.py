@@ -42,7 +42,11 @@ class WindowResult(_Model):
     index: int = Field(..., ge=0)
     start_s: float = Field(..., ge=0)
     end_s: float = Field(..., ge=0)
-    gate: GateOutcome | None = Field(None, description="None when the gate is off")
+    gate: GateOutcome | None = Field(
+        None,
+        description="the binary model's answer; with the gate off it is reported but decides "
+        "nothing",
+    )
     audio_probabilities: dict[str, float] | None = Field(
         None, description="6-class softmax of the audio model; None when the gate stopped it"
     )
