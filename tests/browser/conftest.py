@@ -23,7 +23,10 @@ CHROMIUM_FLAGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an asyncio loop running in the main
+# thread while it is open, and later tiers that call asyncio.run() (Mangum, TestClient) fail
+# with "cannot be called from a running event loop".
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
