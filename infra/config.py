@@ -126,8 +126,9 @@ class InfraConfig(BaseModel):
     )
     cors_allowed_origins: CsvList = Field(
         default_factory=list,
-        description="browser origins allowed to upload with a presigned POST (comma-separated); "
-        "empty: no CORS rule (mobile apps and servers need none)",
+        description="browser origins of other sites allowed to call the API and to upload with "
+        "a presigned POST (comma-separated; * for any); empty: the API answers no CORS "
+        "(mobile apps, servers and the API's own page need none)",
     )
     api_throttle_rate_limit: float = Field(
         10.0, gt=0, le=10000, description="API requests per second (steady state)"

@@ -27,7 +27,8 @@ CORS_MAX_AGE_SECONDS = 3000
 
 class AudioBucket(Construct):
     """`bucket` (block public access, SSE-S3, TLS only, access logs, lifecycle expiry, CORS for
-    browser presigned POSTs) and `access_logs` (where S3 writes the server access logs)."""
+    browser presigned POSTs from `cors_allowed_origins`: see infra.origins) and `access_logs`
+    (where S3 writes the server access logs)."""
 
     def __init__(
         self,

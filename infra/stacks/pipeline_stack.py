@@ -20,6 +20,7 @@ from infra.constructs.queues import PipelineQueues
 from infra.constructs.service_image import ServiceImage
 from infra.constructs.starter_function import StarterFunction
 from infra.constructs.sweeper_function import SweeperFunction
+from infra.origins import upload_origins
 from infra.stacks import shared
 from infra.stacks.cdk_managed import acknowledge_cdk_managed, retain_cdk_handler_logs
 
@@ -42,7 +43,7 @@ class PipelineStack(Stack):
             self,
             "Audio",
             retention_days=config.upload_retention_days,
-            cors_allowed_origins=list(config.cors_allowed_origins),
+            cors_allowed_origins=upload_origins(config),
             removal_policy=removal,
         )
         self.jobs = JobsTable(self, "Jobs", removal_policy=removal)

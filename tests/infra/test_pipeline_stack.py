@@ -75,7 +75,24 @@ def test_audio_bucket_logs_access_expires_recordings_and_allows_browser_posts(
     }
     assert "VersioningConfiguration" not in props  # deleted audio must not linger as versions
     (cors,) = props["CorsConfiguration"]["CorsRules"]
-    assert cors["AllowedMethods"] == ["POST"] and cors["AllowedOrigins"] == [CORS_ORIGIN]
+    assert cors["AllowedMethods"] == ["POST"]
+    # the configured origin, then the page's own: API Gateway, and the fallback (deployed)
+    assert cors["AllowedOrigins"] == [
+        CORS_ORIGIN,
+        "https://*.execute-api.ap-northeast-2.amazonaws.com",
+        "http://*.ap-northeast-2.compute.amazonaws.com:8000",
+    ]
+
+
+def test_the_page_served_by_api_gateway_can_always_post_to_the_bucket(
+    synth_s3_bundle: Synth,
+) -> None:
+    """No origin configured and no fallback: the rule still admits the page's own origin,
+    which is known only after deployment (infra.origins explains the pattern)."""
+    props = _bucket(synth_s3_bundle, "AudioBucket")["Properties"]
+    (cors,) = props["CorsConfiguration"]["CorsRules"]
+    assert cors["AllowedMethods"] == ["POST"]
+    assert cors["AllowedOrigins"] == ["https://*.execute-api.ap-northeast-2.amazonaws.com"]
 
 
 def test_data_is_retained_by_default_and_deleted_on_request(
@@ -87,7 +104,6 @@ def test_data_is_retained_by_default_and_deleted_on_request(
     table = find_one(synth.templates["pipeline"], "AWS::DynamoDB::Table", "JobsTable")[1]
     assert table["DeletionPolicy"] == "Retain"
     assert table["Properties"]["DeletionProtectionEnabled"] is True
-    assert "CorsConfiguration" not in _bucket(synth_s3_bundle, "AudioBucket")["Properties"]
 
 
 # ---- jobs table --------------------------------------------------------------------------
