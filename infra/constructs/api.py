@@ -1,10 +1,22 @@
 """The HTTP API: API Gateway REST API (API key + usage plan) → the API function (the image
 with command `functions.api.app.handler`, Mangum around the FastAPI app).
 
+Routes: every resource has ANY with the API key required, and one greedy `{proxy+}` sends
+every other path to the app. A browser cannot send a key when it loads a page, nor can a
+load balancer's or uptime checker's health probe, so GET alone is key-free on exactly
+KEY_FREE_GET_PATHS: the page (`/`, `/upload`), its assets (`/static/{name}`), the probes
+(`/healthz`, `/readyz`) and the schema (`/openapi.json`: it describes requests every one of
+which needs the key, and the fallback, where the app itself checks the key, serves it
+without one too). With `cors_allowed_origins` set, OPTIONS is key-free on every resource as
+well: browsers never send custom headers such as x-api-key on a CORS preflight, so a
+preflight that needs the key fails and no cross-origin call can be made; the app's CORS
+middleware answers it. Key-free methods do not count against a key's quota; the stage's
+throttling limits them like every method.
+
 Size limits: API Gateway accepts at most 10 MB per request and Lambda at most 6 MB per
 synchronous invocation payload; binary bodies arrive base64-encoded (+33 %), so the API
-answers 413 PAYLOAD_TOO_LARGE above ~4 MB of raw audio and points the client to
-`POST /uploads` (presigned POST straight to S3, up to `max_upload_bytes`).
+answers 413 PAYLOAD_TOO_LARGE above ~4 MB of raw audio (MAX_BODY_BYTES) and points the
+client to `POST /uploads` (presigned POST straight to S3, up to `max_upload_bytes`).
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ from infra.config import InfraConfig
 from infra.constructs.audio_bucket import UPLOADS_PREFIX
 from infra.constructs.function_support import (
     acknowledge_xray,
+    api_environment,
     engine_environment,
     function_log_group,
     grant_bundle_read,
@@ -32,6 +45,11 @@ from infra.nag import acknowledge
 from infra.stacks.shared import PipelineRefs
 
 BINARY_MEDIA_TYPES = ["multipart/form-data", "audio/*", "application/octet-stream"]
+#: The GET routes a browser or a health probe calls without the API key (module docstring).
+KEY_FREE_GET_PATHS = ("/", "/upload", "/static/{name}", "/healthz", "/readyz", "/openapi.json")
+#: Errors API Gateway itself answers (missing key, throttling, timeouts) before the app
+#: could add CORS headers to them.
+GATEWAY_ERROR_RESPONSES = (apigw.ResponseType.DEFAULT_4_XX, apigw.ResponseType.DEFAULT_5_XX)
 
 
 class AlertFusionApi(Construct):
@@ -52,6 +70,7 @@ class AlertFusionApi(Construct):
         self.role = lambda_role(self, "Role", log_group)
         environment = pipeline_environment(config, refs.resources, service="api")
         environment.update(engine_environment(config))
+        environment.update(api_environment(config, gateway_checks_key=True))
         self.function = lambda_.DockerImageFunction(
             self,
             "Function",
@@ -66,7 +85,8 @@ class AlertFusionApi(Construct):
             environment=environment,
         )
         # POST /uploads presigns a POST to uploads/<job>.<ext> (the signature carries this
-        # role's s3:PutObject); /predict_s3 reads objects under uploads/.
+        # role's s3:PutObject); /predict_s3 reads objects under uploads/ (PREDICT_S3_PREFIXES,
+        # which the tests tie to this grant).
         allow_objects(
             self.role,
             ["s3:GetObject", "s3:PutObject"],
@@ -100,20 +120,23 @@ class AlertFusionApi(Construct):
         )
         self.plan.add_api_key(self.key)
 
-    def _rest_api(self, config: InfraConfig) -> apigw.LambdaRestApi:
+    def _rest_api(self, config: InfraConfig) -> apigw.RestApi:
         access_logs = logs.LogGroup(
             self,
             "AccessLogs",
             retention=log_retention(config),
             removal_policy=RemovalPolicy.DESTROY,
         )
-        api = apigw.LambdaRestApi(
+        api = apigw.RestApi(
             self,
             "Api",
             rest_api_name=f"alertfusion-{config.stage}",
             description="alertfusion: emergency detection from short Korean recordings",
-            handler=self.function,
-            proxy=True,
+            # One function behind every method: one invoke permission for the whole API
+            # instead of two per method (Lambda's resource policy is capped at 20 KB).
+            default_integration=apigw.LambdaIntegration(
+                self.function, scope_permission_to_method=False
+            ),
             endpoint_types=[apigw.EndpointType.REGIONAL],
             binary_media_types=BINARY_MEDIA_TYPES,
             default_method_options=apigw.MethodOptions(api_key_required=True),
@@ -142,25 +165,14 @@ class AlertFusionApi(Construct):
                 ),
             ),
         )
+        self._routes(api, preflight=bool(config.cors_allowed_origins))
+        self._gateway_cors(api, config.cors_allowed_origins)
         acknowledge(
             api,
             "AwsSolutions-APIG2",
             "One greedy {proxy+} integration carries multipart audio, raw audio and JSON for "
             "several routes; API Gateway models cannot describe multipart audio, so the "
             "FastAPI app validates every request (pydantic) and answers a precise 4xx.",
-        )
-        acknowledge(
-            api,
-            "AwsSolutions-APIG4",
-            "Clients authenticate with an API key (required on every method) under a usage "
-            "plan with throttling and a quota: the original app's model. Per-user identity "
-            "is outside this service's scope.",
-        )
-        acknowledge(
-            api,
-            "AwsSolutions-COG4",
-            "No Cognito user pool: callers are apps holding the client API key, not end "
-            "users signing in (see AwsSolutions-APIG4).",
         )
         acknowledge(
             api,
@@ -176,3 +188,69 @@ class AlertFusionApi(Construct):
             "uses the AWS-managed service policy made for exactly that purpose.",
         )
         return api
+
+    def _routes(self, api: apigw.RestApi, *, preflight: bool) -> None:
+        """GET key-free on KEY_FREE_GET_PATHS; ANY with the key on every resource (so any
+        other method of those paths, and every other path through `{proxy+}`, reaches the
+        app only with the key); OPTIONS key-free everywhere when `preflight`."""
+        for path in KEY_FREE_GET_PATHS:
+            method = api.root.resource_for_path(path).add_method("GET", api_key_required=False)
+            _acknowledge_key_free(method, "GET " + path)
+        api.root.add_proxy(any_method=False)
+        for resource in _tree(api.root):
+            _acknowledge_api_key(resource.add_method("ANY"))
+            if preflight:
+                options = resource.add_method("OPTIONS", api_key_required=False)
+                _acknowledge_key_free(options, "the CORS preflight (OPTIONS)")
+
+    @staticmethod
+    def _gateway_cors(api: apigw.RestApi, origins: list[str]) -> None:
+        """Errors API Gateway answers itself (403 for a missing or wrong key, 429 when
+        throttled, 504 on a timeout) carry the allowed origin, so a browser client sees the
+        status instead of a bare network error. A gateway response can name only one
+        origin (it cannot choose among several per request); with several configured,
+        only the app's own answers carry CORS headers."""
+        if len(origins) != 1:
+            return
+        for response_type in GATEWAY_ERROR_RESPONSES:
+            api.add_gateway_response(
+                f"Cors{response_type.response_type}",
+                type=response_type,
+                response_headers={"Access-Control-Allow-Origin": f"'{origins[0]}'"},
+            )
+
+
+def _tree(root: apigw.IResource) -> list[apigw.IResource]:
+    """`root` and every resource below it, parents before children."""
+    found: list[apigw.IResource] = [root]
+    for child in root.node.children:
+        if isinstance(child, apigw.Resource):
+            found += _tree(child)
+    return found
+
+
+def _acknowledge_api_key(method: apigw.Method) -> None:
+    acknowledge(
+        method,
+        "AwsSolutions-APIG4",
+        "Clients authenticate with the API key (required on this method) under a usage "
+        "plan with throttling and a quota: the original app's model. Per-user identity is "
+        "outside this service's scope.",
+    )
+    acknowledge(
+        method,
+        "AwsSolutions-COG4",
+        "No Cognito user pool: callers are apps holding the client API key, not end users "
+        "signing in (see AwsSolutions-APIG4).",
+    )
+
+
+def _acknowledge_key_free(method: apigw.Method, what: str) -> None:
+    reason = (
+        f"{what} is public by design: a browser loading the page, a health probe or a CORS "
+        "preflight cannot send the API key. It returns no job, verdict or audio, and the "
+        "stage's throttling limits it."
+    )
+    acknowledge(method, "AwsSolutions-APIG4", reason)
+    if method.http_method != "OPTIONS":  # COG4 does not apply to preflights
+        acknowledge(method, "AwsSolutions-COG4", reason)

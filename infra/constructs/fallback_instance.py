@@ -22,6 +22,7 @@ from constructs import Construct
 from infra.config import InfraConfig
 from infra.constructs.audio_bucket import UPLOADS_PREFIX
 from infra.constructs.function_support import (
+    api_environment,
     engine_environment,
     grant_bundle_read,
     log_retention,
@@ -187,6 +188,8 @@ class FallbackInstance(Construct):
         image_uri = self.asset.image_uri
         environment = pipeline_environment(config, refs.resources, service="fallback")
         environment.update(engine_environment(config))
+        # The app checks the key itself here (API_KEY comes from the secret at start).
+        environment.update(api_environment(config, gateway_checks_key=False))
         environment.update({"AWS_REGION": region, "AWS_DEFAULT_REGION": region})
         env_lines = "\n".join(f"{key}={value}" for key, value in sorted(environment.items()))
         docker_run = " ".join(

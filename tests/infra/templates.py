@@ -97,3 +97,42 @@ def flatten(value: Any) -> str:
         if "Fn::ImportValue" in value:
             return f"<import:{flatten(value['Fn::ImportValue'])}>"
     return str(value)
+
+
+def resource_paths(template: dict[str, Any]) -> dict[str, str]:
+    """Full path of every AWS::ApiGateway::Resource ("/static/{name}"); the root is "/"."""
+    resources = template["Resources"]
+    parts = {
+        lid: (r["Properties"]["ParentId"], r["Properties"]["PathPart"])
+        for lid, r in resources.items()
+        if r["Type"] == "AWS::ApiGateway::Resource"
+    }
+
+    def path(lid: str) -> str:
+        parent, part = parts[lid]
+        parent_id = ref_id(parent)
+        is_root = isinstance(parent, dict) and "Fn::GetAtt" in parent
+        prefix = "" if is_root else path(parent_id or "")
+        return f"{prefix}/{part}"
+
+    return {lid: path(lid) for lid in parts}
+
+
+def api_methods(template: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every AWS::ApiGateway::Method by (HTTP method, full resource path)."""
+    paths = resource_paths(template)
+    methods: dict[tuple[str, str], dict[str, Any]] = {}
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::ApiGateway::Method":
+            continue
+        props = resource["Properties"]
+        resource_id = props["ResourceId"]
+        if isinstance(resource_id, dict) and "Fn::GetAtt" in resource_id:
+            assert resource_id["Fn::GetAtt"][1] == "RootResourceId"
+            path = "/"
+        else:
+            path = paths[ref_id(resource_id) or ""]
+        key = (props["HttpMethod"], path)
+        assert key not in methods, f"{key} is defined twice"
+        methods[key] = props
+    return methods

@@ -3,17 +3,21 @@ configured CIDRs only, the same image under systemd."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from infra.constructs.fallback_instance import INSTANCE_TYPE
-from tests.infra.conftest import FALLBACK_CIDRS, Synth
+from tests.infra.conftest import CORS_ORIGIN, FALLBACK_CIDRS, Synth
 from tests.infra.templates import flatten
 
 pytestmark = pytest.mark.infra
 
 API_PORT = 8000
+_ENV_FILE = re.compile(
+    r"cat > /etc/alertfusion/app\.env <<'ALERTFUSION_ENV'\n(.*?)\nALERTFUSION_ENV", re.S
+)
 
 
 def _instance(synth: Synth) -> dict[str, Any]:
@@ -116,3 +120,33 @@ def test_outputs_give_the_url_and_the_session_command(synth: Synth) -> None:
     url = flatten(outputs["FallbackUrl"]["Value"])
     assert url.startswith("http://") and url.endswith(f":{API_PORT}")
     assert flatten(outputs["SessionCommand"]["Value"]).startswith("aws ssm start-session --target")
+
+
+def _app_env(synth: Synth) -> dict[str, str]:
+    """The container's environment file, as the user data writes it."""
+    user_data = flatten(_instance(synth)["UserData"])
+    match = _ENV_FILE.search(user_data)
+    assert match, user_data
+    return dict(line.split("=", 1) for line in match.group(1).splitlines())
+
+
+def test_the_app_checks_the_key_itself_with_the_same_settings_as_the_api(synth: Synth) -> None:
+    """No gateway in front: API_KEY_REQUIRED=true, and API_KEY arrives from the secret; the
+    rest of the API's settings are those of the API function (one contract)."""
+    from functions.api.settings import ApiSettings
+
+    env = _app_env(synth)
+    assert "API_KEY" not in env  # never in the world-readable env file
+    assert env["API_KEY_REQUIRED"] == "true"
+    api_function = next(
+        r["Properties"]["Environment"]["Variables"]
+        for lid, r in synth.templates["api"]["Resources"].items()
+        if r["Type"] == "AWS::Lambda::Function" and lid.startswith("HttpFunction")
+    )
+    for variable in ("CORS_ALLOW_ORIGINS", "MAX_BODY_BYTES", "PREDICT_S3_PREFIXES"):
+        assert env[variable] == api_function[variable], variable
+    assert env["CORS_ALLOW_ORIGINS"] == CORS_ORIGIN
+    settings = ApiSettings.model_validate({**env, "API_KEY": "k" * 40})
+    assert settings.checks_api_key is True
+    # the secret file the unit adds to the container carries the key
+    assert "--env-file /run/alertfusion/secret.env" in flatten(_instance(synth)["UserData"])
