@@ -30,6 +30,31 @@ print("PROBE" + json.dumps(results))
 """
 
 
+INVOKE = r"""
+import importlib, json, sys
+module_name, _, attr = sys.argv[1].rpartition(".")
+handler = getattr(importlib.import_module(module_name), attr)
+
+
+class Context:  # what Lambda's runtime passes (Powertools and Mangum read these)
+    function_name = "probe"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 3008
+    invoked_function_arn = "arn:aws:lambda:ap-northeast-2:111122223333:function:probe"
+    aws_request_id = "00000000-0000-4000-8000-000000000000"
+    log_group_name = "/aws/lambda/probe"
+    log_stream_name = "probe"
+
+    def get_remaining_time_in_millis(self):
+        return 29000
+
+
+responses = [handler(event, Context()) for event in json.loads(sys.stdin.read())]
+modules = sorted({name.split(".")[0] for name in sys.modules})
+print("PROBE" + json.dumps({"responses": responses, "__modules__": modules}))
+"""
+
+
 def requirement_names(requirements: Path) -> list[str]:
     names = []
     for line in requirements.read_text().splitlines():
@@ -67,13 +92,38 @@ def probe(
 ) -> dict[str, dict]:
     """Import each `module.attr` / `module:attr` in a fresh interpreter without site
     packages (`-S`): only `pythonpath` and the standard library are importable."""
+    return _run([PROBE, *targets], pythonpath=pythonpath, env=env, cwd=cwd)
+
+
+def invoke(
+    target: str,
+    events: list[dict],
+    *,
+    pythonpath: list[Path],
+    env: dict[str, str],
+    cwd: Path,
+) -> dict[str, list]:
+    """Call the Lambda handler `module.attr` with each event, one cold process as `probe`
+    makes it; returns its `responses` and the top-level `__modules__` it imported."""
+    return _run([INVOKE, target], pythonpath=pythonpath, env=env, cwd=cwd, stdin=json.dumps(events))
+
+
+def _run(
+    args: list[str],
+    *,
+    pythonpath: list[Path],
+    env: dict[str, str],
+    cwd: Path,
+    stdin: str | None = None,
+) -> dict:
     clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
     clean.update(env)
     clean["PYTHONPATH"] = os.pathsep.join(str(p) for p in pythonpath)
     proc = subprocess.run(
-        [sys.executable, "-S", "-c", PROBE, *targets],
+        [sys.executable, "-S", "-c", *args],
         cwd=cwd,
         env=clean,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=180,

@@ -14,9 +14,9 @@ import pytest
 
 from infra.build_layer import LAMBDA_RUNTIME_DISTRIBUTIONS, powertools_layer_distributions
 from infra.constructs.service_image import ASGI_APP, BAKED_TARGET, DOCKERFILE, S3_TARGET
-from tests.conftest import REPO
+from tests.conftest import FIXTURES, REPO
 from tests.infra import image_layout, runtime_env
-from tests.infra.conftest import S3_BUNDLE, Synth
+from tests.infra.conftest import CORS_ORIGIN, S3_BUNDLE, TEST_STAGE, Synth
 from tests.infra.templates import flatten
 
 pytestmark = pytest.mark.infra
@@ -25,6 +25,9 @@ REQUIREMENTS = REPO / "requirements.txt"
 #: references and tooling: never in the runtime (ARCHITECTURE.md, common standards)
 FORBIDDEN_AT_RUNTIME = {"torch", "librosa", "scipy", "skimage", "numba", "moto", "model_export"}
 FORBIDDEN_DISTRIBUTIONS = {"torch", "librosa", "scipy", "scikit-image", "numba", "moto"}
+#: the engine's dependencies: imported on the first classifying request, never at start-up
+#: by the API (functions/api/app.py) or the zip functions
+HEAVY_AT_IMPORT = {"numpy", "onnxruntime", "av", "soundfile", "tokenizers"}
 
 
 def _image_sources(synth: Synth) -> list[dict[str, Any]]:
@@ -111,9 +114,8 @@ def image(synth: Synth, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     }
 
 
-def _probe_image(image: dict[str, Any], targets: list[str], lambda_env: dict[str, str]):
-    spec, root = image["spec"], image["root"]
-    env = _map_paths({**spec.env, **lambda_env}, root, image["tmp"])
+def _image_env(image: dict[str, Any], lambda_env: dict[str, str]) -> dict[str, str]:
+    env = _map_paths({**image["spec"].env, **lambda_env}, image["root"], image["tmp"])
     # Stricter than the image (HOME=/tmp): nothing may write to HOME at import either.
     env["HOME"] = str(image["home"])
     env.update(
@@ -123,12 +125,21 @@ def _probe_image(image: dict[str, Any], targets: list[str], lambda_env: dict[str
         AWS_SECRET_ACCESS_KEY="testing",
         POWERTOOLS_TRACE_DISABLED="1",
     )
-    task_root = root / spec.env["LAMBDA_TASK_ROOT"].lstrip("/")
-    before = _snapshot(root, image["home"])
+    return env
+
+
+def _task_root(image: dict[str, Any]) -> Path:
+    return Path(image["root"]) / image["spec"].env["LAMBDA_TASK_ROOT"].lstrip("/")
+
+
+def _probe_image(image: dict[str, Any], targets: list[str], lambda_env: dict[str, str]):
+    env = _image_env(image, lambda_env)
+    task_root = _task_root(image)
+    before = _snapshot(image["root"], image["home"])
     results = runtime_env.probe(
         targets, pythonpath=[task_root, image["site"]], env=env, cwd=image["home"]
     )
-    assert _snapshot(root, image["home"]) == before, "importing wrote outside /tmp"
+    assert _snapshot(image["root"], image["home"]) == before, "importing wrote outside /tmp"
     return results, task_root
 
 
@@ -229,6 +240,86 @@ def test_each_image_function_command_resolves_with_its_environment(
         targets = list(function["command"])
         results, task_root = _probe_image(image, targets, _placeholder_env(function["environment"]))
         _assert_resolved(results, targets, task_root)
+        if component == "api":
+            # /healthz and the page must not wait for the engine: importing stays light
+            leaked = HEAVY_AT_IMPORT & set(results["__modules__"])
+            assert not leaked, f"the API imports {sorted(leaked)} at start-up"
+
+
+def _rest_event(method: str, path: str, resource: str, headers: dict[str, str]) -> dict[str, Any]:
+    """An API Gateway REST (v1) proxy event for `path` under the test stage, no body."""
+    event = json.loads((FIXTURES / "events" / "apigw-rest-predict-multipart.json").read_text())
+    all_headers = {"Host": event["headers"]["Host"], "X-Forwarded-Proto": "https", **headers}
+    proxy = path.lstrip("/") if resource == "/{proxy+}" else None
+    event.update(
+        resource=resource,
+        path=path,
+        httpMethod=method,
+        headers=all_headers,
+        multiValueHeaders={k: [v] for k, v in all_headers.items()},
+        pathParameters={"proxy": proxy} if proxy else None,
+        body=None,
+        isBase64Encoded=False,
+    )
+    context = event["requestContext"]
+    context.update(
+        resourcePath=resource,
+        httpMethod=method,
+        path=f"/{TEST_STAGE}{path}",
+        stage=TEST_STAGE,
+        identity={"sourceIp": "203.0.113.24", "userAgent": "probe"},
+    )
+    return dict(event)
+
+
+def _header(response: dict[str, Any], name: str) -> str:
+    """A header of Mangum's REST response (single values in `headers`, repeated ones in
+    `multiValueHeaders`)."""
+    if name in (response.get("headers") or {}):
+        return str(response["headers"][name])
+    (value,) = response["multiValueHeaders"][name]
+    return str(value)
+
+
+def test_api_function_serves_the_page_probes_and_preflight_from_the_image(
+    image: dict[str, Any],
+) -> None:
+    """The key-free routes, through the handler the stack names, in the image's layout with
+    the function's environment: the page and its assets are in the image, the CORS origin
+    the stack sets reaches the app, and nothing loads the engine or writes outside /tmp."""
+    (function,) = [f for f in image["functions"] if f["component"] == "api"]
+    (target,) = function["command"]
+    env = _image_env(image, _placeholder_env(function["environment"]))
+    events = [
+        _rest_event("GET", "/", "/", {"Accept": "text/html"}),
+        _rest_event("GET", "/static/app.js", "/static/{name}", {}),
+        _rest_event("GET", "/healthz", "/healthz", {}),
+        _rest_event(
+            "OPTIONS",
+            "/predict",
+            "/{proxy+}",
+            {
+                "Origin": CORS_ORIGIN,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "x-api-key,content-type",
+            },
+        ),
+    ]
+    before = _snapshot(image["root"], image["home"])
+    result = runtime_env.invoke(
+        target, events, pythonpath=[_task_root(image), image["site"]], env=env, cwd=image["home"]
+    )
+    assert _snapshot(image["root"], image["home"]) == before, "serving wrote outside /tmp"
+    page, script, health, preflight = result["responses"]
+    statuses = [r["statusCode"] for r in result["responses"]]
+    assert statuses == [200, 200, 200, 200], result["responses"]
+    assert _header(page, "content-type").startswith("text/html")
+    assert f'<base href="/{TEST_STAGE}/">' in page["body"]  # assets resolve under the stage
+    assert _header(script, "content-type").startswith("text/javascript")
+    assert json.loads(health["body"])["status"] == "ok"
+    assert _header(preflight, "access-control-allow-origin") == CORS_ORIGIN
+    leaked = (HEAVY_AT_IMPORT | FORBIDDEN_AT_RUNTIME) & set(result["__modules__"])
+    assert not leaked, f"the key-free routes imported {sorted(leaked)}"
 
 
 def test_fallback_runs_uvicorn_on_the_asgi_app_in_the_same_image(
@@ -291,7 +382,7 @@ def test_zip_handlers_resolve_from_their_asset_and_the_layers(synth: Synth, tmp_
         )
         assert results[target].get("ok"), f"{logical_id}: {results[target]}"
         assert str(results[target]["file"]).startswith(str(code_dir))
-        heavy = {"numpy", "onnxruntime", "av", "soundfile", "tokenizers"} | FORBIDDEN_AT_RUNTIME
+        heavy = HEAVY_AT_IMPORT | FORBIDDEN_AT_RUNTIME
         assert not heavy & set(results["__modules__"]), f"{logical_id} imports heavy modules"
 
 
