@@ -66,7 +66,10 @@ def main(argv: list[str]) -> int:
                     "fp32": a.label,
                     "int8": b.label,
                     "agree": a.label == b.label,
-                    "max_prob_shift": max(
+                    # a tie in fp32 (a small margin between its two best classes) can flip
+                    # under any int8 noise: the margin says whether a disagreement means much
+                    "fp32_top2_margin": _top2_margin(a.probabilities),
+                    "max_emergency_probability_shift": max(
                         abs(a.windows[i].emergency_probability - b.windows[i].emergency_probability)
                         for i in range(len(a.windows))
                     ),
@@ -88,6 +91,14 @@ def main(argv: list[str]) -> int:
     }
     print(json.dumps(report))
     return 0
+
+
+def _top2_margin(probabilities: dict[str, float] | None) -> float | None:
+    """p(best) - p(second best) of a verdict; None when the gate decided (no 6 classes)."""
+    if probabilities is None:
+        return None
+    best, second = sorted(probabilities.values(), reverse=True)[:2]
+    return best - second
 
 
 if __name__ == "__main__":

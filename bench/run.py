@@ -487,6 +487,13 @@ def table(report: dict[str, Any]) -> str:
             f"{fid['fp32_vs_seed_windows']} windows ({fid['mel_transform']}); int8 top-1 agrees "
             f"{fid['int8_top1_agrees']}/{fid['int8_top1_compared']}"
         )
+        for row in fid["int8_vs_fp32"]:
+            if row.get("agree") is False:
+                rows.append(
+                    f"  int8 disagrees: {row['file']} (gate {row['gate']}): fp32 {row['fp32']}, "
+                    f"int8 {row['int8']}; fp32's two best classes {row['fp32_top2_margin']:.1e} "
+                    "apart"
+                )
     rows.append("")
     rows.append("targets:")
     for key, t in report["targets"].items():
