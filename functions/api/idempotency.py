@@ -17,19 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from alertfusion.errors import AlertFusionError, ConfigError, ReasonCode, TransientError
-from alertfusion.jobs import now_utc, utc_iso
+from alertfusion.errors import AlertFusionError, ReasonCode, TransientError
+from alertfusion.jobs import call_dynamodb, now_utc, utc_iso
 
 ITEM_PREFIX = "idempotency#"
-_THROTTLING = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -99,20 +90,7 @@ class IdempotencyStore:
         raise TransientError("the idempotency record kept changing; retry")
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            result: dict[str, Any] = getattr(self._client, operation)(**kwargs)
-        except ClientError as exc:
-            code = _code(exc)
-            if code == "ResourceNotFoundException":
-                raise ConfigError(f"jobs table {self.table_name!r} not found") from exc
-            if code in _THROTTLING:
-                raise TransientError(f"DynamoDB {operation}: {code}") from exc
-            raise
-        except BotoCoreError as exc:
-            raise TransientError(f"DynamoDB {operation}: {type(exc).__name__}") from exc
-        return result
+        return call_dynamodb(self._client, self.table_name, operation, **kwargs)
 
 
 def _code(exc: Any) -> str:

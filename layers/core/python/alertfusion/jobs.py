@@ -259,6 +259,55 @@ _THROTTLING = frozenset(
 )
 
 
+def create_jobs_table(client: Any, table_name: str) -> None:
+    """Create the table `JobStore` expects, as infra/constructs/jobs_table.py deploys it
+    (on-demand, the ``by_status`` index, TTL on ``expires_at``): for moto in the local stack,
+    the benchmarks and the tests."""
+    client.create_table(
+        TableName=table_name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": name, "AttributeType": "S"}
+            for name in ("job_id", "status", "updated_at")
+        ],
+        KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": STATUS_INDEX,
+                "KeySchema": [
+                    {"AttributeName": "status", "KeyType": "HASH"},
+                    {"AttributeName": "updated_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    )
+    client.update_time_to_live(
+        TableName=table_name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+    )
+
+
+def call_dynamodb(client: Any, table_name: str, operation: str, **kwargs: Any) -> dict[str, Any]:
+    """One DynamoDB call on the jobs table, its failures typed: throttling, server errors and
+    connection errors are `TransientError` (retry), a missing table is `ConfigError`; any
+    other `ClientError` (a failed condition, say) is the caller's to handle."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        result: dict[str, Any] = getattr(client, operation)(**kwargs)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in _THROTTLING:
+            raise TransientError(f"DynamoDB {operation}: {code}") from exc
+        if code == "ResourceNotFoundException":
+            raise ConfigError(f"jobs table {table_name!r} not found") from exc
+        raise
+    except BotoCoreError as exc:  # connection errors, timeouts
+        raise TransientError(f"DynamoDB {operation}: {type(exc).__name__}") from exc
+    return result
+
+
 def _to_dynamo(value: Any) -> Any:
     if isinstance(value, bool) or value is None:
         return value
@@ -628,20 +677,7 @@ class JobStore:
         return self._job(response["Attributes"])
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            result: dict[str, Any] = getattr(self._client, operation)(**kwargs)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in _THROTTLING:
-                raise TransientError(f"DynamoDB {operation}: {code}") from exc
-            if code == "ResourceNotFoundException":
-                raise ConfigError(f"jobs table {self.table_name!r} not found") from exc
-            raise
-        except BotoCoreError as exc:  # connection errors, timeouts
-            raise TransientError(f"DynamoDB {operation}: {type(exc).__name__}") from exc
-        return result
+        return call_dynamodb(self._client, self.table_name, operation, **kwargs)
 
     def _job(self, item: dict[str, Any]) -> Job:
         plain = {k: _from_dynamo(self._de.deserialize(v)) for k, v in item.items()}
