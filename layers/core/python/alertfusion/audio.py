@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from alertfusion.errors import AudioError, ReasonCode
+from alertfusion.probe import mp3_header
 
 if TYPE_CHECKING:
     import numpy as np
@@ -114,15 +115,6 @@ def _id3_size(h: bytes) -> int:
     return 10 + size + footer
 
 
-_MPEG_BITRATES = {
-    # (version is MPEG-1, layer) -> kbit/s by index 1..14
-    (True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
-    (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
-    (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
-    (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
-    (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-    (False, 3): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-}
 _ADTS_RATES = 13  # sampling-frequency indexes 0..12 are defined
 
 
@@ -136,21 +128,10 @@ def _mpeg_frame(h: bytes, i: int) -> tuple[str, int] | None:
             return None
         length = (h[i + 3] & 0x03) << 11 | h[i + 4] << 3 | h[i + 5] >> 5
         return ("aac", length) if length >= 7 else None
-    version = (b1 >> 3) & 0x03  # 0: MPEG-2.5, 1: reserved, 2: MPEG-2, 3: MPEG-1
-    layer = 4 - ((b1 >> 1) & 0x03)  # 4: reserved
-    bitrate_index, rate_index, padding = b2 >> 4, (b2 >> 2) & 0x03, (b2 >> 1) & 0x01
-    if version == 1 or layer == 4 or bitrate_index in (0, 15) or rate_index == 3:
+    frame = mp3_header(h[i : i + 4], i)
+    if frame is None or frame.length == 0:  # free format (no bitrate) is not sniffed
         return None
-    mpeg1 = version == 3
-    bitrate = _MPEG_BITRATES[(mpeg1, layer)][bitrate_index - 1] * 1000
-    rate = (44100, 48000, 32000)[rate_index] >> {3: 0, 2: 1, 0: 2}[version]
-    if layer == 1:
-        length = (12 * bitrate // rate + padding) * 4
-    elif layer == 3 and not mpeg1:
-        length = 72 * bitrate // rate + padding
-    else:
-        length = 144 * bitrate // rate + padding
-    return "mp3", length
+    return "mp3", frame.length
 
 
 def _sniff_mpeg(h: bytes) -> str | None:

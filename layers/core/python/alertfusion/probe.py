@@ -462,7 +462,7 @@ _SAMPLE_RATES = {
 
 
 @dataclass(frozen=True)
-class _Mp3Frame:
+class Mp3Frame:
     offset: int
     mpeg1: bool
     version: int
@@ -481,7 +481,8 @@ class _Mp3Frame:
         return 576
 
 
-def _mp3_header(data: bytes, offset: int) -> _Mp3Frame | None:
+def mp3_header(data: bytes, offset: int) -> Mp3Frame | None:
+    """The MPEG audio frame whose 4-byte header is `data` (found at `offset`), or None."""
     if len(data) < 4 or data[0] != 0xFF or data[1] & 0xE0 != 0xE0:
         return None
     version = (data[1] >> 3) & 3
@@ -502,19 +503,19 @@ def _mp3_header(data: bytes, offset: int) -> _Mp3Frame | None:
         length = 72 * bitrate // rate + padding
     else:
         length = 144 * bitrate // rate + padding
-    return _Mp3Frame(offset, mpeg1, version, layer, bitrate, rate, data[3] >> 6 == 3, length)
+    return Mp3Frame(offset, mpeg1, version, layer, bitrate, rate, data[3] >> 6 == 3, length)
 
 
-def _find_mp3_frame(cache: _Cache, start: int, *, require_second: bool) -> _Mp3Frame | None:
+def _find_mp3_frame(cache: _Cache, start: int, *, require_second: bool) -> Mp3Frame | None:
     window = cache.read(start, _MP3_SYNC_SCAN)
     pos = window.find(b"\xff")
     while 0 <= pos < len(window) - 3:
-        frame = _mp3_header(window[pos : pos + 4], start + pos)
+        frame = mp3_header(window[pos : pos + 4], start + pos)
         if frame is not None and frame.length > 0:
             after = frame.offset + frame.length
             if after >= cache.size:
                 return frame if not require_second or frame.offset == start else None
-            nxt = _mp3_header(cache.read(after, 4), after)
+            nxt = mp3_header(cache.read(after, 4), after)
             if (
                 nxt is not None
                 and nxt.version == frame.version
