@@ -57,27 +57,11 @@ class InstantClassifier:
 
 
 def _setup(session: Any) -> str:
+    from alertfusion.jobs import create_jobs_table
+
     s3 = session.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-    ddb = session.client("dynamodb", region_name=REGION)
-    ddb.create_table(
-        TableName=TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": n, "AttributeType": "S"} for n in ("job_id", "status", "updated_at")
-        ],
-        KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "by_status",
-                "KeySchema": [
-                    {"AttributeName": "status", "KeyType": "HASH"},
-                    {"AttributeName": "updated_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "KEYS_ONLY"},
-            }
-        ],
-    )
+    create_jobs_table(session.client("dynamodb", region_name=REGION), TABLE)
     session.client("events", region_name=REGION).create_event_bus(Name="bench-bus")
     queue: str = session.client("sqs", region_name=REGION).create_queue(QueueName="bench-work")[
         "QueueUrl"

@@ -645,34 +645,14 @@ class LocalStack:
         return found
 
     def _create_resources(self) -> None:
+        from alertfusion.jobs import create_jobs_table
+
         c = self.config
         s3, ddb, events = self.client("s3"), self.client("dynamodb"), self.client("events")
         s3.create_bucket(
             Bucket=c.bucket, CreateBucketConfiguration={"LocationConstraint": c.region}
         )
-        ddb.create_table(
-            TableName=c.table,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": name, "AttributeType": "S"}
-                for name in ("job_id", "status", "updated_at")
-            ],
-            KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "by_status",
-                    "KeySchema": [
-                        {"AttributeName": "status", "KeyType": "HASH"},
-                        {"AttributeName": "updated_at", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "KEYS_ONLY"},
-                }
-            ],
-        )
-        ddb.update_time_to_live(
-            TableName=c.table,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
-        )
+        create_jobs_table(ddb, c.table)
         self._queue("work", dlq=True)
         uploads = self._queue("upload-events", dlq=True)
         transcribe_events = self._queue("transcribe-events", dlq=True)

@@ -36,7 +36,7 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from alertfusion.jobs import Job, JobStore, utc_iso
+from alertfusion.jobs import Job, JobStore, create_jobs_table, utc_iso
 from alertfusion.keys import transcript_key
 from alertfusion.pipeline import (
     StageOutcome,
@@ -401,30 +401,7 @@ def _create_resources(monkeypatch: pytest.MonkeyPatch) -> AwsEnv:
     s3 = session.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     ddb = session.client("dynamodb", region_name=REGION)
-    ddb.create_table(
-        TableName=TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "job_id", "AttributeType": "S"},
-            {"AttributeName": "status", "AttributeType": "S"},
-            {"AttributeName": "updated_at", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "by_status",
-                "KeySchema": [
-                    {"AttributeName": "status", "KeyType": "HASH"},
-                    {"AttributeName": "updated_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "KEYS_ONLY"},
-            }
-        ],
-    )
-    ddb.update_time_to_live(
-        TableName=TABLE,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
-    )
+    create_jobs_table(ddb, TABLE)
     sqs = session.client("sqs", region_name=REGION)
     work = sqs.create_queue(QueueName="alertfusion-test-work")["QueueUrl"]
     alerts = sqs.create_queue(QueueName="alertfusion-test-alerts")["QueueUrl"]
