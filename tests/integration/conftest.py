@@ -390,10 +390,18 @@ def _boto_session() -> Any:
     """One boto3 session for the whole test run: a new session parses botocore's model
     files again (~0.3 s per client). moto intercepts every client whatever its session."""
     import boto3
+    import botocore.session
 
     if not _SESSION:
-        _SESSION.append(boto3.session.Session())
+        core = botocore.session.Session()
+        _SESSION.extend([boto3.session.Session(botocore_session=core), core])
     return _SESSION[0]
+
+
+def _botocore_session() -> Any:
+    """The botocore session under `_boto_session()`: what `alertfusion.aws` is given."""
+    _boto_session()
+    return _SESSION[1]
 
 
 def _create_resources(monkeypatch: pytest.MonkeyPatch) -> AwsEnv:
@@ -445,7 +453,7 @@ def _create_resources(monkeypatch: pytest.MonkeyPatch) -> AwsEnv:
         "TRANSCRIBE_POLICY": "always",
     }.items():
         monkeypatch.setenv(name, value)
-    reset_context(_boto_session())
+    reset_context(_botocore_session())
     # no real sleeping between Transcribe retries in tests; the delays are still computed
     get_context().sleep = lambda _seconds: None
     return AwsEnv(
@@ -477,7 +485,7 @@ def aws(_moto: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
     from moto.moto_api import state_manager
 
     BackendDict.reset()
-    reset_context(_boto_session())
+    reset_context(_botocore_session())
     env = _create_resources(monkeypatch)
     try:
         yield env
@@ -491,5 +499,5 @@ def configure(monkeypatch: pytest.MonkeyPatch, **settings: str) -> None:
     """Change pipeline settings for one test (rebuilds the context, keeps moto)."""
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
-    reset_context(_boto_session())
+    reset_context(_botocore_session())
     get_context().sleep = lambda _seconds: None

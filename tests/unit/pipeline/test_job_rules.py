@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Decimal, DecimalException
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alertfusion.errors import ReasonCode
 from alertfusion.jobs import (
@@ -13,11 +16,11 @@ from alertfusion.jobs import (
     Job,
     JobStatus,
     Verdict,
-    _from_dynamo,
-    _to_dynamo,
     _Update,
     can_transition,
+    from_attribute,
     sources_of,
+    to_attribute,
     utc_iso,
 )
 from tests.pipeline_doubles import make_result
@@ -96,12 +99,67 @@ def test_dynamo_values_round_trip_a_job() -> None:
         preliminary=verdict,
         probed_duration_s=5.26,
     )
-    stored = _to_dynamo(job.model_dump(mode="json", exclude_none=True))
-    assert isinstance(stored["probed_duration_s"], Decimal)
-    assert isinstance(stored["preliminary"]["probabilities"]["help"], Decimal)
-    assert Job.model_validate(_from_dynamo(stored)) == job
-    with pytest.raises(ValueError):
-        _to_dynamo({"p": float("nan")})
+    stored = to_attribute(job.model_dump(mode="json", exclude_none=True))
+    assert stored["M"]["probed_duration_s"] == {"N": "5.26"}
+    assert "N" in stored["M"]["preliminary"]["M"]["probabilities"]["M"]["help"]
+    assert Job.model_validate(from_attribute(stored)) == job
+    for bad in (float("nan"), float("inf"), 10**40):
+        with pytest.raises(ValueError):
+            to_attribute({"p": bad})
+    with pytest.raises(TypeError):
+        to_attribute({"p": b"bytes"})
+    with pytest.raises(TypeError):
+        from_attribute({"SS": ["a", "b"]})
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.text(max_size=8)
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(min_size=1, max_size=6), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_json_values)
+def test_attribute_values_match_boto3s_serializer(value: Any) -> None:
+    """The job store's own AttributeValue codec writes what boto3's TypeSerializer writes (on
+    the floats-as-Decimal(repr) values the store used to give it) and reads it back."""
+    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+    def as_boto3_input(v: Any) -> Any:
+        if isinstance(v, float):
+            return Decimal(repr(v))
+        if isinstance(v, dict):
+            return {k: as_boto3_input(x) for k, x in v.items() if x is not None}
+        if isinstance(v, list):
+            return [as_boto3_input(x) for x in v]
+        return v
+
+    try:
+        reference = TypeSerializer().serialize(as_boto3_input(value))
+    except DecimalException:  # out of DynamoDB's range or precision
+        with pytest.raises(ValueError):
+            to_attribute(value)
+        return
+    ours = to_attribute(value)
+    assert ours == reference
+
+    def as_plain(v: Any) -> Any:
+        if isinstance(v, Decimal):
+            return int(v) if v == v.to_integral_value() else float(v)
+        if isinstance(v, dict):
+            return {k: as_plain(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [as_plain(x) for x in v]
+        return v
+
+    assert from_attribute(ours) == as_plain(TypeDeserializer().deserialize(ours))
 
 
 def test_update_builder_refuses_setting_one_attribute_twice() -> None:

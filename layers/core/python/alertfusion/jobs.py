@@ -20,7 +20,16 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import (
+    Clamped,
+    Context,
+    Decimal,
+    DecimalException,
+    Inexact,
+    Overflow,
+    Rounded,
+    Underflow,
+)
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -308,28 +317,64 @@ def call_dynamodb(client: Any, table_name: str, operation: str, **kwargs: Any) -
     return result
 
 
-def _to_dynamo(value: Any) -> Any:
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
+#: DynamoDB's number range and precision (38 digits, 1E-130 to 1E+126), as boto3 checks it
+_DYNAMODB_NUMBERS = Context(
+    Emin=-128,
+    Emax=126,
+    prec=38,
+    traps=[Clamped, Overflow, Inexact, Rounded, Underflow],
+)
+
+
+def to_attribute(value: Any) -> dict[str, Any]:
+    """A plain JSON-like value as a DynamoDB AttributeValue, as boto3's TypeSerializer writes
+    it (floats go through `Decimal(repr(x))`, so the stored number is the float's shortest
+    repr). Written here rather than imported: `boto3.dynamodb.types` imports all of boto3 and
+    s3transfer, about 15 ms of every cold start that reads a job. `None` inside a map is left
+    out (an absent attribute); only the types a job record holds are accepted."""
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, int | float | Decimal):
+        if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("DynamoDB cannot store a non-finite number")
-        return Decimal(repr(value))
+        try:
+            number = _DYNAMODB_NUMBERS.create_decimal(
+                value if isinstance(value, Decimal) else Decimal(repr(value))
+            )
+        except DecimalException as exc:
+            raise ValueError(f"DynamoDB cannot store the number {value!r}") from exc
+        if not number.is_finite():
+            raise ValueError(f"DynamoDB cannot store the number {value!r}")
+        return {"N": str(number)}
     if isinstance(value, dict):
-        return {k: _to_dynamo(v) for k, v in value.items() if v is not None}
+        return {"M": {str(k): to_attribute(v) for k, v in value.items() if v is not None}}
     if isinstance(value, list | tuple):
-        return [_to_dynamo(v) for v in value]
-    return value
+        return {"L": [to_attribute(v) for v in value]}
+    raise TypeError(f"a job record holds no {type(value).__name__}")
 
 
-def _from_dynamo(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _from_dynamo(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_dynamo(v) for v in value]
-    return value
+def from_attribute(attribute: dict[str, Any]) -> Any:
+    """The plain value of a DynamoDB AttributeValue: numbers come back as `int` when integral,
+    else `float`. Sets and binary values, which the job store never writes, are refused."""
+    ((kind, value),) = attribute.items()
+    if kind == "S":
+        return value
+    if kind == "N":
+        number = Decimal(value)
+        return int(number) if number == number.to_integral_value() else float(number)
+    if kind == "BOOL":
+        return bool(value)
+    if kind == "NULL":
+        return None
+    if kind == "M":
+        return {k: from_attribute(v) for k, v in value.items()}
+    if kind == "L":
+        return [from_attribute(v) for v in value]
+    raise TypeError(f"a job record holds no DynamoDB {kind!r} value")
 
 
 class _Update:
@@ -379,13 +424,9 @@ class JobStore:
     """Jobs on DynamoDB (low-level client; every write conditional)."""
 
     def __init__(self, table_name: str, client: Any, *, ttl_days: int = 30) -> None:
-        from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
         self.table_name = table_name
         self._client = client
         self._ttl = timedelta(days=ttl_days)
-        self._ser = TypeSerializer()
-        self._de = TypeDeserializer()
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -665,9 +706,7 @@ class JobStore:
             "ReturnValues": "ALL_NEW",
         }
         if up.values:
-            kwargs["ExpressionAttributeValues"] = {
-                k: self._ser.serialize(_to_dynamo(v)) for k, v in up.values.items()
-            }
+            kwargs["ExpressionAttributeValues"] = {k: to_attribute(v) for k, v in up.values.items()}
         try:
             response = self._call("update_item", **kwargs)
         except ClientError as exc:
@@ -680,5 +719,5 @@ class JobStore:
         return call_dynamodb(self._client, self.table_name, operation, **kwargs)
 
     def _job(self, item: dict[str, Any]) -> Job:
-        plain = {k: _from_dynamo(self._de.deserialize(v)) for k, v in item.items()}
+        plain = {k: from_attribute(v) for k, v in item.items()}
         return Job.model_validate(plain)
