@@ -9,7 +9,10 @@
   CPU time is reported beside it: on a busy machine the wall time mostly measures the
   other processes. ``/healthz``
   needs nothing else; ``/jobs/{id}`` reads a job from DynamoDB (moto as a real HTTP server
-  on 127.0.0.1, so boto3's import, client creation and one request are in the number).
+  on 127.0.0.1, so botocore's import, client creation and one request are in the number).
+  ``jobs`` runs on botocore's data trimmed as the image trims it (functions/slim_botocore.py,
+  applied to a copy of this venv's botocore put first on the child's path);
+  ``jobs_full_botocore`` beside it on the venv's untrimmed botocore, as ``make serve`` runs.
   One discarded run first, so every measured run finds the bytecode cache warm, as a
   container image ships it.
 * **overhead on /predict**: the REST (v1) event of a 5 s WAV (44.1 kHz mono, 441 kB, base64
@@ -37,6 +40,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BUNDLE = REPO / "build" / "models" / "demo"
 DEFAULT_OUT = REPO / "build" / "bench" / "api.json"
+IMAGE_SITE = REPO / "build" / "bench" / "api-image-site"
 REGION = "ap-northeast-2"
 BUCKET = "bench-api-audio"
 TABLE = "bench-api-jobs"
@@ -170,10 +174,33 @@ def cold_start(runs: int) -> dict[str, Any]:
             "WORK_QUEUE_URL": f"{endpoint}/123456789012/bench-work",
         }
         job_id = _create_job(endpoint)
-        out["jobs"] = _cold(_http_event("GET", f"/jobs/{job_id}"), env, runs)
+        event = _http_event("GET", f"/jobs/{job_id}")
+        image_site = _image_botocore()
+        path = os.pathsep.join(p for p in (str(image_site), env.get("PYTHONPATH")) if p)
+        out["jobs"] = _cold(event, {**env, "PYTHONPATH": path}, runs)
+        out["jobs"]["botocore"] = str(image_site / "botocore")
+        out["jobs_full_botocore"] = _cold(event, env, runs)
     finally:
         server.stop()
     return out
+
+
+def _image_botocore() -> Path:
+    """A directory holding a copy of this venv's botocore, trimmed by the image's own build
+    step (functions/slim_botocore.py); first on a child's path, it is the botocore imported."""
+    import shutil
+
+    import botocore
+
+    from functions.slim_botocore import slim
+
+    site = IMAGE_SITE
+    shutil.rmtree(site, ignore_errors=True)
+    site.mkdir(parents=True)
+    # copy2 keeps the mtimes, so the copied bytecode stays valid: as warm as the image's
+    shutil.copytree(Path(botocore.__file__).parent, site / "botocore")
+    slim(site)
+    return site
 
 
 def _create_job(endpoint: str) -> str:

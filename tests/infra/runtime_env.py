@@ -5,11 +5,14 @@ interpreter with nothing else on its path."""
 from __future__ import annotations
 
 import importlib.metadata as md
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
@@ -85,6 +88,22 @@ def link_site(distributions: list[str], dest: Path) -> Path:
             if not link.exists():
                 link.symlink_to(site / entry)
     return dest
+
+
+def slim_botocore(site: Path, script: Path) -> dict[str, Any]:
+    """Replay the image build's botocore trim on a `link_site` directory: its botocore
+    becomes a copy (this venv's stays whole), trimmed by `script`, the build context's own
+    functions/slim_botocore.py."""
+    link = site / "botocore"
+    installed = link.resolve()
+    link.unlink()
+    shutil.copytree(installed, link)  # bytecode and mtimes too: the imports stay cached
+    spec = importlib.util.spec_from_file_location("slim_botocore_under_test", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report: dict[str, Any] = module.slim(site)
+    return report
 
 
 def probe(

@@ -97,6 +97,9 @@ def image(synth: Synth, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     site = runtime_env.link_site(
         runtime_env.requirement_names(context / "requirements.txt"), base / "site-packages"
     )
+    # the pip step's botocore trim (test_botocore_keeps_every_service_the_code_calls checks
+    # the Dockerfile runs it)
+    slimmed = runtime_env.slim_botocore(site, context / "functions" / "slim_botocore.py")
     home = base / "home"
     home.mkdir()
     tmp = base / "tmp"
@@ -111,6 +114,7 @@ def image(synth: Synth, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
         "home": home,
         "tmp": tmp,
         "functions": sources,
+        "slimmed": slimmed,
     }
 
 
@@ -181,6 +185,21 @@ def test_bytecode_is_compiled_at_build_time_and_never_at_run_time(image: dict[st
     compiled = " ".join(run for run in spec.runs if "compileall" in run)
     for path in ("${LAMBDA_TASK_ROOT}/alertfusion", "${LAMBDA_TASK_ROOT}/functions"):
         assert path in compiled
+
+
+def test_botocore_keeps_every_service_the_code_calls(image: dict[str, Any]) -> None:
+    """The pip step trims botocore's data, in the same layer, before compiling; what is
+    left holds the model of every service alertfusion.aws makes clients for."""
+    from alertfusion import aws
+
+    (pip_run,) = [run for run in image["spec"].runs if "pip install" in run]
+    assert "--mount=type=bind,source=functions/slim_botocore.py," in pip_run
+    trim = 'python /build/slim_botocore.py "${LAMBDA_TASK_ROOT}"'
+    assert pip_run.index("pip install") < pip_run.index(trim) < pip_run.index("compileall")
+    data = image["site"] / "botocore" / "data"
+    kept = {p.name for p in data.iterdir() if p.is_dir()}
+    assert set(aws.SERVICES) <= kept == set(image["slimmed"]["kept"])
+    assert image["slimmed"]["bytes_after"] < image["slimmed"]["bytes_before"] / 5
 
 
 def test_every_writable_path_is_under_tmp(image: dict[str, Any]) -> None:
