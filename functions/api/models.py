@@ -105,6 +105,15 @@ RESULT_EXAMPLE: dict[str, Any] = {
 }
 
 
+class _ApiModel(BaseModel):
+    """Responses: validators and serializers are built on first use, not at import, so a
+    cold process answering /healthz or /jobs builds only its route's models. (Request
+    bodies are built at import: FastAPI wraps a deferred body model in a way pydantic warns
+    about.)"""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 class PredictResponse(ClassificationResult):
     """The engine's result, plus the original server's keys at the top level (old app
     builds read `result`, `audio_label`, ... `combined_feature`). Where the original
@@ -187,7 +196,7 @@ class UploadRequest(BaseModel):
     )
 
 
-class PresignedPost(BaseModel):
+class PresignedPost(_ApiModel):
     """Send a multipart/form-data POST to `url` with every field of `fields` (in any
     order) and the recording as the last field, named `file`."""
 
@@ -199,7 +208,7 @@ class PresignedPost(BaseModel):
     expires_at: UtcDateTime
 
 
-class UploadResponse(BaseModel):
+class UploadResponse(_ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -242,17 +251,17 @@ class UploadResponse(BaseModel):
     )
 
 
-class JobFailure(BaseModel):
+class JobFailure(_ApiModel):
     reason: ReasonCode
     detail: str | None = None
 
 
-class JobTranscribe(BaseModel):
+class JobTranscribe(_ApiModel):
     status: Literal["STARTED", "COMPLETED", "FAILED", "SKIPPED"] | None = None
     detail: str | None = None
 
 
-class JobTimings(BaseModel):
+class JobTimings(_ApiModel):
     """When each step happened (UTC) and how long the verdicts took after the upload."""
 
     created_at: UtcDateTime
@@ -268,7 +277,7 @@ class JobTimings(BaseModel):
     final_latency_ms: float | None = None
 
 
-class JobView(BaseModel):
+class JobView(_ApiModel):
     """A job as clients see it. `final` is set once the job is DONE; `preliminary` (the
     audio-only verdict) usually comes within seconds of the upload."""
 
@@ -336,12 +345,12 @@ class JobView(BaseModel):
     )
 
 
-class Health(BaseModel):
+class Health(_ApiModel):
     status: Literal["ok"] = "ok"
     version: str
 
 
-class Ready(BaseModel):
+class Ready(_ApiModel):
     status: Literal["ready"] = "ready"
     bundle_version: str
     trained: bool

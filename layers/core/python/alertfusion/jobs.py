@@ -102,7 +102,7 @@ class Verdict(BaseModel):
     """A verdict as stored on the job: the summary readers need. The full result of the
     final verdict is also written to ``results/{job_id}.json``."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     label: str
     label_ko: str
@@ -160,7 +160,7 @@ class Job(BaseModel):
     """One job record. Unknown attributes are ignored so that newer writers do not break
     older readers."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     job_id: str
     status: JobStatus

@@ -27,7 +27,8 @@ TextSkipReason = Literal["NO_TEXT", "GATE_REGULAR"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # built on first use: the API's light routes import this module but never validate one
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class GateOutcome(_Model):
