@@ -24,6 +24,7 @@ from tests.integration.api.conftest import (
     sample,
     with_engine,
 )
+from tests.integration.conftest import REGION
 
 pytestmark = pytest.mark.integration
 
@@ -226,6 +227,74 @@ def test_uploads_and_jobs_in_a_fresh_process_load_no_model() -> None:
     assert report["status"] == 200
     assert report["job_id"] == report["expected"]
     assert report["heavy"] == []
+
+
+COLD_JOBS_CHECK = r"""
+import json, sys
+from functions.api.app import handler
+out = handler(json.loads(sys.stdin.read()), None)
+from alertfusion import aws
+print(json.dumps({"status": out["statusCode"], "body": json.loads(out["body"]),
+                  "clients": sorted(aws._clients),
+                  "loaded": sorted(m for m in ("boto3", "s3transfer", "numpy", "onnxruntime")
+                                   if m in sys.modules)}))
+"""
+
+
+def test_jobs_in_a_cold_process_makes_one_dynamodb_client_and_imports_no_boto3() -> None:
+    """What keeps the cold `/jobs` short (README, Performance): a DynamoDB client from
+    botocore, no S3 client, and neither boto3 nor s3transfer imported. moto runs as a
+    server in this process, so the child imports nothing of moto's (or its boto3)."""
+    import os
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from alertfusion.jobs import JobStore, create_jobs_table
+    from alertfusion.keys import new_job_id
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        ddb = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+        ).client("dynamodb", endpoint_url=endpoint)
+        create_jobs_table(ddb, "cold-jobs")
+        job_id = new_job_id()
+        JobStore("cold-jobs", ddb).create_pending(job_id, object_key=f"uploads/{job_id}.wav")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "API_KEY"))}
+        env.update(
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION=REGION,
+            AWS_ENDPOINT_URL=endpoint,
+            AUDIO_BUCKET="cold-audio",
+            JOBS_TABLE="cold-jobs",
+            EVENT_BUS_NAME="cold-bus",
+            WORK_QUEUE_URL=f"{endpoint}/123456789012/cold-work",
+            POWERTOOLS_LOG_LEVEL="WARNING",
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", COLD_JOBS_CHECK],
+            input=json.dumps(http_event("GET", f"/jobs/{job_id}")),
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["status"] == 200, report
+    assert report["body"]["job_id"] == job_id
+    assert report["body"]["status"] == "UPLOAD_PENDING"
+    assert report["clients"] == ["dynamodb"]
+    assert report["loaded"] == []
 
 
 def test_body_over_the_limit_through_the_gateway_is_413(handler: Mangum) -> None:
