@@ -81,11 +81,9 @@ def sqs() -> Any:
 
 def reset_clients(session: Any = None) -> None:
     """Forget every cached client (tests: after starting or stopping moto, or changing the
-    environment). New clients come from `session` if given (a botocore session, or a boto3
-    one, whose botocore session is used; tests reuse one to skip the model parsing), else
-    from a fresh session built on first use."""
+    environment). New clients come from `session` if given (a botocore session: tests reuse
+    one to skip the model parsing), else from a fresh session built on first use."""
     global _session
-    botocore_session = getattr(session, "_session", session)  # boto3.Session wraps one
     with _lock:
         _clients.clear()
-        _session = botocore_session
+        _session = session
