@@ -14,7 +14,7 @@
   applied to a copy of this venv's botocore put first on the child's path);
   ``jobs_full_botocore`` beside it on the venv's untrimmed botocore, as ``make serve`` runs.
   One discarded run first, so every measured run finds the bytecode cache warm, as a
-  container image ships it.
+  container image ships it; then the three are run in turn, round by round.
 * **overhead on /predict**: the REST (v1) event of a 5 s WAV (44.1 kHz mono, 441 kB, base64
   in the event) plus a transcript through the Mangum handler, in process; the engine's own
   time inside the request (the real engine, timed around ``classify``) is subtracted. Also
@@ -117,31 +117,36 @@ def _cold_once(event: dict[str, Any], env: dict[str, str]) -> tuple[float, dict[
     return elapsed, report
 
 
-def _cold(event: dict[str, Any], env: dict[str, str], runs: int) -> dict[str, Any]:
-    _cold_once(event, env)  # bytecode cache, page cache
-    times, reports = [], []
+def _cold(variants: dict[str, tuple[dict[str, Any], dict[str, str]]], runs: int) -> dict[str, Any]:
+    """Cold runs of each variant (name -> (event, environment)), interleaved round by
+    round so that a machine getting slower or faster during the run shifts them alike."""
+    for event, env in variants.values():
+        _cold_once(event, env)  # bytecode cache, page cache
+    measured: dict[str, list[tuple[float, dict[str, Any]]]] = {name: [] for name in variants}
     for _ in range(runs):
-        elapsed, report = _cold_once(event, env)
-        times.append(elapsed)
-        reports.append(report)
-    statuses = sorted({r["status"] for r in reports})
-    heavy = sorted({m for r in reports for m in r["heavy"]})
-    return {
-        # spawn -> answer read by the parent: what the target is about
-        "ms": _stats(times),
-        # inside the child: importing the app, then the first request (clients included)
-        "import_ms": _stats([r["import_ms"] for r in reports]),
-        "first_request_ms": _stats([r["request_ms"] for r in reports]),
-        # CPU time of the child until it answered (interpreter start included): what the
-        # wall time would be on an idle CPU, since a cold start is single-threaded
-        "cpu_ms": _stats([r["cpu_ms"] for r in reports]),
-        "statuses": statuses,
-        "heavy_modules_loaded": heavy,
-    }
+        for name, (event, env) in variants.items():
+            measured[name].append(_cold_once(event, env))
+    out: dict[str, Any] = {}
+    for name, runs_of in measured.items():
+        times = [elapsed for elapsed, _ in runs_of]
+        reports = [report for _, report in runs_of]
+        out[name] = {
+            # spawn -> answer read by the parent: what the target is about
+            "ms": _stats(times),
+            # inside the child: importing the app, then the first request (clients included)
+            "import_ms": _stats([r["import_ms"] for r in reports]),
+            "first_request_ms": _stats([r["request_ms"] for r in reports]),
+            # CPU time of the child until it answered (interpreter start included): what the
+            # wall time would be on an idle CPU, since a cold start is single-threaded
+            "cpu_ms": _stats([r["cpu_ms"] for r in reports]),
+            "statuses": sorted({r["status"] for r in reports}),
+            "heavy_modules_loaded": sorted({m for r in reports for m in r["heavy"]}),
+        }
+    return out
 
 
 def cold_start(runs: int) -> dict[str, Any]:
-    """Both cold paths (moto as a real server for /jobs)."""
+    """The cold paths (moto as a real server for /jobs), interleaved."""
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
@@ -149,6 +154,9 @@ def cold_start(runs: int) -> dict[str, Any]:
     base_env = {
         k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "API_KEY", "MODEL_"))
     }
+    # the discarded first run must be able to write the bytecode cache (an image ships it
+    # compiled): with PYTHONDONTWRITEBYTECODE inherited, every run would compile the app
+    base_env.pop("PYTHONDONTWRITEBYTECODE", None)
     base_env.update(
         {
             "AWS_ACCESS_KEY_ID": "bench",
@@ -158,8 +166,6 @@ def cold_start(runs: int) -> dict[str, Any]:
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
     )
-    out: dict[str, Any] = {"healthz": _cold(_http_event("GET", "/healthz"), base_env, runs)}
-
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
@@ -174,12 +180,18 @@ def cold_start(runs: int) -> dict[str, Any]:
             "WORK_QUEUE_URL": f"{endpoint}/123456789012/bench-work",
         }
         job_id = _create_job(endpoint)
-        event = _http_event("GET", f"/jobs/{job_id}")
+        jobs = _http_event("GET", f"/jobs/{job_id}")
         image_site = _image_botocore()
         path = os.pathsep.join(p for p in (str(image_site), env.get("PYTHONPATH")) if p)
-        out["jobs"] = _cold(event, {**env, "PYTHONPATH": path}, runs)
+        out = _cold(
+            {
+                "healthz": (_http_event("GET", "/healthz"), base_env),
+                "jobs": (jobs, {**env, "PYTHONPATH": path}),
+                "jobs_full_botocore": (jobs, env),
+            },
+            runs,
+        )
         out["jobs"]["botocore"] = str(image_site / "botocore")
-        out["jobs_full_botocore"] = _cold(event, env, runs)
     finally:
         server.stop()
     return out
