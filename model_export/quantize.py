@@ -3,7 +3,14 @@
 * Audio models: static QDQ int8 (`quant_pre_process`, then `quantize_static`), calibrated on
   feature images of the user's audio: uint8 activations and 7-bit signed weights (U8S8 with
   reduce_range, the combination ONNX Runtime's x86 kernels fuse and that cannot saturate on
-  CPUs without VNNI), per-channel weight scales, MinMax ranges.
+  CPUs without VNNI), per-channel weight scales, MinMax ranges. Before quantizing, every
+  BatchNormalization the pre-processing could not fold into a convolution (DenseNet's
+  pre-activation norms: BN -> ReLU -> conv) becomes the 1x1 depthwise convolution it is
+  (`batchnorm_as_depthwise_conv`): quantized, it runs as one uint8 QLinearConv with the ReLU
+  fused, where a float BatchNormalization needed dequantize, layout transposes and
+  quantize around it. Its one weight per channel is exact under per-channel scales, and the
+  activations are quantized at the same points as before, so accuracy is unchanged; a
+  full-size DenseNet-121 window took 3.7 ms instead of 4.8 ms.
 * Text model: dynamic int8 (`quantize_dynamic`, signed int8 weights with per-channel scales;
   activations are quantized at run time), applied to the graph ONNX Runtime's BERT optimizer
   fused. Per-channel scales measured 17 % less int8 error than per-tensor on the demo
@@ -24,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import helper, numpy_helper
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -39,7 +47,10 @@ from model_export.errors import ExportError, ExportReason
 from model_export.onnx_export import AUDIO_INPUT, quiet
 
 DEFAULT_THRESHOLD = 0.99
-AUDIO_QUANT_CONFIG = "QDQ static int8: quant_pre_process, S8S8, per-channel weights, MinMax"
+AUDIO_QUANT_CONFIG = (
+    "QDQ static int8: quant_pre_process, unfolded BatchNorms as 1x1 depthwise convolutions,"
+    " U8S8 (7-bit weights), per-channel weights, MinMax"
+)
 TEXT_QUANT_CONFIG = "dynamic int8: quantize_dynamic, signed int8 per-channel weights"
 _CALIBRATION_BATCH = 16
 
@@ -83,11 +94,75 @@ def quantize_audio_static(
     kwargs.update(overrides)
     with quiet():
         quant_pre_process(str(fp32), str(pre))
+        batchnorm_as_depthwise_conv(pre, pre)
         if kwargs.pop("exclude_input_conv", False):
             graph = onnx.load(str(pre)).graph
             kwargs["nodes_to_exclude"] = [n.name for n in graph.node if AUDIO_INPUT in n.input]
         quantize_static(str(pre), str(out), reader, **kwargs)  # type: ignore[arg-type]
     pre.unlink(missing_ok=True)
+
+
+def batchnorm_as_depthwise_conv(src: Path, dst: Path) -> int:
+    """Rewrite every inference-mode BatchNormalization of `src` as the equal 1x1 depthwise
+    Conv (weight gamma/sqrt(var+eps) per channel, bias beta - mean*weight, computed in
+    float64); write `dst`. Returns how many were rewritten. Only 4-D (N, C, H, W) norms with
+    constant parameters are rewritten; anything else is left as it was."""
+    model = onnx.load(str(src))
+    graph = model.graph
+    constants = {i.name: i for i in graph.initializer}
+    ranks = {
+        v.name: len(v.type.tensor_type.shape.dim)
+        for v in (*graph.value_info, *graph.input, *graph.output)
+        if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")
+    }
+    nodes = []
+    rewritten = 0
+    for node in graph.node:
+        params = node.input[1:5]
+        if (
+            node.op_type != "BatchNormalization"
+            or len(node.output) != 1
+            or ranks.get(node.input[0]) != 4
+            or not all(name in constants for name in params)
+        ):
+            nodes.append(node)
+            continue
+        gamma, beta, mean, var = (
+            numpy_helper.to_array(constants[name]).astype(np.float64) for name in params
+        )
+        eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+        weight = gamma / np.sqrt(var + eps)
+        bias = beta - mean * weight
+        channels = weight.shape[0]
+        prefix = node.name or node.output[0]
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(
+                    weight.astype(np.float32).reshape(channels, 1, 1, 1), f"{prefix}.dw_weight"
+                ),
+                numpy_helper.from_array(bias.astype(np.float32), f"{prefix}.dw_bias"),
+            ]
+        )
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                [node.input[0], f"{prefix}.dw_weight", f"{prefix}.dw_bias"],
+                list(node.output),
+                name=f"{prefix}.dw",
+                group=channels,
+                kernel_shape=[1, 1],
+            )
+        )
+        rewritten += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
+    # the norms' own parameters are unused now
+    used = {name for node in graph.node for name in node.input}
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    onnx.save(model, str(dst))
+    return rewritten
 
 
 def quantize_text_dynamic(fp32: Path, out: Path) -> None:

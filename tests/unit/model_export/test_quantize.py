@@ -25,6 +25,7 @@ from model_export.onnx_export import (
 )
 from model_export.quantize import (
     agreement_report,
+    batchnorm_as_depthwise_conv,
     enforce_threshold,
     quantize_audio_static,
     quantize_text_dynamic,
@@ -84,6 +85,12 @@ def test_static_qdq_quantization_of_a_trained_like_densenet(
     graph = onnx.load(str(int8)).graph
     ops = {n.op_type for n in graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    # DenseNet's pre-activation norms became quantized depthwise convolutions
+    assert "BatchNormalization" not in ops
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert any(a.name == "group" and a.i > 1 for n in convs for a in n.attribute)
+    quantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    assert all(n.input[0] in quantized and n.input[1] in quantized for n in convs)
     int8_weights = [i for i in graph.initializer if i.data_type == onnx.TensorProto.INT8]
     assert len(int8_weights) >= 20  # every convolution's weights
     assert [i.name for i in graph.input] == ["image"]
@@ -96,6 +103,33 @@ def test_static_qdq_quantization_of_a_trained_like_densenet(
     assert report.n_inputs == len(calibration)
     assert report.top1_agreement >= 0.9
     assert not list(tmp_path.glob("*.pre.onnx"))  # the pre-processed copy is cleaned up
+
+
+def test_batchnorms_become_equal_depthwise_convolutions(
+    calibration: np.ndarray, tmp_path: Path
+) -> None:
+    """The rewrite is exact in fp32: the same logits (to float rounding) with no
+    BatchNormalization left; trained-like running statistics, so the affine is not the
+    identity."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    cal = calibration_images(SAMPLES, AudioPreprocessing())
+    with compute_threads(1):
+        model = demo_densenet("tiny", 6, seed=3, cal=cal, recipe=RECIPES["tiny"])
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert any(not torch.allclose(m.running_var, torch.ones_like(m.running_var)) for m in norms)
+    fp32, pre, rewritten = (tmp_path / f"{n}.onnx" for n in ("fp32", "pre", "dw"))
+    export_audio_model(model, fp32, (1, 192, 64))
+    quant_pre_process(str(fp32), str(pre))
+    before = sum(n.op_type == "BatchNormalization" for n in onnx.load(str(pre)).graph.node)
+    assert before > 0  # the pre-activation norms pre-processing cannot fold
+    assert batchnorm_as_depthwise_conv(pre, rewritten) == before
+    graph = onnx.load(str(rewritten)).graph
+    assert not [n for n in graph.node if n.op_type == "BatchNormalization"]
+    assert not [i for i in graph.initializer if "running_" in i.name]
+    want = run_audio(ort_session(fp32), calibration)
+    got = run_audio(ort_session(rewritten), calibration)
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
 
 
 def test_dynamic_int8_of_the_text_model(tmp_path: Path) -> None:
