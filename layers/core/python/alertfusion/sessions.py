@@ -5,10 +5,11 @@ The measurements behind the defaults are in the README ("Inference engine") and 
 engine runs models side by side (alertfusion.engine) and DenseNet-121 at batch 1 does not get
 faster with two threads; no spinning, so an idle pool never takes the core another model needs;
 graph optimisation level "all" (the QDQ -> QLinearConv fusions and layout transforms make the
-int8 DenseNet 3x faster than "basic"); no memory-reuse planning (it made DenseNet's session
-creation take 1.7x as long) and no memory patterns (a block cached per input shape, and text
-lengths vary); neither changed the run time or lowered the peak RSS consistently. `create_all`
-builds the sessions on two threads (a fresh process's three sessions: 285 ms instead of 369 ms).
+int8 DenseNet 4x faster than "basic"); no memory-reuse planning (it made DenseNet's session
+creation slower, 135 vs 127 ms at level "all") and no memory patterns (a block cached per
+input shape, and text lengths vary); neither changed the run time or lowered the peak RSS
+consistently. `create_all` builds the sessions on two threads (a fresh process's three
+sessions: 371 ms instead of 493 ms).
 """
 
 from __future__ import annotations
