@@ -416,12 +416,14 @@ def _tokens(bundle: Path) -> int:
 
 def check_targets(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each target of the issue with the measured value and whether it is met."""
+    clip, cold = report["clip_5s"], report["cold_start"]
     measured = {
-        "clip_5s_p50_ms": report["clip_5s"]["ours"]["p50_ms"],
-        "clip_5s_speedup": report["clip_5s"]["speedup"],
+        "clip_5s_p50_ms": clip["ours"]["p50_ms"],
+        # the ratios from the medians, not the rounded "speedup" shown: 14.98x is not 15x
+        "clip_5s_speedup": round(clip["seed"]["p50_ms"] / clip["ours"]["p50_ms"], 3),
         "clip_25s_p50_ms": report["clip_25s"]["ours"]["p50_ms"],
-        "cold_start_ms": report["cold_start"]["ours_ms"],
-        "cold_start_speedup": report["cold_start"]["speedup"],
+        "cold_start_ms": cold["ours_ms"],
+        "cold_start_speedup": round(cold["seed_ms"] / cold["ours_ms"], 3),
         "peak_rss_mb": max(
             report["peak_rss_mb"]["ours"], report["cold_start"]["peak_rss_mb"]["ours"]
         ),
