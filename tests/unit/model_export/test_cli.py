@@ -28,6 +28,7 @@ from model_export.checkpoints import (
 from model_export.onnx_export import ort_session, run_audio, run_text, torch_audio_logits
 from tests.conftest import REPO, SAMPLES
 from tests.unit.model_export.conftest import CliResult, Sources, leftovers
+from tests.unit.tokenizer.conftest import legacy_vocab_json
 
 pytestmark = pytest.mark.unit
 
@@ -409,35 +410,10 @@ def test_the_module_entry_point_runs(tiny_bundle: Path, tmp_path: Path) -> None:
     assert bad.stderr.startswith("error: BUNDLE_INVALID: no manifest.json")
 
 
-def _legacy_vocab_json(spm: Path, out: Path) -> Path:
-    """A gluonnlp vocab JSON in the order of KoBERT's separate vocabulary file ([UNK], the
-    specials, then the pieces sorted): ids that differ from the SentencePiece ids."""
-    from model_export.spm_vocab import load_processor, vocab_from_sentencepiece
-
-    vocab = vocab_from_sentencepiece(load_processor(spm))
-    specials = ["[CLS]", "[SEP]", "[MASK]", "[PAD]"]
-    rest = sorted(t for t in vocab.idx_to_token if t not in specials and t != vocab.unknown_token)
-    idx_to_token = [vocab.unknown_token, *specials, *rest]
-    payload = {
-        "idx_to_token": idx_to_token,
-        "token_to_idx": {t: i for i, t in enumerate(idx_to_token)},
-        "reserved_tokens": specials,
-        "unknown_token": vocab.unknown_token,
-        "padding_token": "[PAD]",
-        "bos_token": None,
-        "eos_token": None,
-        "mask_token": "[MASK]",
-        "sep_token": "[SEP]",
-        "cls_token": "[CLS]",
-    }
-    out.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
-    return out
-
-
 def test_a_vocab_json_is_the_authority_for_ids(
     run_cli: Run, tiny_sources: Sources, tmp_path: Path
 ) -> None:
-    vocab = _legacy_vocab_json(tiny_sources.spm, tmp_path / "vocab.json")
+    vocab = legacy_vocab_json(tiny_sources.spm, tmp_path / "vocab.json")
     out = tmp_path / "with-vocab"
     result = run_cli(
         "bundle", *tiny_sources.args(), "--vocab", vocab, "--out", out, "--quantize", "none"
