@@ -27,8 +27,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -44,7 +42,7 @@ from alertfusion.result import (
     Timings,
     WindowResult,
 )
-from alertfusion.sessions import SessionOptions
+from alertfusion.sessions import SessionOptions, Work
 
 if TYPE_CHECKING:
     import numpy as np
@@ -400,7 +398,7 @@ class Engine:
             raise AudioError("no samples to classify", code=ReasonCode.EMPTY_AUDIO)
         concurrent = self.tuning.concurrent
         images = np.empty((n, *cfg.input_shape), dtype=np.float32)
-        work = _Work()
+        work = Work()
         binary: list[np.ndarray | None] = [None] * n
         multiclass: dict[int, np.ndarray] = {}
 
@@ -606,74 +604,6 @@ class _AudioRun:
     features_ms: float
     audio_ms: float
     text_job: _TextJob | None
-
-
-class _Work:
-    """One request's model runs: a queue the calling thread and the engine's worker both
-    drain; `finish` (calling thread) runs what is left and waits for what the worker took."""
-
-    def __init__(self) -> None:
-        self._tasks: deque[Callable[[], None]] = deque()
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._running = 0
-        self._error: BaseException | None = None
-        self._first: float | None = None
-        self._last: float | None = None
-
-    def add(self, task: Callable[[], None]) -> None:
-        with self._lock:
-            self._tasks.append(task)
-
-    def timed(self, fn: Callable[..., np.ndarray], *args: Any) -> np.ndarray:
-        start = time.perf_counter()
-        out = fn(*args)
-        end = time.perf_counter()
-        with self._lock:
-            self._first = start if self._first is None else min(self._first, start)
-            self._last = end if self._last is None else max(self._last, end)
-        return out
-
-    @property
-    def span_ms(self) -> float:
-        """Wall-clock ms from the first model run's start to the last one's end."""
-        if self._first is None or self._last is None:
-            return 0.0
-        return (self._last - self._first) * 1e3
-
-    def drain(self) -> None:
-        while True:
-            with self._lock:
-                if not self._tasks or self._error is not None:
-                    return
-                task = self._tasks.popleft()
-                self._running += 1
-            try:
-                task()
-            except BaseException as exc:
-                with self._lock:
-                    if self._error is None:
-                        self._error = exc
-            finally:
-                with self._lock:
-                    self._running -= 1
-                    self._idle.notify_all()
-
-    def finish(self) -> None:
-        self.drain()
-        with self._lock:
-            while self._running:
-                self._idle.wait()
-            error, self._error = self._error, None
-            if error is not None:
-                self._tasks.clear()
-        if error is not None:
-            raise error
-
-    def abandon(self) -> None:
-        """Drop what has not started (the request failed); what runs finishes on its own."""
-        with self._lock:
-            self._tasks.clear()
 
 
 class _TextJob:

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from alertfusion.errors import BundleError, ReasonCode
@@ -147,23 +148,13 @@ class BundleSessions:
     ) -> None:
         """Create every missing session; with `submit` (a one-thread executor's), on this
         thread and that one, each taking the next model until none is left."""
-        todo = deque(name for name in MODEL_NAMES if not self.loaded(name))
-        lock = threading.Lock()
-
-        def take() -> None:
-            while True:
-                with lock:
-                    if not todo:
-                        return
-                    name = todo.popleft()
-                self.get(name)
-
-        helper = submit(take) if submit is not None and len(todo) > 1 else None
-        try:
-            take()
-        finally:
-            if helper is not None:
-                helper.result()
+        work = Work()
+        todo = [name for name in MODEL_NAMES if not self.loaded(name)]
+        for name in todo:
+            work.add(partial(self.get, name))
+        if submit is not None and len(todo) > 1:
+            submit(work.drain)
+        work.finish()
 
     def _create(self, name: str) -> Any:
         entry: OnnxModel = getattr(self._bundle.manifest.models, name)
@@ -192,3 +183,72 @@ class BundleSessions:
         entry: OnnxModel = getattr(self._bundle.manifest.models, name)
         out = self.get(name).run(entry.output_names[:1], feeds, run_options)
         return out[0]
+
+
+class Work:
+    """Model runs (or session creations) that the calling thread and a helper thread both
+    drain: `add` tasks, hand `drain` to the helper, then `finish` on the calling thread runs
+    what is left, waits for what the helper took and raises the first error."""
+
+    def __init__(self) -> None:
+        self._tasks: deque[Callable[[], None]] = deque()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._running = 0
+        self._error: BaseException | None = None
+        self._first: float | None = None
+        self._last: float | None = None
+
+    def add(self, task: Callable[[], None]) -> None:
+        with self._lock:
+            self._tasks.append(task)
+
+    def timed(self, fn: Callable[..., np.ndarray], *args: Any) -> np.ndarray:
+        start = time.perf_counter()
+        out = fn(*args)
+        end = time.perf_counter()
+        with self._lock:
+            self._first = start if self._first is None else min(self._first, start)
+            self._last = end if self._last is None else max(self._last, end)
+        return out
+
+    @property
+    def span_ms(self) -> float:
+        """Wall-clock ms from the first model run's start to the last one's end."""
+        if self._first is None or self._last is None:
+            return 0.0
+        return (self._last - self._first) * 1e3
+
+    def drain(self) -> None:
+        while True:
+            with self._lock:
+                if not self._tasks or self._error is not None:
+                    return
+                task = self._tasks.popleft()
+                self._running += 1
+            try:
+                task()
+            except BaseException as exc:
+                with self._lock:
+                    if self._error is None:
+                        self._error = exc
+            finally:
+                with self._lock:
+                    self._running -= 1
+                    self._idle.notify_all()
+
+    def finish(self) -> None:
+        self.drain()
+        with self._lock:
+            while self._running:
+                self._idle.wait()
+            error, self._error = self._error, None
+            if error is not None:
+                self._tasks.clear()
+        if error is not None:
+            raise error
+
+    def abandon(self) -> None:
+        """Drop what has not started (the request failed); what runs finishes on its own."""
+        with self._lock:
+            self._tasks.clear()
