@@ -67,7 +67,7 @@ from model_export.quantize import (
     TEXT_QUANT_CONFIG,
     agreement_report,
     enforce_threshold,
-    quantize_audio_static,
+    quantize_audio_model,
     quantize_text_dynamic,
 )
 from model_export.tokenizer import TokenizerArtifacts, convert_tokenizer
@@ -135,6 +135,7 @@ class _Built:
     parity: float
     quantization: Literal["none", "int8_dynamic", "int8_static_qdq"] = "none"
     report: QuantizationReport | None = None
+    detail: str = ""  # how it was quantized, for the manifest's notes
 
 
 def check_output(out: Path, *, force: bool) -> None:
@@ -289,8 +290,9 @@ def _build_audio(
         return _Built(final, parity)
     assert cal is not None  # checked before any work
     progress(f"{name}: static int8 (QDQ), calibrating on {len(cal.images)} images")
-    quantize_audio_static(fp32, final, cal.images, work=work)
     reference = run_audio(ort_session(fp32), cal.images)
+    kept = quantize_audio_model(fp32, final, cal.images, reference, work=work)
+    progress(f"{name}: {kept.describe()}")
     quantized = run_audio(ort_session(final), cal.images)
     report = agreement_report(
         reference, quantized, method="static_qdq", threshold=options.threshold
@@ -300,7 +302,7 @@ def _build_audio(
         f"images, max probability shift {report.max_probability_shift:.4f}"
     )
     enforce_threshold(name, report)
-    return _Built(final, parity, "int8_static_qdq", report)
+    return _Built(final, parity, "int8_static_qdq", report, kept.describe())
 
 
 def _build_text(
@@ -484,8 +486,11 @@ def _build_bundle(
         built["text"] = _build_text(
             text_model, tokenizer, texts, options, partial, work, progress, notes
         )
-        if any(options.int8(n) for n in ("audio_binary", "audio_multiclass")):
-            notes["audio_int8"] = AUDIO_QUANT_CONFIG
+        audio_int8 = [n for n in ("audio_binary", "audio_multiclass") if options.int8(n)]
+        if audio_int8:
+            notes["audio_int8"] = "; ".join(
+                [AUDIO_QUANT_CONFIG, *(f"{n}: {built[n].detail}" for n in audio_int8)]
+            )
         if options.int8("text"):
             notes["text_int8"] = TEXT_QUANT_CONFIG
         notes["audio_graph"] = (

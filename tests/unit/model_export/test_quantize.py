@@ -26,7 +26,10 @@ from model_export.onnx_export import (
 from model_export.quantize import (
     agreement_report,
     batchnorm_as_depthwise_conv,
+    block_range_overrides,
+    centred_logit_error,
     enforce_threshold,
+    quantize_audio_model,
     quantize_audio_static,
     quantize_text_dynamic,
     softmax,
@@ -68,6 +71,33 @@ def test_threshold_refusal_names_the_model_and_the_way_out() -> None:
     enforce_threshold("text", report.model_copy(update={"threshold": 0.75}))  # equal passes
 
 
+def concats_copy(graph: onnx.GraphProto) -> bool:
+    """Whether every Concat's inputs are dequantized with the scale and zero point its output
+    is quantized with (ONNX Runtime's QLinearConcat then copies bytes)."""
+    constants = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def params(node: onnx.NodeProto) -> tuple[float, int]:
+        return float(constants[node.input[1]]), int(constants[node.input[2]])
+
+    quantized_as = {n.input[0]: params(n) for n in graph.node if n.op_type == "QuantizeLinear"}
+    concats = [n for n in graph.node if n.op_type == "Concat"]
+    assert len(concats) >= 4
+    for concat in concats:
+        assert all(producer[i].op_type == "DequantizeLinear" for i in concat.input)
+        if {params(producer[i]) for i in concat.input} != {quantized_as[concat.output[0]]}:
+            return False
+    return True
+
+
+def test_centred_logit_error_ignores_a_rows_shift() -> None:
+    fp32 = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    assert centred_logit_error(fp32, fp32 + 5.0) == 0.0
+    int8 = np.array([[1.0, 2.0, 3.6], [0.3, 0.0, 0.0]])  # centred changes: 0.2 x2, 0.4; 0.2, 0.1 x2
+    assert centred_logit_error(fp32, int8) == pytest.approx((0.2 + 0.2 + 0.4 + 0.2 + 0.1 + 0.1) / 6)
+    assert centred_logit_error(fp32, np.array([[np.nan, 0, 0], [0, 0, 0]])) == float("inf")
+
+
 @pytest.fixture(scope="module")
 def calibration() -> np.ndarray:
     return calibration_images(SAMPLES, AudioPreprocessing()).images
@@ -94,6 +124,10 @@ def test_static_qdq_quantization_of_a_trained_like_densenet(
     int8_weights = [i for i in graph.initializer if i.data_type == onnx.TensorProto.INT8]
     assert len(int8_weights) >= 20  # every convolution's weights
     assert [i.name for i in graph.input] == ["image"]
+    # one range per dense block: every Concat copies bytes, none requantizes
+    assert concats_copy(graph)
+    # the logits are the classifier's float output, not 256 levels
+    assert next(n for n in graph.node if "logits" in n.output).op_type == "Gemm"
     report = agreement_report(
         run_audio(ort_session(fp32), calibration),
         run_audio(ort_session(int8), calibration),
@@ -103,6 +137,62 @@ def test_static_qdq_quantization_of_a_trained_like_densenet(
     assert report.n_inputs == len(calibration)
     assert report.top1_agreement >= 0.9
     assert not list(tmp_path.glob("*.pre.onnx"))  # the pre-processed copy is cleaned up
+
+
+@pytest.mark.parametrize("seed", [2, 3])  # on this machine: shared kept, per-tensor kept
+def test_the_layout_kept_is_the_one_closer_to_fp32(
+    calibration: np.ndarray, tmp_path: Path, seed: int
+) -> None:
+    cal = calibration_images(SAMPLES, AudioPreprocessing())
+    with compute_threads(1):
+        model = demo_densenet("tiny", 2, seed=seed, cal=cal, recipe=RECIPES["tiny"])
+    fp32, out, work = tmp_path / "fp32.onnx", tmp_path / "int8.onnx", tmp_path / "work"
+    work.mkdir()
+    export_audio_model(model, fp32, (1, 192, 64))
+    reference = run_audio(ort_session(fp32), calibration)
+    kept = quantize_audio_model(fp32, out, calibration, reference, work=work)
+    assert kept.per_tensor_error is not None
+    got = centred_logit_error(reference, run_audio(ort_session(out), calibration))
+    assert got == pytest.approx(kept.error, rel=1e-6)  # the file kept is the one measured
+    if kept.shared_block_ranges:
+        assert kept.error <= kept.per_tensor_error
+    else:
+        assert kept.error < kept.per_tensor_error
+    assert concats_copy(onnx.load(str(out)).graph) == kept.shared_block_ranges
+    assert not list(work.iterdir())  # the other candidate and the intermediates are gone
+
+
+def test_block_ranges_are_the_union_of_the_joined_tensors_ranges(tmp_path: Path) -> None:
+    """a = relu(image), b = image * -0.5, pooled = maxpool(b), c = concat(a, pooled): a, b,
+    pooled and c share one range, the union of theirs (a reaches 9, b goes down to -4.5:
+    neither alone); y = image * 3 keeps its own."""
+    from onnx import TensorProto, helper
+
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 2, 4, 4])
+    c = helper.make_tensor_value_info("c", TensorProto.FLOAT, None)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    constants = [
+        onnx.numpy_helper.from_array(np.array(v, dtype=np.float32), name)
+        for name, v in (("minus_half", -0.5), ("three", 3.0))
+    ]
+    nodes = [
+        helper.make_node("Relu", ["image"], ["a"]),
+        helper.make_node("Mul", ["image", "minus_half"], ["b"]),
+        helper.make_node("MaxPool", ["b"], ["pooled"], kernel_shape=[1, 1]),
+        helper.make_node("Concat", ["a", "pooled"], ["c"], axis=1),
+        helper.make_node("Mul", ["image", "three"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "g", [image], [c, y], initializer=constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    images = np.random.default_rng(0).uniform(-2.0, 2.0, (5, 2, 4, 4)).astype(np.float32)
+    images[2, 0, 0, 0], images[3, 1, 2, 2] = 9.0, -3.0
+    overrides = block_range_overrides(path, images, work=tmp_path)
+    assert set(overrides) == {"a", "b", "pooled", "c"}
+    want = [{"rmin": np.float32(-4.5), "rmax": np.float32(9.0)}]
+    assert all(v == want for v in overrides.values()), overrides
+    assert not list(tmp_path.glob("*.ranges.onnx"))
 
 
 def test_batchnorms_become_equal_depthwise_convolutions(
