@@ -3,7 +3,8 @@
     python -m bench.worker ours|seed LOCATION
 
 Requests (one JSON object per line on stdin), answers on stdout:
-    {"op": "latency", "file": F, "n": N, "text": T}  -> {"ms": [N wall-clock times]}
+    {"op": "latency", "file": F, "n": N, "text": T}
+        -> {"ms": [N wall-clock times], "stages": [N stage timings (ours; [] for the seed)]}
     {"op": "throughput", "dir": D, "text": T, "concurrency": C} -> {"seconds": s, "clips": n}
     {"op": "rss"} -> {"peak_rss_mb": m}
     {"op": "exit"}
@@ -35,12 +36,15 @@ def peak_rss_mb() -> float:
 def _latency(path: Any, request: dict[str, Any]) -> dict[str, Any]:
     data = Path(request["file"]).read_bytes()
     text = request.get("text")
-    times = []
+    times, stages = [], []
     for _ in range(int(request["n"])):
         start = time.perf_counter()
-        path.classify(data, text)
+        result = path.classify(data, text)
         times.append((time.perf_counter() - start) * 1e3)
-    return {"ms": times}
+        timings = getattr(result, "timings", None)  # the engine's own stage timings
+        if timings is not None:
+            stages.append(timings.model_dump())
+    return {"ms": times, "stages": stages}
 
 
 def _throughput(path: Any, request: dict[str, Any]) -> dict[str, Any]:

@@ -11,11 +11,26 @@ import pytest
 
 from bench import deps
 from bench.clips import BENCH_TEXT, THROUGHPUT_CLIPS, write_clips
-from bench.run import TARGETS, Worker, check_targets, percentile, summary, table
+from bench.run import (
+    TARGETS,
+    Worker,
+    check_targets,
+    percentile,
+    stage_medians,
+    summary,
+    table,
+)
 from tests.conftest import REPO
 from tests.unit.engine.conftest import HELP_WAV
 
 pytestmark = pytest.mark.unit
+
+
+def test_stage_medians_are_per_stage() -> None:
+    stages = [{"decode_ms": 1.0, "total_ms": 9.0}, {"decode_ms": 3.0, "total_ms": 5.0}]
+    stages.append({"decode_ms": 2.0, "total_ms": 7.0})
+    assert stage_medians(stages) == {"decode_ms": 2.0, "total_ms": 7.0}
+    assert stage_medians([]) == {}
 
 
 def test_percentiles() -> None:
@@ -115,8 +130,14 @@ def test_a_worker(tiny_bundle: Path) -> None:
     worker = Worker("ours", tiny_bundle)
     try:
         assert worker.ready["ready"] is True
-        times = worker.ask(op="latency", file=str(HELP_WAV), n=3, text=BENCH_TEXT)["ms"]
+        answer = worker.ask(op="latency", file=str(HELP_WAV), n=3, text=BENCH_TEXT)
+        times, stages = answer["ms"], answer["stages"]
         assert len(times) == 3 and all(t > 0 for t in times)
+        # the engine's own timings of the same requests: decoding took time, total <= wall
+        assert len(stages) == 3
+        assert all(
+            0 < s["decode_ms"] <= s["total_ms"] <= t for s, t in zip(stages, times, strict=True)
+        )
         assert worker.ask(op="rss")["peak_rss_mb"] > 20
         assert "error" in worker.ask(op="nonsense")
     finally:
