@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +139,8 @@ class AudioQuantization:
     shared_block_ranges: bool  # the layout kept
     error: float  # the kept model's centred logit error
     other_error: float | None  # the other layout's (None: no blocks, nothing was compared)
+    #: the kept model's logits on the images (for the agreement report: not run again)
+    logits: np.ndarray = field(repr=False, compare=False)
 
     def describe(self) -> str:
         if self.other_error is None:
@@ -173,18 +175,20 @@ def quantize_audio_model(
         Path(work) / f"{Path(out).stem}.plain.onnx",
     )
     if not quantize_audio_static(fp32, shared, images, work=work, shared_block_ranges=True):
-        error = centred_logit_error(reference, run_audio(ort_session(shared), images))
+        logits = run_audio(ort_session(shared), images)
         shutil.move(shared, out)
-        return AudioQuantization(False, error, None)
+        return AudioQuantization(False, centred_logit_error(reference, logits), None, logits)
     quantize_audio_static(fp32, plain, images, work=work, shared_block_ranges=False)
-    shared_error = centred_logit_error(reference, run_audio(ort_session(shared), images))
-    plain_error = centred_logit_error(reference, run_audio(ort_session(plain), images))
+    shared_logits = run_audio(ort_session(shared), images)
+    plain_logits = run_audio(ort_session(plain), images)
+    shared_error = centred_logit_error(reference, shared_logits)
+    plain_error = centred_logit_error(reference, plain_logits)
     keep_shared = shared_error <= plain_error
     shutil.move(shared if keep_shared else plain, out)
     (plain if keep_shared else shared).unlink()
     if keep_shared:
-        return AudioQuantization(True, shared_error, plain_error)
-    return AudioQuantization(False, plain_error, shared_error)
+        return AudioQuantization(True, shared_error, plain_error, shared_logits)
+    return AudioQuantization(False, plain_error, shared_error, plain_logits)
 
 
 #: ops whose quantized output ONNX Runtime gives its input's scale and zero point

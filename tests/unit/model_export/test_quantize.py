@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from alertfusion.manifest import AudioPreprocessing
-from model_export.calibration import calibration_images, calibration_texts
+from model_export.calibration import CalibrationImages, calibration_images, calibration_texts
 from model_export.demo import RECIPES, demo_densenet
 from model_export.errors import ExportError, ExportReason
 from model_export.kobert import KoBertClassifier, kobert_config
@@ -99,14 +99,19 @@ def test_centred_logit_error_ignores_a_rows_shift() -> None:
 
 
 @pytest.fixture(scope="module")
-def calibration() -> np.ndarray:
-    return calibration_images(SAMPLES, AudioPreprocessing()).images
+def calibration_set() -> CalibrationImages:
+    return calibration_images(SAMPLES, AudioPreprocessing())
+
+
+@pytest.fixture(scope="module")
+def calibration(calibration_set: CalibrationImages) -> np.ndarray:
+    return calibration_set.images
 
 
 def test_static_qdq_quantization_of_a_trained_like_densenet(
-    calibration: np.ndarray, tmp_path: Path
+    calibration: np.ndarray, calibration_set: CalibrationImages, tmp_path: Path
 ) -> None:
-    cal = calibration_images(SAMPLES, AudioPreprocessing())
+    cal = calibration_set
     with compute_threads(1):
         model = demo_densenet("tiny", 6, seed=2, cal=cal, recipe=RECIPES["tiny"])
     fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
@@ -141,9 +146,9 @@ def test_static_qdq_quantization_of_a_trained_like_densenet(
 
 @pytest.mark.parametrize("seed", [2, 3])  # on this machine: shared kept, per-tensor kept
 def test_the_layout_kept_is_the_one_closer_to_fp32(
-    calibration: np.ndarray, tmp_path: Path, seed: int
+    calibration: np.ndarray, calibration_set: CalibrationImages, tmp_path: Path, seed: int
 ) -> None:
-    cal = calibration_images(SAMPLES, AudioPreprocessing())
+    cal = calibration_set
     with compute_threads(1):
         model = demo_densenet("tiny", 2, seed=seed, cal=cal, recipe=RECIPES["tiny"])
     fp32, out, work = tmp_path / "fp32.onnx", tmp_path / "int8.onnx", tmp_path / "work"
@@ -152,7 +157,9 @@ def test_the_layout_kept_is_the_one_closer_to_fp32(
     reference = run_audio(ort_session(fp32), calibration)
     kept = quantize_audio_model(fp32, out, calibration, reference, work=work)
     assert kept.other_error is not None
-    got = centred_logit_error(reference, run_audio(ort_session(out), calibration))
+    logits = run_audio(ort_session(out), calibration)
+    np.testing.assert_array_equal(kept.logits, logits)  # the logits handed back are the file's
+    got = centred_logit_error(reference, logits)
     assert got == pytest.approx(kept.error, rel=1e-6)  # the file kept is the one measured
     if kept.shared_block_ranges:
         assert kept.error <= kept.other_error
@@ -196,14 +203,14 @@ def test_block_ranges_are_the_union_of_the_joined_tensors_ranges(tmp_path: Path)
 
 
 def test_batchnorms_become_equal_depthwise_convolutions(
-    calibration: np.ndarray, tmp_path: Path
+    calibration: np.ndarray, calibration_set: CalibrationImages, tmp_path: Path
 ) -> None:
     """The rewrite is exact in fp32: the same logits (to float rounding) with no
     BatchNormalization left; trained-like running statistics, so the affine is not the
     identity."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    cal = calibration_images(SAMPLES, AudioPreprocessing())
+    cal = calibration_set
     with compute_threads(1):
         model = demo_densenet("tiny", 6, seed=3, cal=cal, recipe=RECIPES["tiny"])
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
