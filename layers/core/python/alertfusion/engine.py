@@ -58,6 +58,9 @@ if TYPE_CHECKING:
 # fights ONNX Runtime's threads for the cores; effective only if numpy is not imported yet
 # (the CLI and the benchmark set it before anything else; Lambda sets it in the environment).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# tokenizers runs even a one-text batch on its own thread pool unless told not to (a thread
+# hand-off per request, and a pool that spins beside the models); read at every call
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 Gate = Literal["binary", "none"]
 _GATES: tuple[str, ...] = ("binary", "none")
@@ -227,41 +230,48 @@ class Engine:
         started = time.perf_counter()
         _check_gate(gate)
         use_gate: Gate = gate or self.gate
-        encoded, no_text_detail = self._encode_text(text)
+        transcript, no_text_detail = self._check_text(text)
         concurrent = self.tuning.concurrent
         text_job: _TextJob | None = None
         if (
-            encoded is not None
+            transcript is not None
             and concurrent
             and (use_gate == "none" or self.tuning.speculative_text)
         ):
-            # the text model does not depend on the audio: it runs beside decoding
-            text_job = _TextJob(self, encoded)
+            # the text model does not depend on the audio: tokenizing and the model run beside
+            # decoding (tokenizing first in a request took 0.27 ms, its tables evicted from
+            # the cache by the previous request's models: the worker has that time to spare)
+            text_job = _TextJob(self, transcript)
         try:
             t = time.perf_counter()
             decoded = self._decode(audio, filename)
             decode_ms = _ms(t)
             samples, dropped_tail_s = self._scored_samples(decoded.samples)
-            run = self._run_audio(samples, use_gate, encoded, text_job)
+            run = self._run_audio(samples, use_gate, transcript, text_job)
             text_job = run.text_job
         except BaseException:
             if text_job is not None:
                 text_job.cancel()
             raise
 
+        encoded: EncodedText | None = None
         text_logits: np.ndarray | None = None
         text_ms = 0.0
         skipped: str | None = None
-        if encoded is None:
+        if transcript is None:
             skipped = "NO_TEXT"
         elif not run.audio_logits:
             skipped = "GATE_REGULAR"
             if text_job is not None:
                 text_job.cancel()
+            # still tokenized: the result tells the token count, or that there were no words
+            encoded = self._text_encoder().encode(transcript)
         elif text_job is not None:
-            text_logits, text_ms = text_job.result()
+            encoded, text_logits, text_ms = text_job.result()
         else:
-            text_logits, text_ms = self._run_text(encoded)
+            encoded, text_logits, text_ms = self._run_text(transcript)
+        if transcript is not None and encoded is None:
+            skipped, no_text_detail = "NO_TEXT", _NO_WORDS
         gate_logits, audio_logits = run.gate_logits, run.audio_logits
         features_ms, audio_ms = run.features_ms, run.audio_ms
         spans_s = run.spans_s
@@ -301,8 +311,13 @@ class Engine:
             ),
         )
 
-    def _encode_text(self, text: str | None) -> tuple[EncodedText | None, str | None]:
-        """The text model's inputs, or None and why there are none."""
+    def _check_text(self, text: str | None) -> tuple[str | None, str | None]:
+        """The transcript to tokenize, or None and why there is none. Checked here, on the
+        calling thread, so bad text is refused before any work starts; tokenizing is part of
+        the text model's run (`_run_text`). Text the normaliser empties entirely (zero-width
+        characters only) is found there and reported like no text (`_NO_WORDS`)."""
+        from alertfusion.text import TextEncoder
+
         if text is None:
             return None, "no transcript was given"
         if not isinstance(text, str):
@@ -313,11 +328,10 @@ class Engine:
                 code=ReasonCode.TEXT_TOO_LONG,
                 details={"chars": len(text), "max_chars": self.max_text_chars},
             )
-        encoded = self._text_encoder().encode(text)
-        if encoded is None:
-            what = "empty" if not text else "whitespace only" if text.isspace() else "no words"
-            return None, f"the transcript is {what}"
-        return encoded, None
+        TextEncoder.check(text)
+        if not text or text.isspace():
+            return None, f"the transcript is {'empty' if not text else 'whitespace only'}"
+        return text, None
 
     def _decode(
         self,
@@ -373,7 +387,7 @@ class Engine:
         self,
         samples: np.ndarray,
         gate: Gate,
-        encoded: EncodedText | None,
+        transcript: str | None,
         text_job: _TextJob | None,
     ) -> _AudioRun:
         """Feature images window by window, and the audio models on them.
@@ -439,8 +453,8 @@ class Engine:
                         0
                     ]
                 ]
-                if keep and encoded is not None and text_job is None and concurrent:
-                    text_job = _TextJob(self, encoded)
+                if keep and transcript is not None and text_job is None and concurrent:
+                    text_job = _TextJob(self, transcript)
                 for k in keep:
                     work.add(partial(run_multiclass, k))
                 if concurrent and len(keep) > 1:
@@ -468,17 +482,24 @@ class Engine:
             text_job=text_job,
         )
 
-    def _run_text(self, encoded: EncodedText, run_options: Any = None) -> tuple[np.ndarray, float]:
+    def _run_text(
+        self, transcript: str, run_options: Any = None
+    ) -> tuple[EncodedText | None, np.ndarray | None, float]:
+        """Tokenize a checked transcript and run the text model: (inputs, logits, ms), or
+        (None, None, 0.0) when tokenizing leaves no words."""
         from alertfusion.fusion import check_logits
 
         start = time.perf_counter()
+        encoded = self._text_encoder().encode(transcript)
+        if encoded is None:
+            return None, None, 0.0
         entry = self.manifest.models.text
         feeds = encoded.feeds()
         logits = self._sessions.run(
             "text", {name: feeds[name] for name in entry.input_names}, run_options
         )
         check_logits("text", logits, 1, len(entry.labels))
-        return logits[0], _ms(start)
+        return encoded, logits[0], _ms(start)
 
     # ---------------------------------------------------------------------------------------
     # the result
@@ -610,20 +631,20 @@ class _TextJob:
     """The text model submitted to the engine's worker; `cancel` stops it even mid-run
     (ONNX Runtime checks the run's terminate flag between operators)."""
 
-    def __init__(self, engine: Engine, encoded: EncodedText) -> None:
+    def __init__(self, engine: Engine, transcript: str) -> None:
         import onnxruntime as ort
 
         self._engine = engine
-        self._encoded = encoded
+        self._transcript = transcript
         self._run_options = ort.RunOptions()
-        self._future: Future[tuple[np.ndarray, float]] = engine._executor().submit(
-            engine._run_text, encoded, self._run_options
+        self._future: Future[tuple[EncodedText | None, np.ndarray | None, float]] = (
+            engine._executor().submit(engine._run_text, transcript, self._run_options)
         )
 
-    def result(self) -> tuple[np.ndarray, float]:
+    def result(self) -> tuple[EncodedText | None, np.ndarray | None, float]:
         if self._future.cancel():
             # still queued (the worker serves another request): run it here instead
-            return self._engine._run_text(self._encoded)
+            return self._engine._run_text(self._transcript)
         return self._future.result()
 
     def cancel(self) -> None:
@@ -675,6 +696,9 @@ def reset_engine() -> None:
 
 # -------------------------------------------------------------------------------------------
 # helpers
+
+#: why a transcript that tokenizes to nothing (zero-width characters only) counts as no text
+_NO_WORDS = "the transcript has no words"
 
 
 def _check_gate(gate: object) -> None:

@@ -87,6 +87,7 @@ class Timings(_Model):
     decode_ms: float = 0.0
     features_ms: float = 0.0
     audio_models_ms: float = 0.0
+    #: tokenizing and the text model (on the engine's worker, beside the audio stages)
     text_model_ms: float = 0.0
     fusion_ms: float = 0.0
     total_ms: float = 0.0
