@@ -83,6 +83,8 @@ def test_fp32_round_trip_from_original_checkpoints_matches_pytorch(
         assert entry.quantization == "none" and entry.quantization_report is None
         assert entry.parity_max_abs_diff is not None and entry.parity_max_abs_diff <= 1e-4
         assert entry.source_checkpoint_sha256 == sha256_file(path)
+        graph = onnx.load(str(fp32_bundle / entry.file)).graph
+        assert all(len(n.input) == 2 for n in graph.node if n.op_type == "Concat")  # chained
     text = load_kobert_checkpoint(
         tiny_sources.text, vocab_size=tiny_sources.vocab_size, size="tiny"
     )

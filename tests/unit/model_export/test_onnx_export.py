@@ -3,6 +3,7 @@ refuses an export that does not compute what PyTorch computes."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from model_export.errors import ExportError, ExportReason
 from model_export.kobert import KoBertClassifier, kobert_config
 from model_export.onnx_export import (
     audio_parity,
+    chain_concat_file,
+    chain_concats,
     export_audio_model,
     export_text_model,
     optimize_text_graph,
@@ -61,6 +64,52 @@ def test_audio_graph_contract(audio: tuple[DenseNet121, Path]) -> None:
     assert image.name == "image" and dims == ["batch", 1, 192, 64]
     assert image.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert [o.name for o in model.graph.output] == ["logits"]
+
+
+def test_chained_dense_block_concats_change_nothing(
+    audio: tuple[DenseNet121, Path], tmp_path: Path
+) -> None:
+    _, path = audio
+    raw = [n for n in onnx.load(str(path)).graph.node if n.op_type == "Concat"]
+    assert max(len(n.input) for n in raw) > 2  # timm's torch.cat of every earlier feature
+    chained = tmp_path / "chained.onnx"
+    shutil.copy(path, chained)
+    assert chain_concat_file(chained) > 0
+    concats = [n for n in onnx.load(str(chained)).graph.node if n.op_type == "Concat"]
+    # tiny DenseNet, blocks of 2 layers: the first layer's one-input Concat is gone
+    assert all(len(n.input) == 2 for n in concats) and len(concats) == len(raw) - 4
+    images = np.random.default_rng(3).standard_normal((2, 1, 192, 64)).astype(np.float32)
+    np.testing.assert_array_equal(
+        run_audio(ort_session(chained), images), run_audio(ort_session(path), images)
+    )
+
+
+def test_chain_concats_on_a_hand_built_graph() -> None:
+    from onnx import TensorProto, helper
+
+    def concat(inputs: list[str], out: str, axis: int = 1) -> onnx.NodeProto:
+        return helper.make_node("Concat", inputs, [out], axis=axis)
+
+    info = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in "abc"]
+    graph = helper.make_graph(
+        [
+            concat(["a"], "a1"),  # a copy: dropped, its readers read a
+            concat(["a1", "b"], "ab"),
+            concat(["a", "b", "c"], "abc"),  # -> Concat(ab, c)
+            concat(["a", "b", "c"], "abc0", axis=0),  # another axis: left alone
+            helper.make_node("Relu", ["a1"], ["r"]),
+            concat(["r"], "out"),  # a graph output: kept
+        ],
+        "g",
+        info,
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("abc", "abc0", "out")],
+    )
+    assert chain_concats(graph) == 2
+    nodes = {n.output[0]: list(n.input) for n in graph.node}
+    assert "a1" not in nodes
+    assert nodes["ab"] == ["a", "b"] and nodes["abc"] == ["ab", "c"]
+    assert nodes["abc0"] == ["a", "b", "c"] and nodes["r"] == ["a"] and nodes["out"] == ["r"]
+    assert chain_concats(graph) == 0  # nothing left to chain
 
 
 def test_audio_dynamic_batch_matches_pytorch(audio: tuple[DenseNet121, Path]) -> None:
