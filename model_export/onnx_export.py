@@ -138,6 +138,7 @@ def chain_concats(graph: onnx.GraphProto) -> int:
     made: dict[tuple[int, tuple[str, ...]], str] = {}
     kept = []
     changed = 0
+    outputs = {o.name for o in graph.output}
     for node in graph.node:
         for k, name in enumerate(node.input):
             if name in rename:
@@ -147,7 +148,7 @@ def chain_concats(graph: onnx.GraphProto) -> int:
             continue
         axis = next(a.i for a in node.attribute if a.name == "axis")
         inputs = tuple(node.input)
-        if len(inputs) == 1 and node.output[0] not in {o.name for o in graph.output}:
+        if len(inputs) == 1 and node.output[0] not in outputs:
             rename[node.output[0]] = inputs[0]
             changed += 1
             continue

@@ -86,17 +86,14 @@ class TextEncoder:
         """The model inputs for `text`, truncated to `max_len` tokens; None when there is no
         text: None, empty, whitespace only, or nothing the normaliser keeps (e.g. only
         zero-width characters), so the caller can skip the text model instead of scoring an
-        empty [CLS] [SEP]."""
-        if text is None:
-            return None
-        self.check(text)
-        if not text or text.isspace():
-            return None
-        # encode_batch releases the GIL while it works, encode does not: the engine tokenizes
-        # on its worker thread while the calling thread decodes audio, and with encode the
-        # decoding waited (measured: 0.3 ms more per request). TOKENIZERS_PARALLELISM=false
-        # (the engine's default) keeps a one-text batch on this thread.
-        return self._arrays(self._tokenizer.encode_batch([text])[0])
+        empty [CLS] [SEP].
+
+        One text through `encode_batch`: tokenizers' batch call releases the GIL while it
+        works, its single-text `encode` does not, and the engine tokenizes on its worker thread
+        while the calling thread decodes audio (with `encode` the decoding waited: 0.3 ms more
+        per request). TOKENIZERS_PARALLELISM=false (the engine's default) keeps a one-text
+        batch on the calling thread."""
+        return self.encode_batch([text])[0]
 
     def encode_batch(self, texts: list[str | None]) -> list[EncodedText | None]:
         """`encode` for several texts at once (one call into tokenizers for the non-empty)."""
