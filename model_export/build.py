@@ -61,7 +61,7 @@ from model_export.onnx_export import (
     run_text,
     text_parity,
 )
-from model_export.progress import Progress
+from model_export.progress import Progress, summarize
 from model_export.quantize import (
     AUDIO_QUANT_CONFIG,
     DEFAULT_THRESHOLD,
@@ -299,10 +299,7 @@ def _build_audio(
     report = agreement_report(
         reference, kept.logits, method="static_qdq", threshold=options.threshold
     )
-    progress(
-        f"{name}: int8 agrees with fp32 on {report.top1_agreement:.2%} of {report.n_inputs} "
-        f"images, max probability shift {report.max_probability_shift:.4f}"
-    )
+    progress(f"{name}: {summarize(report)}")
     enforce_threshold(name, report)
     return _Built(final, parity, "int8_static_qdq", report, kept.describe())
 
@@ -356,10 +353,7 @@ def _build_text(
     reference = run_text(ort_session(graph), sequences, pad_id=tokenizer.pad_id)
     quantized = run_text(ort_session(final), sequences, pad_id=tokenizer.pad_id)
     report = agreement_report(reference, quantized, method="dynamic", threshold=options.threshold)
-    progress(
-        f"text: int8 agrees with fp32 on {report.top1_agreement:.2%} of {report.n_inputs} "
-        f"texts, max probability shift {report.max_probability_shift:.4f}"
-    )
+    progress(f"text: {summarize(report)}")
     enforce_threshold(name, report)
     return _Built(final, parity, "int8_dynamic", report)
 

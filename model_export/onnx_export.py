@@ -210,10 +210,13 @@ def optimize_text_graph(
     return {name: int(count) for name, count in stats.items() if count}
 
 
-def ort_session(path: Path, *, threads: int = 0) -> ort.InferenceSession:
-    """A CPU session with ONNX Runtime's default (full) graph optimisations."""
+def ort_session(path: Path, *, threads: int = 0, reference: bool = False) -> ort.InferenceSession:
+    """A CPU session with ONNX Runtime's default (full) graph optimisations; `reference`: with
+    none, so a QDQ graph runs through float kernels instead of this CPU's int8 kernels."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if reference:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     # no busy-waiting: on a shared machine spinning threads slow everyone down
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     threads = threads or _ort_threads

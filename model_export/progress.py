@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from alertfusion.manifest import Manifest
+from alertfusion.manifest import Manifest, QuantizationReport
 
 
 class Progress:
@@ -56,11 +56,7 @@ def format_summary(manifest: Manifest, directory: str, seconds: float) -> str:
         line = f"  {name:<17} {entry.file:<22} {size:>9}  {entry.quantization:<16} {parity}"
         report = entry.quantization_report
         if report is not None:
-            line += (
-                f"  int8 agreement {report.top1_agreement:.2%} on {report.n_inputs} inputs"
-                f" (threshold {report.threshold:.0%}), max prob shift "
-                f"{report.max_probability_shift:.4f}"
-            )
+            line += f"  {summarize(report)}"
         lines.append(line)
     lines.append(
         f"  tokenizer         {manifest.text.tokenizer_file:<22} vocab {manifest.text.vocab_size}, "
@@ -68,3 +64,22 @@ def format_summary(manifest: Manifest, directory: str, seconds: float) -> str:
     )
     lines.append(f"  models total {_mb(total)}; built in {seconds:.1f} s")
     return "\n".join(lines)
+
+
+def summarize(report: QuantizationReport) -> str:
+    """One line: agreement among the decisive inputs, near ties, the largest errors."""
+    if report.n_decisive is None:  # a bundle built before the margin rule
+        return (
+            f"int8 agreement {report.top1_agreement:.2%} on {report.n_inputs} inputs, "
+            f"max prob shift {report.max_probability_shift:.4f}"
+        )
+    agreement = (
+        "none decisive"
+        if report.decisive_agreement is None
+        else f"{report.decisive_agreement:.2%} agree"
+    )
+    return (
+        f"int8 vs fp32 on {report.n_inputs} inputs: {report.n_decisive} decisive ({agreement}), "
+        f"{report.near_ties} near ties (threshold {report.threshold:.0%}); max logit error "
+        f"{report.max_logit_error or 0.0:.3g}, max prob shift {report.max_probability_shift:.4f}"
+    )

@@ -46,7 +46,6 @@ refused (QUANTIZATION_REFUSED); the user can keep that model in fp32 instead.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +62,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from alertfusion.agreement import judge_logits
 from alertfusion.manifest import QuantizationReport
 from model_export.errors import ExportError, ExportReason
 from model_export.onnx_export import (
@@ -399,43 +399,55 @@ def agreement_report(
     method: str,
     threshold: float,
 ) -> QuantizationReport:
-    """Top-1 agreement and the largest probability shift of int8 against fp32."""
+    """int8 against fp32 judged by margins (alertfusion.agreement, leave one out): an input's
+    top-1 must agree where fp32's margin is beyond the int8 error of the other inputs."""
     if fp32_logits.shape != int8_logits.shape or fp32_logits.ndim != 2 or not len(fp32_logits):
         raise ValueError(f"logit shapes differ: {fp32_logits.shape} vs {int8_logits.shape}")
-    agree = float((fp32_logits.argmax(axis=1) == int8_logits.argmax(axis=1)).mean())
-    shift = float(np.abs(softmax(fp32_logits) - softmax(int8_logits)).max())
+    n = len(fp32_logits)
     if not np.isfinite(int8_logits).all():
-        agree, shift = 0.0, 1.0
+        return QuantizationReport(
+            method=method,  # type: ignore[arg-type]
+            n_inputs=n,
+            top1_agreement=0.0,
+            max_probability_shift=1.0,
+            threshold=threshold,
+            n_decisive=n,
+            decisive_agreement=0.0,
+            near_ties=0,
+        )
+    judged = judge_logits(fp32_logits, int8_logits)
     return QuantizationReport(
         method=method,  # type: ignore[arg-type]
-        n_inputs=len(fp32_logits),
-        top1_agreement=agree,
-        max_probability_shift=shift,
+        n_inputs=n,
+        top1_agreement=float((fp32_logits.argmax(axis=1) == int8_logits.argmax(axis=1)).mean()),
+        max_probability_shift=float(np.abs(softmax(fp32_logits) - softmax(int8_logits)).max()),
         threshold=threshold,
+        max_logit_error=judged.max_error,
+        n_decisive=len(judged.decisive),
+        decisive_agreement=judged.rate,
+        near_ties=len(judged.near_ties),
     )
 
 
 def enforce_threshold(name: str, report: QuantizationReport) -> None:
-    """QUANTIZATION_REFUSED when int8 agrees with fp32 less often than the threshold."""
-    if report.top1_agreement < report.threshold:
-        raise ExportError(
-            ExportReason.QUANTIZATION_REFUSED,
-            f"{name}: int8 agrees with fp32 on {report.top1_agreement:.2%} of "
-            f"{report.n_inputs} calibration inputs (largest probability shift "
-            f"{report.max_probability_shift:.3f}), below the threshold "
-            f"{report.threshold:.2%}; keep it in fp32 (--keep-fp32 {name}) or lower "
-            "--threshold",
+    """QUANTIZATION_REFUSED when int8 agrees with fp32 on too few of the decisive inputs, or
+    when no input is decisive (int8 error as large as every fp32 margin: agreement cannot be
+    shown)."""
+    agreement = report.decisive_agreement
+    if agreement is not None and agreement >= report.threshold:
+        return
+    if agreement is None:
+        found = (
+            "no calibration input has an fp32 margin beyond the int8 error (largest L2 logit "
+            f"error {report.max_logit_error or 0.0:.3g})"
         )
-
-
-def describe(reports: Sequence[tuple[str, QuantizationReport | None]]) -> str:
-    parts = []
-    for name, report in reports:
-        if report is None:
-            parts.append(f"{name}: fp32")
-        else:
-            parts.append(
-                f"{name}: agreement {report.top1_agreement:.2%} on {report.n_inputs}, "
-                f"max prob shift {report.max_probability_shift:.4f}"
-            )
-    return "; ".join(parts)
+    else:
+        found = (
+            f"int8 agrees with fp32 on {agreement:.2%} of the {report.n_decisive} decisive "
+            f"calibration inputs (of {report.n_inputs}), below the threshold "
+            f"{report.threshold:.2%}"
+        )
+    raise ExportError(
+        ExportReason.QUANTIZATION_REFUSED,
+        f"{name}: {found}; keep it in fp32 (--keep-fp32 {name}) or lower --threshold",
+    )

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alertfusion.engine import Engine
+from alertfusion.agreement import Agreement, judge_results, model_tolerances
+from alertfusion.engine import Engine, Tuning
 from alertfusion.errors import AudioError
 from alertfusion.manifest import MANIFEST_FILE, AudioPreprocessing
+from alertfusion.sessions import SessionOptions
 from tests.conftest import FIXTURES, SAMPLES
 
 pytestmark = pytest.mark.unit
@@ -86,8 +88,30 @@ def test_fp32_engine_equals_the_seed_path(
     assert compared >= 8
 
 
-def test_int8_top1_agrees_with_fp32_on_every_fixture(engine: Engine, engine_int8: Engine) -> None:
+@pytest.fixture(scope="module", params=["kernels", "reference"])
+def int8_path(request: pytest.FixtureRequest, tiny_bundle_int8: Path) -> Iterator[Engine]:
+    """The int8 bundle on two execution paths: ONNX Runtime's int8 kernels for this CPU, and
+    with graph optimisations off, where the QDQ graph runs through float kernels (what
+    another CPU's exact integer arithmetic computes, up to rounding): the checks must hold on
+    both, since CI does not choose its CPU."""
+    tuning = None
+    if request.param == "reference":
+        tuning = Tuning(session=SessionOptions(optimization="disabled"))
+    eng = Engine.from_bundle(tiny_bundle_int8, tuning=tuning)
+    yield eng
+    eng.close()
+
+
+def test_int8_agrees_with_fp32_on_every_decisive_decision(
+    engine: Engine, int8_path: Engine
+) -> None:
+    """Every decision of every fixture (each window's gate and label, the window selected,
+    the recording's label) agrees where fp32's margin is beyond what the models' measured
+    int8 errors can move; near ties are reported, not failed (alertfusion.agreement)."""
+    engine_int8 = int8_path
     assert engine_int8.manifest.models.audio_multiclass.quantization != "none"
+    tolerances = model_tolerances(engine_int8.manifest)
+    judged = Agreement(())
     for path in FIXTURE_FILES:
         text = TRANSCRIPTS.get(path.name)
         for gate in ("none", "binary"):
@@ -99,5 +123,7 @@ def test_int8_top1_agrees_with_fp32_on_every_fixture(engine: Engine, engine_int8
                 assert err.value.code == exc.code
                 continue
             int8 = engine_int8.classify(path, text=text, gate=gate)
-            assert int8.label == fp32.label, (path.name, gate)
-            assert int8.selected_window == fp32.selected_window, (path.name, gate)
+            judged += judge_results(fp32, int8, tolerances, name=f"{path.name} gate={gate}")
+    assert not judged.disagreements, [d.describe() for d in judged.disagreements]
+    # the check has teeth: most decisions are decisive even on the tiny models
+    assert len(judged.decisive) > len(judged.decisions) / 2, judged.summary()

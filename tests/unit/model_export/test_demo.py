@@ -38,7 +38,11 @@ def test_demo_int8_manifest_is_untrained_with_measured_agreement(tiny_bundle_int
         report = entry.quantization_report
         assert report is not None
         assert report.threshold == DEMO_THRESHOLDS["tiny"]
-        assert report.threshold <= report.top1_agreement <= 1.0
+        assert report.decisive_agreement is not None
+        assert report.threshold <= report.decisive_agreement <= 1.0
+        assert report.n_decisive is not None and report.near_ties is not None
+        assert report.n_decisive + report.near_ties == report.n_inputs
+        assert report.max_logit_error is not None and report.max_logit_error > 0
         assert entry.parity_max_abs_diff is not None and entry.parity_max_abs_diff <= 1e-4
     assert m.models.audio_binary.quantization_report.n_inputs == 36  # type: ignore[union-attr]
     ckpt = tiny_bundle_int8.parent / m.producer["demo_checkpoints"]

@@ -10,11 +10,12 @@ import onnx
 import pytest
 import torch
 
+from alertfusion.agreement import judge_logits, logit_errors
 from alertfusion.manifest import AudioPreprocessing
+from alertfusion.text import TextEncoder
 from model_export.calibration import CalibrationImages, calibration_images, calibration_texts
-from model_export.demo import RECIPES, demo_densenet
+from model_export.demo import RECIPES, demo_checkpoint_dir, demo_densenet, load_demo_checkpoints
 from model_export.errors import ExportError, ExportReason
-from model_export.kobert import KoBertClassifier, kobert_config
 from model_export.onnx_export import (
     compute_threads,
     export_audio_model,
@@ -53,6 +54,11 @@ def test_agreement_report_counts_top1_and_the_largest_probability_shift() -> Non
     assert want == pytest.approx(
         abs(softmax(np.array([[1.0, 1.1]]))[0, 0] - softmax(np.array([[1.2, 1.0]]))[0, 0])
     )
+    # judged by margins, each input against the other inputs' largest error: the flipped
+    # third input's fp32 margin (0.1) is within what an error of 0.1 can move (0.141)
+    assert report.max_logit_error == pytest.approx(np.sqrt(0.2**2 + 0.1**2))
+    assert (report.n_decisive, report.near_ties, report.decisive_agreement) == (3, 1, 1.0)
+    enforce_threshold("audio_binary", report)  # a near tie never refuses a build
 
 
 def test_non_finite_int8_logits_never_agree() -> None:
@@ -60,18 +66,36 @@ def test_non_finite_int8_logits_never_agree() -> None:
     int8 = np.array([[np.nan, 0.0], [0.0, 1.0]])
     report = agreement_report(fp32, int8, method="dynamic", threshold=0.5)
     assert report.top1_agreement == 0.0 and report.max_probability_shift == 1.0
+    assert report.decisive_agreement == 0.0
+    with pytest.raises(ExportError):
+        enforce_threshold("text", report)
 
 
 def test_threshold_refusal_names_the_model_and_the_way_out() -> None:
-    fp32 = np.eye(3)[[0, 1, 2, 0]]
-    int8 = np.eye(3)[[0, 1, 2, 1]]
+    # three inputs with wide margins, one whose int8 error (8.5) flips a margin of 10 where no
+    # other input moved at all: a real disagreement among four decisive inputs
+    fp32 = np.array([[100.0, 0, 0], [0, 100.0, 0], [0, 0, 100.0], [10.0, 0, 0]])
+    int8 = fp32.copy()
+    int8[3] = [4.0, 6.0, 0.0]
     report = agreement_report(fp32, int8, method="dynamic", threshold=0.8)
+    assert (report.n_decisive, report.near_ties) == (4, 0)
     with pytest.raises(ExportError) as info:
         enforce_threshold("text", report)
     assert info.value.reason == ExportReason.QUANTIZATION_REFUSED
     assert "75.00%" in info.value.message and "80.00%" in info.value.message
     assert "--keep-fp32 text" in info.value.message
     enforce_threshold("text", report.model_copy(update={"threshold": 0.75}))  # equal passes
+
+
+def test_a_model_whose_int8_error_swamps_every_margin_is_refused() -> None:
+    # every input's error is larger than the margins of the others: nothing can be shown
+    fp32 = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    int8 = fp32 + np.array([[0.0, 2.0], [2.0, 0.0], [-2.0, 0.0]])
+    report = agreement_report(fp32, int8, method="static_qdq", threshold=0.99)
+    assert report.n_decisive == 0 and report.decisive_agreement is None
+    with pytest.raises(ExportError) as info:
+        enforce_threshold("audio_binary", report)
+    assert "no calibration input has an fp32 margin beyond the int8 error" in info.value.message
 
 
 def concats_copy(graph: onnx.GraphProto) -> bool:
@@ -163,14 +187,19 @@ def test_static_qdq_quantization_of_a_trained_like_densenet(
     assert all(len(n.input) == 2 for n in graph.node if n.op_type == "Concat")
     # the logits are the classifier's float output, not 256 levels
     assert next(n for n in graph.node if "logits" in n.output).op_type == "Gemm"
-    report = agreement_report(
-        run_audio(ort_session(fp32), calibration),
-        run_audio(ort_session(int8), calibration),
-        method="static_qdq",
-        threshold=0.9,
-    )
-    assert report.n_inputs == len(calibration)
-    assert report.top1_agreement >= 0.9
+    reference = run_audio(ort_session(fp32), calibration)
+    # this CPU's int8 kernels, and the QDQ graph through float kernels (another CPU's exact
+    # integer arithmetic, up to rounding): judged by margins, both must agree with fp32
+    for path in ("kernels", "reference"):
+        report = agreement_report(
+            reference,
+            run_audio(ort_session(int8, reference=path == "reference"), calibration),
+            method="static_qdq",
+            threshold=0.9,
+        )
+        assert report.n_inputs == len(calibration)
+        assert report.decisive_agreement is not None, path
+        assert report.decisive_agreement >= 0.9, (path, report)
     assert not list(tmp_path.glob("*.pre.onnx"))  # the pre-processed copy is cleaned up
     # per-tensor ranges: timm's Concats, left as exported (chained, each would requantize)
     plain = tmp_path / "plain.onnx"
@@ -270,9 +299,10 @@ def test_batchnorms_become_equal_depthwise_convolutions(
     assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
 
 
-def test_dynamic_int8_of_the_text_model(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    model = KoBertClassifier(kobert_config("tiny", vocab_size=300)).eval()
+def test_dynamic_int8_of_the_text_model(tmp_path: Path, tiny_bundle_int8: Path) -> None:
+    # the tiny demo's trained-like text weights: a random BERT's logits are near ties, and
+    # near ties say nothing about int8
+    model = load_demo_checkpoints(demo_checkpoint_dir(tiny_bundle_int8)).text
     fp32, int8 = tmp_path / "t.onnx", tmp_path / "tq.onnx"
     export_text_model(model, fp32)
     quantize_text_dynamic(fp32, int8)
@@ -282,8 +312,25 @@ def test_dynamic_int8_of_the_text_model(tmp_path: Path) -> None:
     got = run_text(ort_session(int8), sequences, pad_id=1)
     want = run_text(ort_session(fp32), sequences, pad_id=1)
     assert got.shape == want.shape == (3, 6)
-    assert np.abs(got - want).max() < 0.05  # int8 close, not equal
-    assert not np.array_equal(got, want)
+    assert not np.array_equal(got, want)  # int8, not fp32
+    # int8 close to fp32, judged by margins: the int8 error measured on half of the
+    # calibration texts bounds how far the other half can move; every decisive one agrees
+    encoder = TextEncoder.from_file(tiny_bundle_int8 / "tokenizer.json", max_len=60)
+    encoded = encoder.encode_batch(calibration_texts(SAMPLES, n_generated=60))
+    texts = [list(e.input_ids[0]) for e in encoded if e is not None]
+    measured, judged_texts = texts[::2], texts[1::2]
+    for path in ("kernels", "reference"):
+        session = ort_session(int8, reference=path == "reference")
+        tolerance = logit_errors(
+            run_text(ort_session(fp32), measured, pad_id=1), run_text(session, measured, pad_id=1)
+        ).max()
+        judged = judge_logits(
+            run_text(ort_session(fp32), judged_texts, pad_id=1),
+            run_text(session, judged_texts, pad_id=1),
+            tolerance=tolerance,
+        )
+        assert not judged.disagreements, (path, [d.describe() for d in judged.disagreements])
+        assert judged.decisive, (path, judged.summary())  # not every text a near tie
 
 
 def test_calibration_texts_are_transcripts_then_generated_sentences() -> None:

@@ -131,13 +131,24 @@ class TextPreprocessing(_Strict):
 
 
 class QuantizationReport(_Strict):
-    """int8 against fp32 on the calibration inputs."""
+    """int8 against fp32 on the calibration inputs, judged by margins (alertfusion.agreement).
+
+    The optional fields are absent from bundles built before the margin rule."""
 
     method: Literal["dynamic", "static_qdq"]
     n_inputs: int = Field(..., gt=0)
+    #: share of inputs whose top-1 class agrees, near ties included (for information)
     top1_agreement: float = Field(..., ge=0, le=1)
     max_probability_shift: float = Field(..., ge=0)
+    #: the build refuses int8 when `decisive_agreement` is below this
     threshold: float = Field(..., ge=0, le=1)
+    #: the largest L2 norm of (int8 - fp32) logits of one input: the model's int8 tolerance
+    max_logit_error: float | None = Field(None, ge=0)
+    #: inputs whose fp32 margin is beyond the int8 error of the other inputs
+    n_decisive: int | None = Field(None, ge=0)
+    #: agreement among the decisive inputs (near ties are not counted)
+    decisive_agreement: float | None = Field(None, ge=0, le=1)
+    near_ties: int | None = Field(None, ge=0)
 
 
 class OnnxModel(_Strict):
