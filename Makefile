@@ -64,11 +64,11 @@ format: $(VENV)/.installed
 
 ## demo: the asynchronous pipeline end to end against moto (ARGS="--audio FILE --text '...'")
 demo: setup
-	$(PY) -m functions.local.demo $(ARGS)
+	$(PY) -m devstack.demo $(ARGS)
 
 ## serve: the HTTP API on 127.0.0.1:$${PORT:-8000} with the demo bundle and moto as the embedded AWS
 serve: setup
-	$(PY) -m functions.local.serve $(ARGS)
+	$(PY) -m devstack.serve $(ARGS)
 
 ## bench: the seed path (PyTorch + librosa) against this engine; writes build/bench/report.json
 bench: setup
@@ -84,7 +84,7 @@ deploy: setup
 
 ## smoke: post-deploy smoke test against the deployed stacks' outputs
 smoke: $(VENV)/.installed
-	$(PY) -m functions.local.smoke $(ARGS)
+	$(PY) -m devstack.smoke $(ARGS)
 
 clean:
 	rm -rf build cdk.out .pytest_cache .mypy_cache .ruff_cache

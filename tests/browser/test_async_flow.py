@@ -1,5 +1,5 @@
 """The page's asynchronous flow in headless Chromium against the local stack
-(functions/local/harness.py: moto as a real HTTP server, the real starter/classifier/sweeper
+(devstack: moto as a real HTTP server, the real starter/classifier/sweeper
 handlers fed by moto's S3 and EventBridge deliveries, the labelled Transcribe stand-in):
 `POST /uploads` → the browser's presigned POST to (moto's) S3 → polling `/jobs/{id}` until
 DONE. Then `/predict_s3` from the page on the object the browser uploaded."""
@@ -26,7 +26,8 @@ SAMPLE = "ko-help-16k.wav"
 
 @pytest.fixture
 def stack(tiny_bundle: Path) -> Iterator[Any]:
-    from functions.local.harness import LocalConfig, LocalStack
+    from devstack.config import LocalConfig
+    from devstack.stack import LocalStack
 
     with LocalStack(LocalConfig(bundle=str(tiny_bundle))) as local:
         yield local

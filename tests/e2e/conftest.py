@@ -1,5 +1,5 @@
 """The e2e tier: the whole asynchronous flow in this process through the local stack
-(functions/local/harness.py: moto server on 127.0.0.1, real S3 → SQS and EventBridge → SQS
+(devstack: moto server on 127.0.0.1, real S3 → SQS and EventBridge → SQS
 delivery, the real handlers, the Transcribe stand-in) with the real engine on the tiny bundle.
 """
 
@@ -19,7 +19,8 @@ import pytest
 import functions.classifier.app
 import functions.starter.app
 import functions.sweeper.app  # noqa: F401
-from functions.local.harness import LocalConfig, LocalStack
+from devstack.config import LocalConfig
+from devstack.stack import LocalStack
 from tests.conftest import FIXTURES, SAMPLES
 
 TRANSCRIPTS: dict[str, str] = json.loads((SAMPLES / "transcripts.json").read_text("utf-8"))

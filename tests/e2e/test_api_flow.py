@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from functions.local.harness import ApiServer, LocalStack
+from devstack.api_server import ApiServer
+from devstack.stack import LocalStack
 from tests.e2e.conftest import TRANSCRIPTS, sample
 
 pytestmark = pytest.mark.e2e

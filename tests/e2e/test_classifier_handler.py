@@ -13,8 +13,9 @@ from alertfusion.errors import InputError, ReasonCode
 from alertfusion.jobs import JobStatus
 from alertfusion.keys import new_job_id
 from alertfusion.tasks import AudioStageTask, encode_task
+from devstack.handlers import LambdaContext
+from devstack.stack import LocalStack
 from functions.classifier.app import handler
-from functions.local.harness import LambdaContext, LocalStack
 from tests.corpus.bad_audio import float32_wav
 from tests.e2e.conftest import sample
 

@@ -16,7 +16,8 @@ from alertfusion import notify
 from alertfusion.errors import ReasonCode
 from alertfusion.jobs import JobStatus, JobStore
 from alertfusion.keys import derive_job_id, new_job_id
-from functions.local.harness import LocalStack, StandInOutcome
+from devstack.stack import LocalStack
+from devstack.transcribe import StandInOutcome
 from tests.e2e.conftest import TRANSCRIPTS, fixture_audio, sample
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -17,7 +17,9 @@ from alertfusion.jobs import JobStatus
 from alertfusion.keys import derive_job_id, new_job_id, transcript_key
 from alertfusion.result import ClassificationResult
 from alertfusion.transcribe import parse_transcript
-from functions.local.harness import STANDIN_LABEL, LocalConfig, LocalStack, StandInOutcome
+from devstack.config import LocalConfig
+from devstack.stack import LocalStack
+from devstack.transcribe import STANDIN_LABEL, StandInOutcome
 from tests.e2e.conftest import TRANSCRIPTS, fixture_audio, sample
 
 pytestmark = pytest.mark.e2e

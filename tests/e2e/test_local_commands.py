@@ -71,7 +71,7 @@ def test_demo_with_your_own_recording_and_text(tmp_path: Path, tiny_bundle: Path
         [
             sys.executable,
             "-m",
-            "functions.local.demo",
+            "devstack.demo",
             "--audio",
             str(own),
             "--text",
@@ -97,7 +97,7 @@ def test_demo_with_your_own_recording_and_text(tmp_path: Path, tiny_bundle: Path
 def test_demo_refuses_a_missing_recording_or_bundle(tmp_path: Path) -> None:
     for args in (["--audio", str(tmp_path / "nothing.wav")], ["--bundle", str(tmp_path)]):
         done = subprocess.run(
-            [sys.executable, "-m", "functions.local.demo", *args],
+            [sys.executable, "-m", "devstack.demo", *args],
             cwd=REPO,
             env=_env(),
             capture_output=True,
@@ -114,7 +114,7 @@ def served(tiny_bundle: Path, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "functions.local.serve", "--port", str(port)],
+        [sys.executable, "-m", "devstack.serve", "--port", str(port)],
         cwd=REPO,
         env=_env(MODEL_BUNDLE=str(tiny_bundle), API_KEY=API_KEY),
         stdout=log,
@@ -165,7 +165,7 @@ def test_make_smoke_passes_against_the_local_stack(served: str) -> None:
 
 def test_smoke_fails_clearly(served: str) -> None:
     wrong = subprocess.run(
-        [sys.executable, "-m", "functions.local.smoke", "--url", served, "--api-key", "x" * 20],
+        [sys.executable, "-m", "devstack.smoke", "--url", served, "--api-key", "x" * 20],
         cwd=REPO,
         env=_env(),
         capture_output=True,
@@ -175,7 +175,7 @@ def test_smoke_fails_clearly(served: str) -> None:
     assert wrong.returncode == 1
     assert "smoke: FAILED at uploads: POST /uploads answered 401" in wrong.stderr
     dead = subprocess.run(
-        [sys.executable, "-m", "functions.local.smoke", "--url", f"http://127.0.0.1:{free_port()}"],
+        [sys.executable, "-m", "devstack.smoke", "--url", f"http://127.0.0.1:{free_port()}"],
         cwd=REPO,
         env=_env(),
         capture_output=True,
@@ -219,7 +219,7 @@ def test_smoke_finds_the_api_from_the_deployed_stacks_outputs(served: str) -> No
             }
             cloudformation.create_stack(StackName=stack, TemplateBody=json.dumps(template))
         done = subprocess.run(
-            [sys.executable, "-m", "functions.local.smoke", "--stage", "smoke", "--timeout", "60"],
+            [sys.executable, "-m", "devstack.smoke", "--stage", "smoke", "--timeout", "60"],
             cwd=REPO,
             env={**_env(), **aws},
             capture_output=True,
@@ -227,7 +227,7 @@ def test_smoke_finds_the_api_from_the_deployed_stacks_outputs(served: str) -> No
             timeout=300,
         )
         missing = subprocess.run(
-            [sys.executable, "-m", "functions.local.smoke", "--stage", "absent"],
+            [sys.executable, "-m", "devstack.smoke", "--stage", "absent"],
             cwd=REPO,
             env={**_env(), **aws},
             capture_output=True,

@@ -224,7 +224,7 @@ def test_build_context_holds_only_what_the_image_copies(image: dict[str, Any]) -
     top = {p.name for p in context.iterdir()}
     assert top == {".dockerignore", "requirements.txt", "layers", "functions", "build"}
     staged = {p.relative_to(context).as_posix() for p in context.rglob("*")}
-    for unwanted in ("tests", ".venv", "node_modules", "cdk.out", ".git", "functions/local"):
+    for unwanted in ("tests", ".venv", "node_modules", "cdk.out", ".git", "devstack"):
         assert not any(s == unwanted or s.startswith(unwanted + "/") for s in staged), unwanted
     assert not any("__pycache__" in s or s.endswith(".pyc") for s in staged)
     bundles = {p.name for p in (context / "build" / "models").iterdir()}

@@ -1,6 +1,6 @@
 """Measure the local pipeline: handler overhead per event and upload → verdict latency.
 
-    python -m functions.local.measure [--uploads 30] [--bundle build/models/demo]
+    python -m devstack.measure [--uploads 30] [--bundle build/models/demo]
 
 N recordings (the shipped samples in turn, each with its transcript) go one after the other
 through the same path as `make demo`: ``POST /uploads`` on the API under uvicorn, the
@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SAMPLES = ["ko-help-16k.wav", "ko-regular-22k.wav", "ko-robbery-44k-stereo.wav"]
 
 
@@ -52,7 +52,10 @@ def _epoch(moment: str) -> float:
 def run(uploads: int, bundle: Path, out: Any) -> dict[str, Any]:
     import httpx
 
-    from functions.local.harness import ApiServer, LocalConfig, LocalStack, StandInOutcome
+    from devstack.api_server import ApiServer
+    from devstack.config import LocalConfig
+    from devstack.stack import LocalStack
+    from devstack.transcribe import StandInOutcome
 
     transcripts = json.loads((REPO / "samples" / "transcripts.json").read_text("utf-8"))
     results: dict[str, Any] = {"uploads": uploads, "bundle": str(bundle), "jobs": []}
@@ -131,7 +134,7 @@ def report(results: dict[str, Any], out: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    parser = argparse.ArgumentParser(prog="python -m functions.local.measure")
+    parser = argparse.ArgumentParser(prog="python -m devstack.measure")
     parser.add_argument("--uploads", type=int, default=30)
     parser.add_argument("--bundle", type=Path, default=REPO / "build" / "models" / "demo")
     parser.add_argument("--json", type=Path, help="write the raw measurements here")

@@ -1,8 +1,8 @@
 """`make serve`: the HTTP API on 127.0.0.1 (port ``PORT`` or 8000) with its pipeline behind it.
 
-    python -m functions.local.serve [--port N] [--bundle DIR]
+    python -m devstack.serve [--port N] [--bundle DIR]
 
-Local (default): the local stack of functions/local/harness.py runs in the same process —
+Local (default): the local stack of devstack/stack.py runs in the same process —
 moto as the embedded AWS, the real starter/classifier/sweeper handlers fed by moto's S3 and
 EventBridge deliveries, the labelled local Transcribe stand-in (it knows the transcripts of
 the shipped samples; any other recording gets an empty transcript) — so the page's
@@ -27,14 +27,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BUNDLE = REPO / "build" / "models" / "demo"
 LOG_FILE = REPO / "build" / "local" / "serve.log"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m functions.local.serve",
+        prog="python -m devstack.serve",
         description="The HTTP API on 127.0.0.1 with moto as the embedded AWS (or real AWS).",
     )
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (bundle / "manifest.json").is_file():
         err.write(f"serve: no model bundle at {bundle} (run `make setup` or `make bundle-demo`)\n")
         return 2
-    from functions.local.harness import LocalConfig, LocalStack
+    from devstack.config import LocalConfig
+    from devstack.stack import LocalStack
 
     LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
     console = sys.stdout
@@ -87,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = log
         try:
             config = LocalConfig(bundle=str(bundle), stuck_after_seconds=30, sweep_interval_s=5)
-            notes = lambda line: err.write(line + "\n")  # noqa: E731
+
+            def notes(line: str) -> None:
+                err.write(line + "\n")
+
             with LocalStack(config, on_note=notes) as stack:
                 stack.warm()
                 key = "set" if os.environ.get("API_KEY") else "none (set API_KEY to require one)"

@@ -1,8 +1,8 @@
 """`make demo`: one recording through the asynchronous pipeline, end to end, on this machine.
 
-    python -m functions.local.demo [--audio FILE --text "..."] [--bundle DIR]
+    python -m devstack.demo [--audio FILE --text "..."] [--bundle DIR]
 
-moto is the embedded AWS (functions/local/harness.py). The HTTP API runs under uvicorn on a
+moto is the embedded AWS (devstack/stack.py). The HTTP API runs under uvicorn on a
 free 127.0.0.1 port; the demo calls it like the app does: ``POST /uploads`` → the recording
 over HTTP with the presigned POST → S3 notification → starter → Transcribe job in moto →
 transcript + completion event from the labelled local Transcribe stand-in → classifier →
@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DEFAULT_AUDIO = REPO / "samples" / "ko-help-16k.wav"
 DEFAULT_BUNDLE = REPO / "build" / "models" / "demo"
 LOG_FILE = REPO / "build" / "local" / "demo.log"
@@ -33,7 +33,7 @@ POLL_S = 0.05
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m functions.local.demo",
+        prog="python -m devstack.demo",
         description="One recording through the asynchronous pipeline against moto.",
     )
     parser.add_argument("--audio", type=Path, default=DEFAULT_AUDIO, help="the recording")
@@ -126,14 +126,11 @@ def _ms_after(moment: str | None, reference_epoch: float) -> float | None:
 def run(args: argparse.Namespace, out: Console) -> int:
     import httpx
 
-    from functions.local.harness import (
-        STANDIN_LABEL,
-        ApiServer,
-        Invocation,
-        LocalConfig,
-        LocalStack,
-        StandInOutcome,
-    )
+    from devstack.api_server import ApiServer
+    from devstack.config import LocalConfig
+    from devstack.handlers import Invocation
+    from devstack.stack import LocalStack
+    from devstack.transcribe import STANDIN_LABEL, StandInOutcome
 
     audio_path: Path = args.audio
     if not audio_path.is_file():

@@ -1,8 +1,8 @@
 """`make smoke`: a post-deploy smoke test of the HTTP API and the asynchronous pipeline.
 
-    python -m functions.local.smoke                       # the deployed stage "prod"
-    python -m functions.local.smoke --stage dev --region ap-northeast-2
-    python -m functions.local.smoke --url http://127.0.0.1:8000 [--api-key KEY]
+    python -m devstack.smoke                       # the deployed stage "prod"
+    python -m devstack.smoke --stage dev --region ap-northeast-2
+    python -m devstack.smoke --url http://127.0.0.1:8000 [--api-key KEY]
 
 Against a deployed stack it reads the CloudFormation outputs of ``alertfusion-{stage}-api``
 (``ApiUrl``, ``ApiKeyId``; the key's value then comes from API Gateway) and of
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DEFAULT_AUDIO = REPO / "samples" / "ko-help-16k.wav"
 USER_AGENT = "alertfusion-smoke/1"
 LEGACY_KEYS = ("result", "audio_label", "text_label", "combined_label", "combined_feature")
@@ -57,7 +57,7 @@ class Target:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m functions.local.smoke",
+        prog="python -m devstack.smoke",
         description="Smoke-test a deployed (or local) alertfusion API end to end.",
     )
     parser.add_argument("--url", help="base URL of the API (skips CloudFormation)")

@@ -1,0 +1,1 @@
+"""Development tooling, never deployed: the moto-backed local stack, demo, serve and smoke."""

@@ -1,0 +1,35 @@
+"""Names and timings of the local stack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    """Names and timings of the local stack. Resource names are fixed: moto starts empty."""
+
+    region: str = "ap-northeast-2"
+    bucket: str = "alertfusion-local-audio"
+    table: str = "alertfusion-local-jobs"
+    bus: str = "alertfusion-local-emergency"
+    transcribe_job_prefix: str = "alert-"
+    transcribe_policy: Literal["always", "gated"] = "always"
+    #: the model bundle the classifier loads (MODEL_BUNDLE); None leaves the variable alone
+    bundle: str | None = None
+    #: the pipeline's deadlines, shorter than in AWS so that the sweeper acts within a demo
+    stuck_after_seconds: int = 30
+    hard_timeout_seconds: int = 600
+    #: how often the local schedule runs the sweeper (AWS: every 5 minutes)
+    sweep_interval_s: float = 5.0
+    #: how long a message whose invocation failed stays invisible before redelivery
+    visibility_timeout_s: int = 2
+    #: receives before a message moves to its dead-letter queue
+    max_receive_count: int = 5
+    #: work-queue records per classifier invocation (the infrastructure uses 1)
+    work_batch_size: int = 1
+    #: the stand-in wakes when moto accepts a StartTranscriptionJob, else looks this often
+    standin_poll_s: float = 1.0
+    #: extra environment for the handlers (e.g. MAX_UPLOAD_BYTES)
+    env: dict[str, str] = field(default_factory=dict)

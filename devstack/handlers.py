@@ -1,0 +1,155 @@
+"""The pipeline's real handlers, invoked here as Lambda would: one at a time, inference timed."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from devstack.moto_hooks import MOTO_ACCOUNT_ID
+
+Function = Literal["starter", "classifier", "sweeper"]
+
+
+@dataclass
+class Invocation:
+    """One handler invocation made by a pump."""
+
+    function: Function
+    trigger: str
+    started_at: float
+    wall_ms: float
+    #: time inside the inference engine (classify), measured around each call
+    inference_ms: float
+    ok: bool
+    error: str | None = None
+    response: Any = None
+    job_ids: tuple[str, ...] = ()
+
+    @property
+    def overhead_ms(self) -> float:
+        """Everything but model inference."""
+        return self.wall_ms - self.inference_ms
+
+
+@dataclass
+class LambdaContext:
+    function_name: str
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 3008
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:ap-northeast-2:{MOTO_ACCOUNT_ID}:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+class InferenceClock:
+    """Wraps the classifier the handler gets, timing every classify call."""
+
+    def __init__(self) -> None:
+        self.ms = 0.0
+        self.calls = 0
+
+    def wrap(self, classifier: Any) -> Any:
+        clock = self
+
+        class Timed:
+            def classify(self, audio: bytes, **kwargs: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return classifier.classify(audio, **kwargs)
+                finally:
+                    clock.ms += (time.perf_counter() - start) * 1000
+                    clock.calls += 1
+
+        return Timed()
+
+
+class Handlers:
+    """Invokes the starter, classifier and sweeper handlers in this process.
+
+    Invocations are serialised, one at a time across all functions: Powertools' Logger and
+    Metrics keep per-invocation state in module globals, which parallel invocations in one
+    process would mix (in AWS each sandbox is its own process). While installed, the
+    classifier's engine (``get_classifier``: alertfusion.engine.get_engine, MODEL_BUNDLE) is
+    wrapped to time inference: handler overhead is everything else.
+    """
+
+    def __init__(self, on_invocation: Callable[[Invocation], None] | None = None) -> None:
+        self._on_invocation = on_invocation
+        self._lock = threading.Lock()
+        self._clock = InferenceClock()
+        self._original_classifier: Any = None
+        self.invocations: list[Invocation] = []
+
+    def install(self) -> None:
+        from functions.classifier import app as classifier_app
+
+        original = classifier_app.get_classifier
+        clock = self._clock
+
+        def timed_classifier() -> Any:
+            return clock.wrap(original())
+
+        self._original_classifier = original
+        classifier_app.get_classifier = timed_classifier
+
+    def uninstall(self) -> None:
+        if self._original_classifier is not None:
+            from functions.classifier import app as classifier_app
+
+            classifier_app.get_classifier = self._original_classifier
+            self._original_classifier = None
+
+    def engine(self) -> Any:
+        """The classifier's engine itself (not timed)."""
+        from functions.classifier import app as classifier_app
+
+        return (self._original_classifier or classifier_app.get_classifier)()
+
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    def last_finished(self) -> float:
+        """When (epoch seconds) the latest invocation ended; 0 before any."""
+        return max((i.started_at + i.wall_ms / 1000 for i in self.invocations), default=0.0)
+
+    def invoke(
+        self,
+        function: Function,
+        trigger: str,
+        event: dict[str, Any],
+        job_ids: tuple[str, ...] = (),
+    ) -> Invocation:
+        if function == "starter":
+            from functions.starter.app import handler
+        elif function == "classifier":
+            from functions.classifier.app import handler
+        else:
+            from functions.sweeper.app import handler
+        with self._lock:
+            self._clock.ms, self._clock.calls = 0.0, 0
+            started = time.time()
+            start = time.perf_counter()
+            try:
+                response = handler(event, LambdaContext(function_name=f"local-{function}"))
+                ok, error = True, None
+            except Exception as exc:
+                response, ok, error = None, False, f"{type(exc).__name__}: {exc}"
+            wall = (time.perf_counter() - start) * 1000
+            invocation = Invocation(
+                function, trigger, started, wall, self._clock.ms, ok, error, response, job_ids
+            )
+            self.invocations.append(invocation)
+        if self._on_invocation is not None:
+            self._on_invocation(invocation)
+        return invocation

@@ -1,0 +1,116 @@
+"""What the pipeline stack creates, created in moto: bucket, table, buses, rules, queues."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from devstack.config import LocalConfig
+from devstack.transcribe import (
+    TRANSCRIBE_DETAIL_TYPE,
+    TRANSCRIBE_FINAL_STATUSES,
+    TRANSCRIBE_SOURCE,
+)
+
+
+class Resources:
+    """The audio bucket (its uploads notify the ``upload-events`` queue), the jobs table with
+    its ``by_status`` index and TTL, the emergency bus (``EmergencyDetected`` → the ``alerts``
+    queue), the classifier's Transcribe rule on the default bus (→ ``transcribe-events``) and
+    the work queue, each consumed queue with its dead-letter queue."""
+
+    def __init__(self, client: Callable[[str], Any], config: LocalConfig) -> None:
+        self._client = client
+        self._config = config
+        self._arns: dict[str, str] = {}
+        #: queue name → URL
+        self.queues: dict[str, str] = {}
+
+    def queue_arn(self, url: str) -> str:
+        found = self._arns.get(url)
+        if found is None:
+            attrs = self._client("sqs").get_queue_attributes(
+                QueueUrl=url, AttributeNames=["QueueArn"]
+            )
+            found = self._arns[url] = str(attrs["Attributes"]["QueueArn"])
+        return found
+
+    def forget_arns(self) -> None:
+        self._arns.clear()
+
+    def _queue(self, name: str, *, dlq: bool) -> str:
+        sqs = self._client("sqs")
+        attributes = {"VisibilityTimeout": str(self._config.visibility_timeout_s)}
+        if dlq:
+            dead = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+            self.queues[f"{name}-dlq"] = dead
+            attributes["RedrivePolicy"] = json.dumps(
+                {
+                    "deadLetterTargetArn": self.queue_arn(dead),
+                    "maxReceiveCount": str(self._config.max_receive_count),
+                }
+            )
+        url: str = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        self.queues[name] = url
+        return url
+
+    def create(self) -> None:
+        from alertfusion.jobs import create_jobs_table
+
+        c = self._config
+        s3, ddb, events = self._client("s3"), self._client("dynamodb"), self._client("events")
+        s3.create_bucket(
+            Bucket=c.bucket, CreateBucketConfiguration={"LocationConstraint": c.region}
+        )
+        create_jobs_table(ddb, c.table)
+        self._queue("work", dlq=True)
+        uploads = self._queue("upload-events", dlq=True)
+        transcribe_events = self._queue("transcribe-events", dlq=True)
+        alerts = self._queue("alerts", dlq=False)
+        events.create_event_bus(Name=c.bus)
+        events.put_rule(
+            Name="emergency-to-alerts",
+            EventBusName=c.bus,
+            EventPattern=json.dumps(
+                {"source": ["alertfusion"], "detail-type": ["EmergencyDetected"]}
+            ),
+        )
+        events.put_targets(
+            Rule="emergency-to-alerts",
+            EventBusName=c.bus,
+            Targets=[{"Id": "alerts", "Arn": self.queue_arn(alerts)}],
+        )
+        # the classifier's rule (infra: ClassifierFunction.transcribe_rule), on the default bus
+        events.put_rule(
+            Name="transcribe-finished",
+            EventPattern=json.dumps(
+                {
+                    "source": [TRANSCRIBE_SOURCE],
+                    "detail-type": [TRANSCRIBE_DETAIL_TYPE],
+                    "detail": {
+                        "TranscriptionJobName": [{"prefix": c.transcribe_job_prefix}],
+                        "TranscriptionJobStatus": TRANSCRIBE_FINAL_STATUSES,
+                    },
+                }
+            ),
+        )
+        events.put_targets(
+            Rule="transcribe-finished",
+            Targets=[{"Id": "classifier", "Arn": self.queue_arn(transcribe_events)}],
+        )
+        s3.put_bucket_notification_configuration(
+            Bucket=c.bucket,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {
+                        "Id": "uploads-created",
+                        "QueueArn": self.queue_arn(uploads),
+                        "Events": ["s3:ObjectCreated:*"],
+                        "Filter": {
+                            "Key": {"FilterRules": [{"Name": "prefix", "Value": "uploads/"}]}
+                        },
+                    }
+                ]
+            },
+        )
