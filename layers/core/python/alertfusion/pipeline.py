@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from alertfusion import aws
 from alertfusion.errors import (
@@ -62,6 +62,7 @@ from alertfusion.probe import (
     probe_audio,
     read_object_head,
 )
+from alertfusion.protocols import Classifier
 from alertfusion.result import ClassificationResult
 from alertfusion.settings import PipelineSettings, pipeline_settings
 from alertfusion.tasks import AudioStageTask, FinalizeTask, encode_task
@@ -76,23 +77,6 @@ from alertfusion.transcribe import (
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
-
-
-class AudioClassifier(Protocol):
-    """The inference engine, as the pipeline uses it.
-
-    Raises alertfusion.errors.AudioError (``permanent``) for audio that cannot be used,
-    TextError for text that cannot be used, anything else for transient trouble.
-    """
-
-    def classify(
-        self,
-        audio: bytes,
-        *,
-        filename: str | None = None,
-        text: str | None = None,
-        gate: Literal["binary", "none"] | None = None,
-    ) -> ClassificationResult: ...
 
 
 # --- dependencies ----------------------------------------------------------------------------
@@ -486,7 +470,7 @@ def _not_applied(ctx: PipelineContext, key: str, job_id: str) -> UploadOutcome:
 def _classify(
     ctx: PipelineContext,
     job: Job,
-    classifier: AudioClassifier,
+    classifier: Classifier,
     audio: bytes,
     text: str | None,
 ) -> tuple[ClassificationResult, TextError | None]:
@@ -588,7 +572,7 @@ def _client_transcript_stage(
     ctx: PipelineContext,
     job: Job,
     transcript: str,
-    classifier: AudioClassifier,
+    classifier: Classifier,
     alerts: tuple[str, ...],
 ) -> StageOutcome:
     """The client sent the transcript: one fused verdict, final at once, no Transcribe."""
@@ -617,7 +601,7 @@ def _client_transcript_stage(
 
 @tracer.capture_method(capture_response=False)
 def run_audio_stage(
-    job_id: str, classifier: AudioClassifier, *, ctx: PipelineContext | None = None
+    job_id: str, classifier: Classifier, *, ctx: PipelineContext | None = None
 ) -> StageOutcome:
     """The ``audio_stage`` task: record the preliminary (audio-only) verdict, then advance
     the job (see the module docstring). Idempotent; permanent audio problems end the job
@@ -631,9 +615,7 @@ def run_audio_stage(
         return outcome
 
 
-def _run_audio_stage(
-    ctx: PipelineContext, job_id: str, classifier: AudioClassifier
-) -> StageOutcome:
+def _run_audio_stage(ctx: PipelineContext, job_id: str, classifier: Classifier) -> StageOutcome:
     store, settings = ctx.store, ctx.settings
     job = store.get(job_id)
     if job is None:
@@ -725,7 +707,7 @@ def _run_audio_stage(
 def finalize_job(
     job_id: str,
     transcribe_status: Literal["COMPLETED", "FAILED"],
-    classifier: AudioClassifier,
+    classifier: Classifier,
     *,
     failure_reason: str | None = None,
     ctx: PipelineContext | None = None,
@@ -746,7 +728,7 @@ def _finalize_job(
     ctx: PipelineContext,
     job_id: str,
     transcribe_status: Literal["COMPLETED", "FAILED"],
-    classifier: AudioClassifier,
+    classifier: Classifier,
     failure_reason: str | None,
 ) -> StageOutcome:
     store, settings = ctx.store, ctx.settings
