@@ -32,7 +32,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from alertfusion.errors import InputError, ReasonCode
 from alertfusion.observability import logger, metrics, tracer
-from alertfusion.pipeline import StageOutcome, finalize_job, get_context, run_audio_stage
+from alertfusion.pipeline.context import get_context
+from alertfusion.pipeline.outcomes import StageOutcome
+from alertfusion.pipeline.stages import finalize_job, run_audio_stage
 from alertfusion.tasks import AudioStageTask, parse_task
 from alertfusion.transcribe import parse_job_state_change
 
