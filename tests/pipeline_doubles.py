@@ -11,9 +11,19 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Literal
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
 
-from alertfusion.manifest import CLASS_LABELS, CLASS_LABELS_KO
+from alertfusion.manifest import (
+    BINARY_LABELS,
+    CLASS_LABELS,
+    CLASS_LABELS_KO,
+    Fusion,
+    Manifest,
+    Models,
+    OnnxModel,
+    TextPreprocessing,
+)
 from alertfusion.result import (
     AudioResult,
     ClassificationResult,
@@ -22,6 +32,9 @@ from alertfusion.result import (
     Timings,
     WindowResult,
 )
+
+if TYPE_CHECKING:
+    from alertfusion.protocols import Classifier
 
 BUNDLE_VERSION = "test-double-1"
 
@@ -95,6 +108,47 @@ def make_result(
     )
 
 
+def _sha256(name: str) -> str:
+    return hashlib.sha256(name.encode("utf-8")).hexdigest()
+
+
+def _model(name: str, labels: tuple[str, ...]) -> OnnxModel:
+    return OnnxModel(
+        file=f"{name}.onnx",
+        sha256=_sha256(name),
+        input_names=["input"],
+        output_names=["logits"],
+        labels=list(labels),
+        size_bytes=1,
+    )
+
+
+def make_manifest(bundle_version: str = BUNDLE_VERSION) -> Manifest:
+    """A valid manifest of an untrained bundle that has no files, matching `make_result`'s
+    model info (no gate)."""
+    return Manifest(
+        bundle_version=bundle_version,
+        created_at=datetime(2024, 1, 1, tzinfo=UTC),
+        trained=False,
+        description="test double: no bundle behind it",
+        text=TextPreprocessing(
+            tokenizer_sha256=_sha256("tokenizer"),
+            vocab_size=8,
+            cls_id=2,
+            sep_id=3,
+            pad_id=1,
+            unk_id=0,
+            mask_id=4,
+        ),
+        models=Models(
+            audio_binary=_model("audio_binary", BINARY_LABELS),
+            audio_multiclass=_model("audio_multiclass", CLASS_LABELS),
+            text=_model("text", CLASS_LABELS),
+        ),
+        fusion=Fusion(gate="none"),
+    )
+
+
 @dataclass
 class FakeClassifier:
     """Audio-only calls answer `audio_label`; calls with text answer the label of the first
@@ -108,6 +162,12 @@ class FakeClassifier:
     fail_next: list[Exception] = field(default_factory=list)
     #: raised by every call whose `text` is not None (e.g. a TextError)
     fail_on_text: Exception | None = None
+    #: the rest of alertfusion.protocols.Classifier: nothing to load
+    manifest: Manifest = field(default_factory=make_manifest)
+    loaded: bool = True
+
+    def warm_up(self) -> None:
+        """Nothing to load."""
 
     def classify(
         self,
@@ -138,3 +198,8 @@ class FakeClassifier:
     @property
     def audio_only_calls(self) -> list[Call]:
         return [c for c in self.calls if c.text is None]
+
+
+if TYPE_CHECKING:
+    # mypy checks this module (pyproject.toml): the double must stay an engine stand-in
+    _engine_like: Classifier = FakeClassifier()

@@ -6,40 +6,18 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
 from alertfusion.errors import AlertFusionError, ReasonCode
+from alertfusion.protocols import Classifier
 from functions.api.settings import ApiSettings
 
 if TYPE_CHECKING:
     from alertfusion.jobs import JobStore
-    from alertfusion.manifest import Manifest
-    from alertfusion.result import ClassificationResult
     from alertfusion.settings import PipelineSettings
-
-
-class Classifier(Protocol):
-    """What the routes need of `alertfusion.engine.Engine`."""
-
-    @property
-    def manifest(self) -> Manifest: ...
-
-    @property
-    def loaded(self) -> bool: ...
-
-    def warm_up(self) -> None: ...
-
-    def classify(
-        self,
-        audio: bytes,
-        *,
-        text: str | None = None,
-        filename: str | None = None,
-        gate: Literal["binary", "none"] | None = None,
-    ) -> ClassificationResult: ...
 
 
 #: returns the (cached) engine, loading the bundle on first use; raises BundleError or

@@ -32,12 +32,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from alertfusion.errors import InputError, ReasonCode
 from alertfusion.observability import logger, metrics, tracer
-from alertfusion.pipeline import StageOutcome, finalize_job, get_context, run_audio_stage
+from alertfusion.pipeline.context import get_context
+from alertfusion.pipeline.outcomes import StageOutcome
+from alertfusion.pipeline.stages import finalize_job, run_audio_stage
 from alertfusion.tasks import AudioStageTask, parse_task
 from alertfusion.transcribe import parse_job_state_change
 
 if TYPE_CHECKING:
-    from alertfusion.pipeline import AudioClassifier
+    from alertfusion.protocols import Classifier
 
 TRANSCRIBE_SOURCE = "aws.transcribe"
 TRANSCRIBE_DETAIL_TYPE = "Transcribe Job State Change"
@@ -46,7 +48,7 @@ _processor = BatchProcessor(event_type=EventType.SQS)
 _frozen = False
 
 
-def get_classifier() -> AudioClassifier:
+def get_classifier() -> Classifier:
     """The process-wide inference engine (loads the bundle on first use).
 
     Once it exists, the sandbox's long-lived objects (botocore's service models, pydantic

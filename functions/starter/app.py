@@ -1,5 +1,5 @@
 """Starter Lambda: S3 ``ObjectCreated`` under ``uploads/`` → job record, audio-stage task,
-Transcribe job (alertfusion.pipeline.handle_upload, once per record)."""
+Transcribe job (alertfusion.pipeline.starter.handle_upload, once per record)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from alertfusion.observability import logger, metrics, tracer
-from alertfusion.pipeline import handle_upload
+from alertfusion.pipeline.starter import handle_upload
 
 
 class RecordsFailed(Exception):

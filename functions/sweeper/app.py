@@ -1,5 +1,5 @@
 """Sweeper Lambda (scheduled): finishes jobs whose events were lost, times out the rest
-(alertfusion.pipeline.sweep)."""
+(alertfusion.pipeline.sweeper.sweep)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from alertfusion.observability import logger, metrics, tracer
-from alertfusion.pipeline import sweep
+from alertfusion.pipeline.sweeper import sweep
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -38,13 +38,9 @@ import pytest
 
 from alertfusion.jobs import Job, JobStore, create_jobs_table, utc_iso
 from alertfusion.keys import transcript_key
-from alertfusion.pipeline import (
-    StageOutcome,
-    finalize_job,
-    get_context,
-    reset_context,
-    run_audio_stage,
-)
+from alertfusion.pipeline.context import get_context, reset_context
+from alertfusion.pipeline.outcomes import StageOutcome
+from alertfusion.pipeline.stages import finalize_job, run_audio_stage
 from alertfusion.tasks import AudioStageTask, parse_task
 from alertfusion.transcribe import parse_job_state_change
 from tests.conftest import FIXTURES

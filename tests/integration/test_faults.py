@@ -195,7 +195,7 @@ def test_empty_or_missing_transcript_gives_an_audio_only_verdict(
 def test_throttled_start_is_retried(aws: AwsEnv) -> None:
     job_id, event = uploaded(aws)
     sleeps: list[float] = []
-    from alertfusion.pipeline import get_context
+    from alertfusion.pipeline.context import get_context
 
     get_context().sleep = sleeps.append
     throttled = aws.inject_error(
@@ -242,10 +242,10 @@ def test_transcribe_refusing_the_media_still_gives_a_verdict(aws: AwsEnv) -> Non
 def test_starter_crash_between_queueing_and_transcribe(
     aws: AwsEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import alertfusion.pipeline as pipeline
+    import alertfusion.pipeline.starter as starter
 
     job_id, event = uploaded(aws)
-    crash_once(monkeypatch, pipeline, "_ensure_transcription")
+    crash_once(monkeypatch, starter, "_ensure_transcription")
     with pytest.raises(RecordsFailed):
         aws.run_starter(event)
     (retry,) = aws.run_starter(event)["records"]

@@ -1,0 +1,377 @@
+"""The classifier's steps: the preliminary (audio-only) verdict of the ``audio_stage`` task,
+and the final verdict once Transcribe is done (see the package docstring)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import datetime
+from typing import Literal
+
+from alertfusion.errors import AlertFusionError, ReasonCode, TextError
+from alertfusion.jobs import Job, JobStatus, Stage, Verdict, now_utc
+from alertfusion.keys import transcribe_job_name, transcript_key
+from alertfusion.notify import publish_pending_alerts
+from alertfusion.observability import count, logger, milliseconds, tracer
+from alertfusion.pipeline.context import PipelineContext, get_context
+from alertfusion.pipeline.outcomes import StageAction, StageOutcome, TranscribeAction
+from alertfusion.pipeline.storage import _load_audio, _write_result_file
+from alertfusion.pipeline.transcription import _ensure_transcription
+from alertfusion.protocols import Classifier
+from alertfusion.result import ClassificationResult
+from alertfusion.transcribe import TranscriptError, get_transcription, read_transcript
+
+
+def _ms_between(start: datetime | None, end: datetime) -> float | None:
+    if start is None:
+        return None
+    return max(0.0, (end - start).total_seconds() * 1000.0)
+
+
+def _flush_alerts(ctx: PipelineContext, job: Job) -> tuple[str, ...]:
+    sent = publish_pending_alerts(
+        ctx.store, job, events_client=ctx.events, bus_name=ctx.settings.event_bus_name
+    )
+    for stage in sent:
+        count("EmergencyAlertsSent", stage=stage.value)
+        logger.info("emergency alert sent", extra={"alert_stage": stage.value})
+    return tuple(stage.value for stage in sent)
+
+
+def _record_failure(
+    ctx: PipelineContext, job_id: str, error: AlertFusionError, stage: str
+) -> Job | None:
+    failed = ctx.store.fail(job_id, error.code, error.message)
+    if failed is not None:
+        count("JobsFailed", reason=error.code.value, stage=stage)
+        logger.warning("job failed", extra={"reason": error.code.value})
+    return failed
+
+
+def _filename(job: Job) -> str | None:
+    return job.object_key.rsplit("/", 1)[-1] if job.object_key else None
+
+
+def _classify(
+    ctx: PipelineContext,
+    job: Job,
+    classifier: Classifier,
+    audio: bytes,
+    text: str | None,
+) -> tuple[ClassificationResult, TextError | None]:
+    """Classify; a transcript the engine refuses (too long...) gives an audio-only result
+    and the TextError that says why."""
+    if text is None:
+        return classifier.classify(audio, filename=_filename(job)), None
+    try:
+        return classifier.classify(audio, filename=_filename(job), text=text), None
+    except TextError as exc:
+        logger.warning("transcript refused by the engine", extra={"reason": exc.code.value})
+        return classifier.classify(audio, filename=_filename(job)), exc
+
+
+def _finish(
+    ctx: PipelineContext,
+    job: Job,
+    result: ClassificationResult | None,
+    verdict: Verdict,
+    *,
+    stage: Literal["audio_stage", "finalize"],
+    transcribe_status: Literal["COMPLETED", "FAILED", "SKIPPED"],
+    transcribe_detail: str | None = None,
+) -> StageOutcome:
+    """Write the final verdict (once) and end the job DONE, then alert."""
+    key = _write_result_file(ctx, job.job_id, result) if result is not None else None
+    latency = _ms_between(job.uploaded_at, verdict.decided_at)
+    written = ctx.store.finish(
+        job.job_id,
+        verdict,
+        latency_ms=latency,
+        result_key=key,
+        transcribe_status=transcribe_status,
+        transcribe_detail=transcribe_detail,
+    )
+    current = written or ctx.store.get(job.job_id)
+    assert current is not None
+    if written is not None:
+        count("Verdicts", stage=Stage.FINAL.value, label=verdict.label)
+        if latency is not None:
+            milliseconds("UploadToVerdictMs", latency, stage=Stage.FINAL.value)
+        logger.info(
+            "final verdict recorded",
+            extra={
+                "label": verdict.label,
+                "latency_ms": latency,
+                "audio_only": verdict.audio_only_reason,
+            },
+        )
+    alerts = _flush_alerts(ctx, current)
+    return StageOutcome(
+        job.job_id,
+        stage,
+        "recorded" if written is not None else "already_recorded",
+        status=current.status,
+        label=(current.final or verdict).label,
+        reason=verdict.audio_only_reason,
+        alerts_sent=alerts,
+    )
+
+
+def _fail_outcome(
+    ctx: PipelineContext,
+    job: Job,
+    error: AlertFusionError,
+    stage: Literal["audio_stage", "finalize"],
+) -> StageOutcome:
+    current = _record_failure(ctx, job.job_id, error, stage) or ctx.store.get(job.job_id)
+    return StageOutcome(
+        job.job_id,
+        stage,
+        "failed",
+        status=current.status if current else None,
+        reason=error.code,
+    )
+
+
+def _is_permanent(exc: Exception) -> bool:
+    return isinstance(exc, AlertFusionError) and exc.permanent
+
+
+def _client_transcript_stage(
+    ctx: PipelineContext,
+    job: Job,
+    transcript: str,
+    classifier: Classifier,
+    alerts: tuple[str, ...],
+) -> StageOutcome:
+    """The client sent the transcript: one fused verdict, final at once, no Transcribe."""
+    if job.final is not None or job.is_final:
+        return StageOutcome(
+            job.job_id, "audio_stage", "already_recorded", status=job.status, alerts_sent=alerts
+        )
+    try:
+        audio = _load_audio(ctx, job)
+        result, text_error = _classify(ctx, job, classifier, audio, transcript)
+    except Exception as exc:
+        if _is_permanent(exc):
+            assert isinstance(exc, AlertFusionError)
+            return _fail_outcome(ctx, job, exc, "audio_stage")
+        raise
+    verdict = Verdict.from_result(
+        result,
+        decided_at=now_utc(),
+        text_source="client",
+        audio_only_reason=text_error.code if text_error else None,
+        audio_only_detail=text_error.message if text_error else None,
+    )
+    done = _finish(ctx, job, result, verdict, stage="audio_stage", transcribe_status="SKIPPED")
+    return replace(done, alerts_sent=alerts + done.alerts_sent, transcribe="skipped")
+
+
+@tracer.capture_method(capture_response=False)
+def run_audio_stage(
+    job_id: str, classifier: Classifier, *, ctx: PipelineContext | None = None
+) -> StageOutcome:
+    """The ``audio_stage`` task: record the preliminary (audio-only) verdict, then advance
+    the job (see the package docstring). Idempotent; permanent audio problems end the job
+    FAILED; transient ones raise."""
+    ctx = ctx or get_context()
+    started = time.perf_counter()
+    with logger.append_context_keys(job_id=job_id, stage="audio_stage"):
+        outcome = _run_audio_stage(ctx, job_id, classifier)
+        milliseconds("StageDurationMs", (time.perf_counter() - started) * 1000, stage="audio_stage")
+        logger.info("audio stage done", extra=outcome.as_dict())
+        return outcome
+
+
+def _run_audio_stage(ctx: PipelineContext, job_id: str, classifier: Classifier) -> StageOutcome:
+    store, settings = ctx.store, ctx.settings
+    job = store.get(job_id)
+    if job is None:
+        logger.error("audio stage for an unknown job")
+        return StageOutcome(job_id, "audio_stage", "not_found")
+    alerts = _flush_alerts(ctx, job)  # what a crashed earlier attempt left unsent
+    if job.status is JobStatus.FAILED:
+        return StageOutcome(job_id, "audio_stage", "final", status=job.status, alerts_sent=alerts)
+    if job.status is JobStatus.UPLOAD_PENDING:
+        logger.warning("audio stage before the upload was validated; nothing to do")
+        return StageOutcome(job_id, "audio_stage", "not_ready", status=job.status)
+
+    if job.client_transcript is not None:
+        return _client_transcript_stage(ctx, job, job.client_transcript, classifier, alerts)
+
+    action: StageAction = "already_recorded"
+    result: ClassificationResult | None = None
+    if job.preliminary is None:
+        try:
+            audio = _load_audio(ctx, job)
+            result = classifier.classify(audio, filename=_filename(job))
+        except Exception as exc:
+            if _is_permanent(exc):
+                assert isinstance(exc, AlertFusionError)
+                return _fail_outcome(ctx, job, exc, "audio_stage")
+            raise
+        verdict = Verdict.from_result(result, decided_at=now_utc())
+        latency = _ms_between(job.uploaded_at, verdict.decided_at)
+        written = store.set_preliminary(job_id, verdict, latency_ms=latency)
+        if written is not None:
+            action = "recorded"
+            count("Verdicts", stage=Stage.PRELIMINARY.value, label=verdict.label)
+            if latency is not None:
+                milliseconds("UploadToVerdictMs", latency, stage=Stage.PRELIMINARY.value)
+            logger.info(
+                "preliminary verdict recorded",
+                extra={"label": verdict.label, "latency_ms": latency},
+            )
+        refreshed = written or store.get(job_id)
+        assert refreshed is not None
+        job = refreshed
+        alerts += _flush_alerts(ctx, job)
+
+    preliminary = job.preliminary
+    transcribe: TranscribeAction | None = None
+    if job.status is JobStatus.RECEIVED and preliminary is not None:
+        if settings.transcribe_policy == "gated" and not preliminary.is_emergency:
+            final = preliminary.model_copy(
+                update={
+                    "audio_only_reason": ReasonCode.TRANSCRIBE_SKIPPED,
+                    "audio_only_detail": "TRANSCRIBE_POLICY=gated and the audio verdict is regular",
+                    "decided_at": now_utc(),
+                }
+            )
+            done = _finish(
+                ctx,
+                job,
+                result,
+                final,
+                stage="audio_stage",
+                transcribe_status="SKIPPED",
+                transcribe_detail="gated policy: regular audio",
+            )
+            return StageOutcome(
+                job_id,
+                "audio_stage",
+                action,
+                status=done.status,
+                label=preliminary.label,
+                alerts_sent=alerts + done.alerts_sent,
+                transcribe="skipped",
+            )
+        if job.transcribe_status is None:
+            # gated and an alert, or the starter never got to start it (crash, re-drive)
+            transcribe = _ensure_transcription(ctx, job)
+    current = store.get(job_id) if transcribe is not None else job
+    return StageOutcome(
+        job_id,
+        "audio_stage",
+        action,
+        status=current.status if current else None,
+        label=preliminary.label if preliminary else None,
+        alerts_sent=alerts,
+        transcribe=transcribe,
+    )
+
+
+@tracer.capture_method(capture_response=False)
+def finalize_job(
+    job_id: str,
+    transcribe_status: Literal["COMPLETED", "FAILED"],
+    classifier: Classifier,
+    *,
+    failure_reason: str | None = None,
+    ctx: PipelineContext | None = None,
+) -> StageOutcome:
+    """Transcribe finished: the final verdict from transcript + audio. A FAILED job or an
+    empty/unreadable transcript gives an audio-only final verdict that says why (the job is
+    still DONE). Idempotent: a redelivered event changes nothing."""
+    ctx = ctx or get_context()
+    started = time.perf_counter()
+    with logger.append_context_keys(job_id=job_id, stage="finalize"):
+        outcome = _finalize_job(ctx, job_id, transcribe_status, classifier, failure_reason)
+        milliseconds("StageDurationMs", (time.perf_counter() - started) * 1000, stage="finalize")
+        logger.info("finalize done", extra=outcome.as_dict())
+        return outcome
+
+
+def _finalize_job(
+    ctx: PipelineContext,
+    job_id: str,
+    transcribe_status: Literal["COMPLETED", "FAILED"],
+    classifier: Classifier,
+    failure_reason: str | None,
+) -> StageOutcome:
+    store, settings = ctx.store, ctx.settings
+    job = store.get(job_id)
+    if job is None:
+        logger.warning("Transcribe finished for an unknown job")
+        return StageOutcome(job_id, "finalize", "not_found")
+    alerts = _flush_alerts(ctx, job)
+    if job.final is not None or job.is_final:
+        action: StageAction = "already_recorded" if job.final is not None else "final"
+        return StageOutcome(
+            job_id,
+            "finalize",
+            action,
+            status=job.status,
+            label=job.final.label if job.final else None,
+            alerts_sent=alerts,
+        )
+    if job.status is JobStatus.UPLOAD_PENDING:
+        return StageOutcome(job_id, "finalize", "not_ready", status=job.status)
+
+    text: str | None = None
+    reason: ReasonCode | None = None
+    detail: str | None = None
+    if transcribe_status == "COMPLETED":
+        try:
+            transcript = read_transcript(ctx.s3, settings.audio_bucket, transcript_key(job_id))
+        except TranscriptError as exc:
+            reason, detail = exc.code, exc.message
+        else:
+            if transcript.strip():
+                text = transcript
+            else:
+                reason, detail = ReasonCode.TRANSCRIPT_EMPTY, "Transcribe heard no words"
+    else:
+        reason = ReasonCode.TRANSCRIBE_FAILED
+        detail = failure_reason or job.transcribe_detail or _failure_reason(ctx, job)
+        detail = f"Transcribe failed: {detail}" if detail else "Transcribe failed"
+    try:
+        audio = _load_audio(ctx, job)
+        result, text_error = _classify(ctx, job, classifier, audio, text)
+    except Exception as exc:
+        if _is_permanent(exc):
+            assert isinstance(exc, AlertFusionError)
+            return _fail_outcome(ctx, job, exc, "finalize")
+        raise
+    if text_error is not None:
+        reason, detail = text_error.code, f"the transcript could not be used: {text_error.message}"
+    verdict = Verdict.from_result(
+        result,
+        decided_at=now_utc(),
+        text_source="transcribe" if text is not None and text_error is None else None,
+        audio_only_reason=reason,
+        audio_only_detail=detail,
+    )
+    outcome = _finish(
+        ctx,
+        job,
+        result,
+        verdict,
+        stage="finalize",
+        transcribe_status=transcribe_status,
+        transcribe_detail=detail if transcribe_status == "FAILED" else None,
+    )
+    return replace(outcome, alerts_sent=alerts + outcome.alerts_sent)
+
+
+def _failure_reason(ctx: PipelineContext, job: Job) -> str | None:
+    """Transcribe's FailureReason, best effort (the event does not always carry it)."""
+    name = job.transcribe_job_name or transcribe_job_name(
+        job.job_id, ctx.settings.transcribe_job_prefix
+    )
+    try:
+        info = get_transcription(ctx.transcribe, name)
+    except Exception:  # only a detail for the record: never fail the verdict over it
+        return None
+    return info.failure_reason if info else None

@@ -1,0 +1,201 @@
+"""The starter's step: one S3 upload record → a validated job, its audio-stage task and
+Transcribe (see the package docstring)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from alertfusion.errors import AudioError, ReasonCode, TransientError
+from alertfusion.jobs import UploadInfo, now_utc
+from alertfusion.keys import (
+    SUPPORTED_EXTENSIONS,
+    decode_event_key,
+    job_id_for_upload,
+    parse_upload_key,
+)
+from alertfusion.observability import count, logger, milliseconds, tracer
+from alertfusion.pipeline.context import PipelineContext, get_context
+from alertfusion.pipeline.outcomes import TranscribeAction, UploadOutcome
+from alertfusion.pipeline.storage import _client_error_code, _send_task
+from alertfusion.pipeline.transcription import _ensure_transcription
+from alertfusion.probe import ProbeResult, S3RangeReader, probe_audio, read_object_head
+from alertfusion.tasks import AudioStageTask
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
+
+#: Content-Types that can carry audio; anything else (text/*, image/*, JSON...) is refused
+_AUDIO_LIKE_TYPES = frozenset(
+    {"application/ogg", "application/octet-stream", "binary/octet-stream", ""}
+)
+#: an estimated duration (CBR MP3) may be this far off before the bounds refuse it
+_ESTIMATE_SLACK = 0.1
+
+
+def _audio_like(content_type: str | None) -> bool:
+    base = (content_type or "").split(";", 1)[0].strip().lower()
+    return base.startswith(("audio/", "video/")) or base in _AUDIO_LIKE_TYPES
+
+
+def _parse_event_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else None
+
+
+def _validate(
+    ctx: PipelineContext, extension: str, size: int, content_type: str | None, reader: Any
+) -> ProbeResult:
+    """The probe of an acceptable upload; an AudioError with the reason otherwise."""
+    s = ctx.settings
+    if extension not in SUPPORTED_EXTENSIONS:
+        shown = f".{extension}" if extension else "no extension"
+        raise AudioError(
+            f"{shown} is not a supported audio file ({', '.join(sorted(SUPPORTED_EXTENSIONS))})",
+            code=ReasonCode.UNSUPPORTED_FORMAT,
+        )
+    if size <= 0:
+        raise AudioError("the uploaded object is empty", code=ReasonCode.EMPTY_AUDIO)
+    if size > s.max_upload_bytes:
+        raise AudioError(
+            f"the upload has {size} bytes, more than the limit of {s.max_upload_bytes}",
+            code=ReasonCode.FILE_TOO_LARGE,
+        )
+    if not _audio_like(content_type):
+        raise AudioError(
+            f"Content-Type {content_type!r} is not audio", code=ReasonCode.UNSUPPORTED_FORMAT
+        )
+    probe = probe_audio(reader, max_seconds=s.max_audio_seconds)
+    if probe.duration_s is not None:
+        slack = 0.0 if probe.exact else _ESTIMATE_SLACK
+        if probe.duration_s < s.min_audio_seconds * (1 - slack):
+            raise AudioError(
+                f"the recording lasts {probe.duration_s:.2f} s; at least "
+                f"{s.min_audio_seconds:g} s are needed",
+                code=ReasonCode.TOO_SHORT,
+            )
+        if probe.duration_s > s.max_audio_seconds * (1 + slack):
+            raise AudioError(
+                f"the recording lasts {probe.duration_s:.1f} s; at most "
+                f"{s.max_audio_seconds:g} s are accepted",
+                code=ReasonCode.TOO_LONG,
+            )
+    return probe
+
+
+@tracer.capture_method(capture_response=False)
+def handle_upload(record: S3EventRecord, *, ctx: PipelineContext | None = None) -> UploadOutcome:
+    """One S3 ``ObjectCreated`` record: validate the object (size, type and header probe
+    from S3 itself; the event is not trusted), record the job, queue the audio stage,
+    start Transcribe.
+
+    Rejections end the job FAILED with a reason and start nothing. Safe to repeat: a
+    redelivered record finds the job and does nothing, or completes what a crashed attempt
+    left undone. Transient trouble raises.
+    """
+    ctx = ctx or get_context()
+    started = time.perf_counter()
+    s3_object = record.s3.get_object
+    key = decode_event_key(s3_object.key)
+    bucket = record.s3.bucket.name
+    if bucket != ctx.settings.audio_bucket:
+        logger.warning("record for another bucket ignored", extra={"bucket": bucket})
+        return UploadOutcome(key, None, "ignored", detail="not the pipeline's bucket")
+    ref = parse_upload_key(key)
+    if ref is None:
+        return UploadOutcome(key, None, "ignored", detail="not an object under uploads/")
+    job_id = job_id_for_upload(
+        ref,
+        version_id=s3_object.version_id,
+        etag=s3_object.etag,
+        sequencer=s3_object.get("sequencer"),
+    )
+    with logger.append_context_keys(job_id=job_id, stage="starter"):
+        outcome = _handle_upload(ctx, record, ref.extension, key, job_id)
+        milliseconds("StageDurationMs", (time.perf_counter() - started) * 1000, stage="starter")
+        logger.info("upload handled", extra=outcome.as_dict())
+        return outcome
+
+
+def _handle_upload(
+    ctx: PipelineContext, record: S3EventRecord, extension: str, key: str, job_id: str
+) -> UploadOutcome:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    # No read first: a new upload (the common case) would pay for it; a duplicate finds out
+    # from the conditional write at the end and only costs one ranged GET.
+    store, settings = ctx.store, ctx.settings
+    now = now_utc()
+    uploaded_at = _parse_event_time(record.get("eventTime")) or now
+    version_id = record.s3.get_object.version_id
+    try:
+        head = read_object_head(ctx.s3, settings.audio_bucket, key, version_id=version_id)
+    except ClientError as exc:
+        if _client_error_code(exc) in ("404", "NoSuchKey", "NotFound", "NoSuchVersion"):
+            # deleted (or replaced by a later upload) before this record was handled
+            detail = "the object was deleted before it could be processed"
+            if store.reject(job_id, ReasonCode.OBJECT_NOT_FOUND, detail, now=now) is None:
+                return _not_applied(ctx, key, job_id)
+            count("JobsFailed", reason=ReasonCode.OBJECT_NOT_FOUND.value, stage="starter")
+            return UploadOutcome(key, job_id, "rejected", ReasonCode.OBJECT_NOT_FOUND, detail)
+        raise TransientError(f"GetObject: {_client_error_code(exc)}") from exc
+    except BotoCoreError as exc:
+        raise TransientError(f"GetObject: {type(exc).__name__}") from exc
+    size, content_type = head.size, head.content_type
+    reader = S3RangeReader(
+        ctx.s3, settings.audio_bucket, key, size, version_id=version_id, prefetched=head.head
+    )
+    probe: ProbeResult | None = None
+    rejection: AudioError | None = None
+    try:
+        probe = _validate(ctx, extension, size, content_type, reader)
+    except AudioError as exc:
+        rejection = exc
+    upload = UploadInfo(
+        object_key=key,
+        extension=extension,
+        size_bytes=size,
+        content_type=content_type,
+        etag=head.etag,
+        version_id=version_id,
+        uploaded_at=uploaded_at,
+        container=probe.format if probe else None,
+        probed_duration_s=probe.duration_s if probe else None,
+    )
+    if rejection is not None:
+        if store.reject(job_id, rejection.code, rejection.message, upload=upload, now=now) is None:
+            return _not_applied(ctx, key, job_id)
+        count("JobsFailed", reason=rejection.code.value, stage="starter")
+        return UploadOutcome(key, job_id, "rejected", rejection.code, rejection.message)
+    job = store.receive(job_id, upload, now=now)
+    if job is None:
+        return _not_applied(ctx, key, job_id)
+    count("UploadsAccepted")
+    # The task goes out before Transcribe starts: if this attempt dies after either step,
+    # the retry still finds the job RECEIVED and repeats both (a second task is harmless).
+    _send_task(ctx, AudioStageTask(job_id=job_id))
+    transcribe: TranscribeAction
+    if job.client_transcript is not None:
+        store.note_transcribe(job_id, "SKIPPED", detail="the client supplied the transcript")
+        transcribe = "skipped"
+    elif settings.transcribe_policy == "gated":
+        transcribe = "deferred"  # the audio stage starts it for a non-regular verdict
+    else:
+        transcribe = _ensure_transcription(ctx, job)
+    return UploadOutcome(key, job_id, "accepted", transcribe=transcribe)
+
+
+def _not_applied(ctx: PipelineContext, key: str, job_id: str) -> UploadOutcome:
+    """The job refused the write: a duplicate event, or another object with this job id."""
+    current = ctx.store.get(job_id)
+    if current is not None and current.object_key not in (None, key):
+        logger.warning("another object claims this job id; ignored")
+        return UploadOutcome(key, job_id, "ignored", detail="job belongs to another object")
+    status = current.status.value if current else "missing"
+    return UploadOutcome(key, job_id, "duplicate", detail=f"job is {status}")

@@ -1,0 +1,75 @@
+"""S3 and SQS as the steps use them, with botocore's errors mapped to the pipeline's.
+
+A missing upload is a permanent InputError (the job ends FAILED); any other client error is
+a TransientError, for the caller's retry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alertfusion.errors import AudioError, InputError, ReasonCode, TransientError
+from alertfusion.jobs import Job
+from alertfusion.keys import result_key
+from alertfusion.pipeline.context import PipelineContext
+from alertfusion.result import ClassificationResult
+from alertfusion.tasks import AudioStageTask, FinalizeTask, encode_task
+
+
+def _client_error_code(exc: Exception) -> str | None:
+    response = getattr(exc, "response", None)
+    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+
+
+def _send_task(ctx: PipelineContext, task: AudioStageTask | FinalizeTask) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        ctx.sqs.send_message(QueueUrl=ctx.settings.work_queue_url, MessageBody=encode_task(task))
+    except (ClientError, BotoCoreError) as exc:
+        raise TransientError(f"SendMessage {task.type} failed: {type(exc).__name__}") from exc
+
+
+def _load_audio(ctx: PipelineContext, job: Job) -> bytes:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if not job.object_key:
+        raise InputError("the job has no uploaded object", code=ReasonCode.OBJECT_NOT_FOUND)
+    kwargs: dict[str, Any] = {"Bucket": ctx.settings.audio_bucket, "Key": job.object_key}
+    if job.version_id:
+        kwargs["VersionId"] = job.version_id
+    try:
+        response = ctx.s3.get_object(**kwargs)
+    except ClientError as exc:
+        if _client_error_code(exc) in ("NoSuchKey", "NoSuchVersion", "404", "NotFound"):
+            raise InputError(
+                f"the upload {job.object_key} no longer exists", code=ReasonCode.OBJECT_NOT_FOUND
+            ) from exc
+        raise TransientError(f"GetObject: {_client_error_code(exc)}") from exc
+    except BotoCoreError as exc:
+        raise TransientError(f"GetObject: {type(exc).__name__}") from exc
+    limit = ctx.settings.max_upload_bytes
+    if int(response.get("ContentLength") or 0) > limit:
+        response["Body"].close()
+        raise AudioError(f"the upload is larger than {limit} bytes", code=ReasonCode.FILE_TOO_LARGE)
+    body = response["Body"]
+    try:
+        return bytes(body.read())
+    finally:
+        body.close()
+
+
+def _write_result_file(ctx: PipelineContext, job_id: str, result: ClassificationResult) -> str:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    key = result_key(job_id)
+    try:
+        ctx.s3.put_object(
+            Bucket=ctx.settings.audio_bucket,
+            Key=key,
+            Body=result.model_dump_json().encode("utf-8"),
+            ContentType="application/json",
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise TransientError(f"PutObject {key}: {type(exc).__name__}") from exc
+    return key

@@ -1,0 +1,36 @@
+"""The inference engine's interface, for code that must not import alertfusion.engine itself."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from alertfusion.manifest import Manifest
+    from alertfusion.result import ClassificationResult
+
+
+class Classifier(Protocol):
+    """`alertfusion.engine.Engine` as the pipeline's stages and the API's routes use it.
+
+    Typing against this instead of `Engine` keeps numpy and onnxruntime out of the importing
+    module (the API starts without them) and lets tests pass a double. `classify` raises
+    alertfusion.errors.AudioError (``permanent``) for audio that cannot be used, TextError for
+    text that cannot be used, anything else for transient trouble.
+    """
+
+    @property
+    def manifest(self) -> Manifest: ...
+
+    @property
+    def loaded(self) -> bool: ...
+
+    def warm_up(self) -> None: ...
+
+    def classify(
+        self,
+        audio: bytes,
+        *,
+        filename: str | None = None,
+        text: str | None = None,
+        gate: Literal["binary", "none"] | None = None,
+    ) -> ClassificationResult: ...
