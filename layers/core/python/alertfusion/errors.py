@@ -21,6 +21,8 @@ class ReasonCode(StrEnum):
     TEXT_TOO_LONG = "TEXT_TOO_LONG"
     # model bundle
     BUNDLE_INVALID = "BUNDLE_INVALID"
+    #: the bundle's models disagree with their fp32 answers on this CPU (alertfusion.selfcheck)
+    SELFCHECK_FAILED = "SELFCHECK_FAILED"
     BUNDLE_NOT_FOUND = "BUNDLE_NOT_FOUND"
     # requests
     INVALID_INPUT = "INVALID_INPUT"
@@ -68,6 +70,7 @@ HTTP_STATUS: dict[ReasonCode, int] = {
     ReasonCode.JOB_NOT_FOUND: 404,
     ReasonCode.IDEMPOTENCY_CONFLICT: 409,
     ReasonCode.BUNDLE_INVALID: 503,
+    ReasonCode.SELFCHECK_FAILED: 503,
     ReasonCode.BUNDLE_NOT_FOUND: 503,
     ReasonCode.UPSTREAM_UNAVAILABLE: 503,
     ReasonCode.CONFIG_INVALID: 500,
