@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from alertfusion.dynamodb import call_dynamodb, now_utc, utc_iso
 from alertfusion.errors import AlertFusionError, ReasonCode, TransientError
-from alertfusion.jobs import call_dynamodb, now_utc, utc_iso
 
 ITEM_PREFIX = "idempotency#"
 

@@ -128,7 +128,7 @@ def test_jobs_table_is_on_demand_with_ttl_pitr_encryption_and_the_status_index(
                         {"AttributeName": "status", "KeyType": "HASH"},
                         {"AttributeName": "updated_at", "KeyType": "RANGE"},
                     ],
-                    "Projection": {"ProjectionType": "ALL"},
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
                 }
             ],
         },
