@@ -57,10 +57,15 @@ def pipeline_environment(
         "JOB_TTL_DAYS": str(config.job_ttl_days),
         "STUCK_AFTER_SECONDS": str(config.stuck_after_seconds),
         "HARD_TIMEOUT_SECONDS": str(config.hard_timeout_seconds),
-        "POWERTOOLS_SERVICE_NAME": f"alertfusion-{service}",
+        "POWERTOOLS_SERVICE_NAME": service_name(service),
         "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_METRICS_NAMESPACE,
         "POWERTOOLS_LOG_LEVEL": POWERTOOLS_LOG_LEVEL,
     }
+
+
+def service_name(service: str) -> str:
+    """A function's POWERTOOLS_SERVICE_NAME: its logs' service key and its metrics' dimension."""
+    return f"alertfusion-{service}"
 
 
 def api_environment(config: InfraConfig, *, gateway_checks_key: bool) -> dict[str, str]:

@@ -13,6 +13,8 @@ from fastapi.testclient import TestClient
 from functions.api.app import create_app
 from functions.api.middleware import BodyLimit
 from functions.api.settings import DEFAULT_MAX_BODY_BYTES, ApiSettings
+from tests.bundle_edits import copy_bundle, strict_int8, with_fallback
+from tests.conftest import SAMPLES
 from tests.integration.api.conftest import API_KEY, Api, multipart, settings
 
 pytestmark = pytest.mark.integration
@@ -63,6 +65,72 @@ def test_readyz_reports_the_loaded_bundle(make_api: Callable[..., Api], engine: 
     assert body["bundle_version"] == engine.manifest.bundle_version
     assert body["trained"] is False
     assert engine.loaded  # /readyz created the sessions
+
+
+def _real_engine_api(monkeypatch: pytest.MonkeyPatch, bundle: Any) -> TestClient:
+    """The API on the process-wide engine (get_engine, with its self-check) for `bundle`."""
+    from alertfusion.engine import reset_engine
+    from alertfusion.settings import engine_settings
+
+    monkeypatch.setenv("MODEL_BUNDLE", str(bundle))
+    engine_settings.cache_clear()
+    reset_engine()
+    return TestClient(create_app(settings()))
+
+
+@pytest.fixture
+def _forget_engine() -> Any:
+    yield
+    from alertfusion.engine import reset_engine
+    from alertfusion.settings import engine_settings
+
+    engine_settings.cache_clear()
+    reset_engine()
+
+
+@pytest.mark.usefixtures("_forget_engine")
+def test_readyz_reports_the_selfcheck_on_this_cpu(
+    monkeypatch: pytest.MonkeyPatch, tiny_bundle_int8: Any
+) -> None:
+    from alertfusion.selfcheck import cpu_info
+
+    response = _real_engine_api(monkeypatch, tiny_bundle_int8).get("/readyz")
+    assert response.status_code == 200, response.text
+    check = response.json()["selfcheck"]
+    assert check["status"] == "passed" and check["fallback"] == []
+    assert cpu_info().model in check["cpu"] and check["ms"] > 0
+
+
+@pytest.mark.usefixtures("_forget_engine")
+def test_a_failed_selfcheck_makes_readyz_and_predict_503(
+    monkeypatch: pytest.MonkeyPatch, tiny_bundle_int8: Any, tmp_path: Any
+) -> None:
+    bundle = copy_bundle(tiny_bundle_int8, tmp_path)
+    strict_int8(bundle)
+    client = _real_engine_api(monkeypatch, bundle)
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert error_of(ready)["code"] == "SELFCHECK_FAILED"
+    wav = (SAMPLES / "ko-help-16k.wav").read_bytes()
+    predict = client.post("/predict", files={"audio_file": ("a.wav", wav, "audio/wav")})
+    assert predict.status_code == 503
+    assert error_of(predict)["code"] == "SELFCHECK_FAILED"
+
+
+@pytest.mark.usefixtures("_forget_engine")
+def test_readyz_names_the_models_served_by_their_fp32_fallback(
+    monkeypatch: pytest.MonkeyPatch, tiny_bundle_int8: Any, tiny_bundle: Any, tmp_path: Any
+) -> None:
+    bundle = with_fallback(tiny_bundle_int8, tiny_bundle, tmp_path)
+    strict_int8(bundle)
+    body = _real_engine_api(monkeypatch, bundle).get("/readyz").json()
+    assert body["selfcheck"]["status"] == "fallback"
+    assert body["selfcheck"]["fallback"] == ["audio_binary", "audio_multiclass"]
+    assert body["quantization"] == {
+        "audio_binary": "none",
+        "audio_multiclass": "none",
+        "text": "int8_dynamic",
+    }
 
 
 # -- error shape, routing, request ids --------------------------------------------------------

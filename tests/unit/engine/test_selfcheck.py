@@ -5,58 +5,26 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from alertfusion.bundle_files import sha256_file
 from alertfusion.cli import main
 from alertfusion.engine import Engine
 from alertfusion.errors import BundleError, ReasonCode
-from alertfusion.manifest import MANIFEST_FILE
 from alertfusion.selfcheck import check_before_serving, cpu_info
+from tests.bundle_edits import (
+    copy_bundle,
+    edit_manifest,
+    resign_golden,
+    rewrite_golden,
+    strict_int8,
+    with_fallback,
+)
 from tests.unit.engine.conftest import HELP_TEXT, HELP_WAV
 
 pytestmark = pytest.mark.unit
-
-Edit = Callable[[dict[str, Any]], None]
-
-
-def _copy(bundle: Path, tmp_path: Path, name: str = "bundle") -> Path:
-    dest = tmp_path / name
-    shutil.copytree(bundle, dest)
-    return dest
-
-
-def _edit_manifest(bundle: Path, edit: Edit) -> None:
-    path = bundle / MANIFEST_FILE
-    raw = json.loads(path.read_text())
-    edit(raw)
-    path.write_text(json.dumps(raw))
-
-
-def _resign(bundle: Path, file: str) -> None:
-    """Make the manifest name `file`'s current bytes (a deliberately changed golden set)."""
-
-    def edit(raw: dict[str, Any]) -> None:
-        raw["golden"]["sha256"] = sha256_file(bundle / file)
-        raw["golden"]["size_bytes"] = (bundle / file).stat().st_size
-
-    _edit_manifest(bundle, edit)
-
-
-def _rewrite_golden(bundle: Path, change: Callable[[dict[str, np.ndarray]], None]) -> None:
-    path = bundle / "golden.npz"
-    with np.load(path) as data:
-        arrays = {k: np.array(data[k]) for k in data.files}
-    change(arrays)
-    with path.open("wb") as f:
-        np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
-    _resign(bundle, "golden.npz")
 
 
 def _selfcheck(*args: str) -> tuple[int, str, str]:
@@ -109,13 +77,13 @@ def test_fp32_bundle_selfcheck_holds_fp32_to_the_parity_tolerance(tiny_bundle: P
 def test_a_damaged_golden_set_is_bundle_invalid(
     tiny_bundle_int8: Path, tmp_path: Path, damage: str
 ) -> None:
-    bundle = _copy(tiny_bundle_int8, tmp_path)
+    bundle = copy_bundle(tiny_bundle_int8, tmp_path)
     golden = bundle / "golden.npz"
     if damage == "missing":
         golden.unlink()
     elif damage == "truncated":
         golden.write_bytes(golden.read_bytes()[:1000])
-        _resign(bundle, "golden.npz")  # the sums match: the file itself is short
+        resign_golden(bundle, "golden.npz")  # the sums match: the file itself is short
     else:
         data = bytearray(golden.read_bytes())
         data[len(data) // 2] ^= 0xFF
@@ -129,8 +97,8 @@ def test_a_damaged_golden_set_is_bundle_invalid(
 def test_a_bundle_without_a_golden_set_is_bundle_invalid(
     tiny_bundle_int8: Path, tmp_path: Path
 ) -> None:
-    bundle = _copy(tiny_bundle_int8, tmp_path)
-    _edit_manifest(bundle, lambda raw: raw.pop("golden"))
+    bundle = copy_bundle(tiny_bundle_int8, tmp_path)
+    edit_manifest(bundle, lambda raw: raw.pop("golden"))
     (bundle / "golden.npz").unlink()
     code, _, err = _selfcheck("--bundle", str(bundle))
     assert code == 2 and "BUNDLE_INVALID" in err and "no golden set" in err
@@ -139,14 +107,14 @@ def test_a_bundle_without_a_golden_set_is_bundle_invalid(
 def test_a_golden_set_that_disagrees_exits_2_naming_the_inputs(
     tiny_bundle_int8: Path, tmp_path: Path
 ) -> None:
-    bundle = _copy(tiny_bundle_int8, tmp_path)
+    bundle = copy_bundle(tiny_bundle_int8, tmp_path)
 
     def swap(arrays: dict[str, np.ndarray]) -> None:
         # fp32's answer made the class int8 likes least, by a wide margin: no agreement
         logits = arrays["audio_multiclass/fp32"]
         arrays["audio_multiclass/fp32"] = 100.0 * np.eye(logits.shape[1])[logits.argmin(1)]
 
-    _rewrite_golden(bundle, swap)
+    rewrite_golden(bundle, swap)
     code, out, _ = _selfcheck("--bundle", str(bundle))
     assert code == 2
     assert "FAILED" in out and "audio_multiclass" in out
@@ -158,41 +126,11 @@ def test_a_golden_set_that_disagrees_exits_2_naming_the_inputs(
     assert failing[0]["disagreements"] and all(d["margin"] > 0 for d in failing[0]["disagreements"])
 
 
-def _strict_int8(bundle: Path) -> None:
-    """int8 tolerances far below what int8 really does here: the self-check fails, as on a
-    CPU whose int8 kernels misbehave, while fp32 still matches the golden outputs."""
-
-    def edit(raw: dict[str, Any]) -> None:
-        for name in ("audio_binary", "audio_multiclass"):
-            raw["models"][name]["quantization_report"]["max_logit_error"] = 1e-6
-
-    _edit_manifest(bundle, edit)
-
-
-def _with_fallback(int8: Path, fp32: Path, tmp_path: Path) -> Path:
-    """The int8 bundle with the fp32 bundle's models as its fallbacks (the same seeded
-    checkpoints, so they are the int8 models' own fp32 graphs)."""
-    bundle = _copy(int8, tmp_path, "with-fallback")
-
-    def edit(raw: dict[str, Any]) -> None:
-        for name in ("audio_binary", "audio_multiclass", "text"):
-            src = fp32 / f"{name}.onnx"
-            shutil.copyfile(src, bundle / f"{name}.fp32.onnx")
-            raw["models"][name]["fp32_fallback"] = {
-                "file": f"{name}.fp32.onnx",
-                "sha256": sha256_file(src),
-                "size_bytes": src.stat().st_size,
-            }
-
-    _edit_manifest(bundle, edit)
-    return bundle
-
-
 def test_serving_falls_back_to_fp32_where_the_bundle_carries_it(
     tiny_bundle_int8: Path, tiny_bundle: Path, tmp_path: Path
 ) -> None:
-    bundle = _with_fallback(tiny_bundle_int8, tiny_bundle, tmp_path)
-    _strict_int8(bundle)
+    bundle = with_fallback(tiny_bundle_int8, tiny_bundle, tmp_path)
+    strict_int8(bundle)
     engine = Engine.from_bundle(bundle)
     try:
         readiness = check_before_serving(engine)
@@ -215,8 +153,8 @@ def test_serving_falls_back_to_fp32_where_the_bundle_carries_it(
 def test_without_a_fallback_the_engine_refuses_to_answer(
     tiny_bundle_int8: Path, tmp_path: Path
 ) -> None:
-    bundle = _copy(tiny_bundle_int8, tmp_path)
-    _strict_int8(bundle)
+    bundle = copy_bundle(tiny_bundle_int8, tmp_path)
+    strict_int8(bundle)
     engine = Engine.from_bundle(bundle)
     try:
         readiness = check_before_serving(engine)
@@ -232,8 +170,8 @@ def test_without_a_fallback_the_engine_refuses_to_answer(
 def test_a_bundle_from_before_the_selfcheck_still_serves_and_says_so(
     tiny_bundle_int8: Path, tmp_path: Path
 ) -> None:
-    bundle = _copy(tiny_bundle_int8, tmp_path)
-    _edit_manifest(bundle, lambda raw: raw.pop("golden"))
+    bundle = copy_bundle(tiny_bundle_int8, tmp_path)
+    edit_manifest(bundle, lambda raw: raw.pop("golden"))
     (bundle / "golden.npz").unlink()
     engine = Engine.from_bundle(bundle)
     try:

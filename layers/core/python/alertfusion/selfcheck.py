@@ -24,7 +24,7 @@ import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from alertfusion.agreement import Agreement, judge_logits
 from alertfusion.errors import BundleError, ReasonCode
@@ -300,7 +300,7 @@ class Readiness:
 
     #: "passed", "fallback" (served by fp32 fallback models), "failed" (refuses to answer) or
     #: "unavailable" (the bundle has no golden set: nothing to check with)
-    status: str
+    status: Literal["passed", "fallback", "failed", "unavailable"]
     check: SelfCheck | None
     #: models now served from their fp32 fallback
     fallback: tuple[str, ...] = ()
