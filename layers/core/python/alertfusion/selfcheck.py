@@ -63,13 +63,21 @@ class CpuInfo:
     machine: str
     model: str
     features: tuple[str, ...]
+    #: vendor, family and model numbers (one "AMD EPYC" model name covers several generations)
+    ident: str = ""
 
     def describe(self) -> str:
         flags = " ".join(self.features) or "none of the int8-relevant features"
-        return f"{self.model} ({self.machine}; {flags})"
+        ident = f"{self.ident}; " if self.ident else ""
+        return f"{self.model} ({ident}{self.machine}; {flags})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"machine": self.machine, "model": self.model, "features": list(self.features)}
+        return {
+            "machine": self.machine,
+            "model": self.model,
+            "ident": self.ident,
+            "features": list(self.features),
+        }
 
 
 def cpu_info(cpuinfo: str | None = None) -> CpuInfo:
@@ -89,7 +97,18 @@ def cpu_info(cpuinfo: str | None = None) -> CpuInfo:
     model = fields.get("model name") or fields.get("CPU part") or platform.processor() or "unknown"
     flags = set((fields.get("flags") or fields.get("Features") or "").split())
     wanted = _ARM_FEATURES if "Features" in fields and "flags" not in fields else _X86_FEATURES
-    return CpuInfo(machine, model, tuple(f for f in wanted if f in flags))
+    ident = " ".join(
+        f"{label} {fields[key]}"
+        for key, label in (
+            ("vendor_id", ""),
+            ("cpu family", "family"),
+            ("model", "model"),
+            ("CPU implementer", "implementer"),
+            ("CPU part", "part"),
+        )
+        if fields.get(key)
+    ).strip()
+    return CpuInfo(machine, model, tuple(f for f in wanted if f in flags), ident)
 
 
 @dataclass(frozen=True)
