@@ -148,11 +148,11 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "missing or wrong `x-api-key` (UNAUTHORIZED)",
         403: "a location the API may not read (FORBIDDEN_LOCATION)",
         404: "not found (NOT_FOUND, OBJECT_NOT_FOUND, JOB_NOT_FOUND)",
-        409: "the Idempotency-Key was used with another request body (IDEMPOTENCY_CONFLICT)",
         413: "body above the limit: use POST /uploads (PAYLOAD_TOO_LARGE, FILE_TOO_LARGE)",
         415: "not audio, judged from the bytes (UNSUPPORTED_FORMAT)",
         422: "invalid fields or unusable audio/text (INVALID_INPUT, EMPTY_AUDIO, "
-        "DECODE_FAILED, TOO_SHORT, TOO_LONG, NOT_FINITE, TEXT_TOO_LONG)",
+        "DECODE_FAILED, TOO_SHORT, TOO_LONG, NOT_FINITE, TEXT_TOO_LONG); an Idempotency-Key "
+        "used before with another request body (IDEMPOTENCY_CONFLICT)",
         500: "internal error (INTERNAL, CONFIG_INVALID)",
         503: "not ready or a dependency failed (BUNDLE_*, UPSTREAM_UNAVAILABLE)",
     }
