@@ -43,6 +43,7 @@ def test_demo_int8_manifest_is_untrained_with_measured_agreement(tiny_bundle_int
         assert report.n_decisive is not None and report.near_ties is not None
         assert report.n_decisive + report.near_ties == report.n_inputs
         assert report.max_logit_error is not None and report.max_logit_error > 0
+        assert report.max_logit_spread is not None and report.max_logit_spread > 0
         assert entry.parity_max_abs_diff is not None and entry.parity_max_abs_diff <= 1e-4
     assert m.models.audio_binary.quantization_report.n_inputs == 36  # type: ignore[union-attr]
     ckpt = tiny_bundle_int8.parent / m.producer["demo_checkpoints"]
