@@ -6,12 +6,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from alertfusion import notify
+from alertfusion.keys import UPLOAD_PREFIX
+from alertfusion.transcribe import job_state_change_pattern
 from devstack.config import LocalConfig
-from devstack.transcribe import (
-    TRANSCRIBE_DETAIL_TYPE,
-    TRANSCRIBE_FINAL_STATUSES,
-    TRANSCRIBE_SOURCE,
-)
 
 
 class Resources:
@@ -73,7 +71,7 @@ class Resources:
             Name="emergency-to-alerts",
             EventBusName=c.bus,
             EventPattern=json.dumps(
-                {"source": ["alertfusion"], "detail-type": ["EmergencyDetected"]}
+                {"source": [notify.EVENT_SOURCE], "detail-type": [notify.DETAIL_TYPE]}
             ),
         )
         events.put_targets(
@@ -81,19 +79,11 @@ class Resources:
             EventBusName=c.bus,
             Targets=[{"Id": "alerts", "Arn": self.queue_arn(alerts)}],
         )
-        # the classifier's rule (infra: ClassifierFunction.transcribe_rule), on the default bus
+        # the classifier's rule (infra: ClassifierFunction.transcribe_rule, the same pattern),
+        # on the default bus
         events.put_rule(
             Name="transcribe-finished",
-            EventPattern=json.dumps(
-                {
-                    "source": [TRANSCRIBE_SOURCE],
-                    "detail-type": [TRANSCRIBE_DETAIL_TYPE],
-                    "detail": {
-                        "TranscriptionJobName": [{"prefix": c.transcribe_job_prefix}],
-                        "TranscriptionJobStatus": TRANSCRIBE_FINAL_STATUSES,
-                    },
-                }
-            ),
+            EventPattern=json.dumps(job_state_change_pattern(c.transcribe_job_prefix)),
         )
         events.put_targets(
             Rule="transcribe-finished",
@@ -108,7 +98,7 @@ class Resources:
                         "QueueArn": self.queue_arn(uploads),
                         "Events": ["s3:ObjectCreated:*"],
                         "Filter": {
-                            "Key": {"FilterRules": [{"Name": "prefix", "Value": "uploads/"}]}
+                            "Key": {"FilterRules": [{"Name": "prefix", "Value": UPLOAD_PREFIX}]}
                         },
                     }
                 ]

@@ -18,7 +18,11 @@ from pydantic import (
     model_validator,
 )
 
+from alertfusion import limits
 from alertfusion.errors import ConfigError
+from alertfusion.keys import DEFAULT_TRANSCRIBE_JOB_PREFIX, TRANSCRIBE_JOB_PREFIX_PATTERN
+from alertfusion.settings import DEFAULT_TRANSCRIBE_POLICY, TranscribePolicy
+from alertfusion.transcribe import DEFAULT_LANGUAGE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS_FILE = REPO_ROOT / "requirements.txt"
@@ -101,28 +105,39 @@ class InfraConfig(BaseModel):
     upload_retention_days: int = Field(
         7, ge=1, le=3650, description="days before uploads/, transcripts/, results/ expire"
     )
-    job_ttl_days: int = Field(30, ge=1, le=3650, description="days before a job record expires")
-    transcribe_policy: Literal["always", "gated"] = Field(
-        "always", description="always transcribe, or only when the audio gate says alert"
+    job_ttl_days: int = Field(
+        limits.JOB_TTL_DAYS, ge=1, le=3650, description="days before a job record expires"
+    )
+    transcribe_policy: TranscribePolicy = Field(
+        DEFAULT_TRANSCRIBE_POLICY,
+        description="always transcribe, or only when the audio gate says alert",
     )
     transcribe_language: str = Field(
-        "ko-KR", pattern=r"^[a-z]{2}-[A-Z]{2}$", description="Transcribe language code"
+        DEFAULT_LANGUAGE, pattern=r"^[a-z]{2}-[A-Z]{2}$", description="Transcribe language code"
     )
     transcribe_job_prefix: str = Field(
-        "alert-",
-        pattern=r"^[0-9a-zA-Z._-]{1,40}$",
+        DEFAULT_TRANSCRIBE_JOB_PREFIX,
+        pattern=TRANSCRIBE_JOB_PREFIX_PATTERN,
         description="Transcribe job-name prefix; the EventBridge rule matches only it",
     )
     max_upload_bytes: int = Field(
-        50 * 1024 * 1024, ge=1024, le=2 * 1024**3, description="largest accepted upload"
+        limits.MAX_UPLOAD_BYTES, ge=1024, le=2 * 1024**3, description="largest accepted upload"
     )
-    min_audio_seconds: float = Field(0.5, gt=0, description="shortest accepted recording")
-    max_audio_seconds: float = Field(600.0, gt=0, le=14400, description="longest recording")
+    min_audio_seconds: float = Field(
+        limits.MIN_AUDIO_SECONDS, gt=0, description="shortest accepted recording"
+    )
+    max_audio_seconds: float = Field(
+        limits.MAX_AUDIO_SECONDS, gt=0, le=14400, description="longest recording"
+    )
     stuck_after_seconds: int = Field(
-        300, ge=60, description="sweeper checks TRANSCRIBING jobs older than this"
+        limits.STUCK_AFTER_SECONDS,
+        ge=60,
+        description="sweeper checks TRANSCRIBING jobs older than this",
     )
     hard_timeout_seconds: int = Field(
-        3600, ge=300, description="a job not DONE after this ends FAILED (TIMEOUT)"
+        limits.HARD_TIMEOUT_SECONDS,
+        ge=300,
+        description="a job not DONE after this ends FAILED (TIMEOUT)",
     )
     cors_allowed_origins: CsvList = Field(
         default_factory=list,

@@ -36,13 +36,10 @@ from alertfusion.pipeline.context import get_context
 from alertfusion.pipeline.outcomes import StageOutcome
 from alertfusion.pipeline.stages import finalize_job, run_audio_stage
 from alertfusion.tasks import AudioStageTask, parse_task
-from alertfusion.transcribe import parse_job_state_change
+from alertfusion.transcribe import is_job_state_change, parse_job_state_change
 
 if TYPE_CHECKING:
     from alertfusion.protocols import Classifier
-
-TRANSCRIBE_SOURCE = "aws.transcribe"
-TRANSCRIBE_DETAIL_TYPE = "Transcribe Job State Change"
 
 _processor = BatchProcessor(event_type=EventType.SQS)
 _frozen = False
@@ -72,13 +69,6 @@ def _is_sqs_event(event: dict[str, Any]) -> bool:
         isinstance(records, list)
         and bool(records)
         and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
-    )
-
-
-def _is_transcribe_event(event: dict[str, Any]) -> bool:
-    return (
-        event.get("source") == TRANSCRIBE_SOURCE
-        and event.get("detail-type") == TRANSCRIBE_DETAIL_TYPE
     )
 
 
@@ -147,7 +137,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 event=event, record_handler=handle_task, processor=_processor, context=context
             )
         )
-    if _is_transcribe_event(event):
+    if is_job_state_change(event):
         metrics.add_metric(name="TranscribeEvents", unit=MetricUnit.Count, value=1)
         return _handle_transcribe_event(event)
     # Not an event this function is wired to: fail loudly (the invocation lands in the

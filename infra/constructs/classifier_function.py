@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Size
+from aws_cdk import Duration, Size
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
@@ -11,6 +11,7 @@ from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as sources
 from constructs import Construct
 
+from alertfusion.transcribe import job_state_change_pattern
 from infra.config import InfraConfig
 from infra.constructs.audio_bucket import (
     RESULTS_PREFIX,
@@ -20,7 +21,7 @@ from infra.constructs.audio_bucket import (
 )
 from infra.constructs.emergency_bus import EmergencyBus
 from infra.constructs.function_support import (
-    PipelineResources,
+    PipelineFunctionProps,
     acknowledge_destination_not_dlq,
     acknowledge_xray,
     engine_environment,
@@ -41,9 +42,6 @@ from infra.constructs.queues import WORK_MAX_RECEIVE_COUNT, PipelineQueues
 from infra.constructs.service_image import CLASSIFIER_COMMAND, ServiceImage
 from infra.nag import acknowledge
 
-TRANSCRIBE_EVENT_SOURCE = "aws.transcribe"
-TRANSCRIBE_EVENT_DETAIL_TYPE = "Transcribe Job State Change"
-TRANSCRIBE_FINAL_STATUSES = ["COMPLETED", "FAILED"]
 #: EventBridge's retries of a Lambda target it could not invoke, and how long it keeps trying
 EVENT_RETRY_ATTEMPTS = 8
 EVENT_MAX_AGE_HOURS = 2
@@ -62,19 +60,18 @@ class ClassifierFunction(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: InfraConfig,
+        props: PipelineFunctionProps,
         image: ServiceImage,
         bucket: AudioBucket,
         table: JobsTable,
         queues: PipelineQueues,
         bus: EmergencyBus,
-        resources: PipelineResources,
-        removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        log_group = function_log_group(self, "Logs", config, removal_policy)
+        config = props.config
+        log_group = function_log_group(self, "Logs", config, props.removal_policy)
         self.role = lambda_role(self, "Role", log_group)
-        environment = pipeline_environment(config, resources, service="classifier")
+        environment = pipeline_environment(config, props.resources, service="classifier")
         environment.update(engine_environment(config))
         self.function = lambda_.DockerImageFunction(
             self,
@@ -107,17 +104,15 @@ class ClassifierFunction(Construct):
             "them for stream and Kafka sources); the work queue's redrive policy moves a task "
             f"to WorkDlq after {WORK_MAX_RECEIVE_COUNT} receives, and WorkDlq is alarmed.",
         )
+        pattern = job_state_change_pattern(config.transcribe_job_prefix)
         self.transcribe_rule = events.Rule(
             self,
             "TranscribeFinished",
             description="this pipeline's Transcribe jobs that finished (COMPLETED or FAILED)",
             event_pattern=events.EventPattern(
-                source=[TRANSCRIBE_EVENT_SOURCE],
-                detail_type=[TRANSCRIBE_EVENT_DETAIL_TYPE],
-                detail={
-                    "TranscriptionJobName": events.Match.prefix(config.transcribe_job_prefix),
-                    "TranscriptionJobStatus": TRANSCRIBE_FINAL_STATUSES,
-                },
+                source=pattern["source"],
+                detail_type=pattern["detail-type"],
+                detail=pattern["detail"],
             ),
             targets=[
                 targets.LambdaFunction(

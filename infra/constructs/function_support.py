@@ -35,6 +35,16 @@ class PipelineResources:
     work_queue_url: str
 
 
+@dataclass(frozen=True)
+class PipelineFunctionProps:
+    """What the stack hands every pipeline function construct alike (starter, classifier,
+    sweeper); each construct takes its own resources (bucket, table, queues...) beside it."""
+
+    config: InfraConfig
+    resources: PipelineResources
+    removal_policy: RemovalPolicy
+
+
 def pipeline_environment(
     config: InfraConfig, resources: PipelineResources, *, service: str
 ) -> dict[str, str]:

@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
+from alertfusion import limits
 from alertfusion.settings import PipelineSettings
 from infra.constructs.queues import VISIBILITY_TIMEOUT_FACTOR, WORK_MAX_RECEIVE_COUNT
 from tests.infra.conftest import ALARM_EMAIL, CORS_ORIGIN, Synth
-from tests.infra.templates import find_one, flatten, ref_id
+from tests.infra.templates import as_env, find_one, flatten, ref_id
 
 pytestmark = pytest.mark.infra
 
@@ -217,6 +218,11 @@ def test_functions_trace_log_with_retention_and_get_the_pipeline_settings(
     }
     assert required <= set(props["Environment"]["Variables"])
     assert props["Environment"]["Variables"]["TRANSCRIBE_JOB_PREFIX"] == "alert-"
+    # the default context deploys the core library's limits (alertfusion.limits)
+    settings = PipelineSettings.model_validate(as_env(props["Environment"]["Variables"]))
+    assert settings.min_audio_seconds == limits.MIN_AUDIO_SECONDS
+    assert settings.max_audio_seconds == limits.MAX_AUDIO_SECONDS
+    assert settings.max_upload_bytes == limits.MAX_UPLOAD_BYTES
 
 
 def test_every_function_in_every_stack_logs_with_retention(synth: Synth) -> None:

@@ -19,7 +19,12 @@ from alertfusion.pipeline.storage import _load_audio, _write_result_file
 from alertfusion.pipeline.transcription import _ensure_transcription
 from alertfusion.protocols import Classifier
 from alertfusion.result import ClassificationResult
-from alertfusion.transcribe import TranscriptError, get_transcription, read_transcript
+from alertfusion.transcribe import (
+    TerminalStatus,
+    TranscriptError,
+    get_transcription,
+    read_transcript,
+)
 
 
 def _ms_between(start: datetime | None, end: datetime) -> float | None:
@@ -275,7 +280,7 @@ def _run_audio_stage(ctx: PipelineContext, job_id: str, classifier: Classifier) 
 @tracer.capture_method(capture_response=False)
 def finalize_job(
     job_id: str,
-    transcribe_status: Literal["COMPLETED", "FAILED"],
+    transcribe_status: TerminalStatus,
     classifier: Classifier,
     *,
     failure_reason: str | None = None,
@@ -296,7 +301,7 @@ def finalize_job(
 def _finalize_job(
     ctx: PipelineContext,
     job_id: str,
-    transcribe_status: Literal["COMPLETED", "FAILED"],
+    transcribe_status: TerminalStatus,
     classifier: Classifier,
     failure_reason: str | None,
 ) -> StageOutcome:
