@@ -13,7 +13,8 @@ events → preliminary and final verdicts (alertfusion.pipeline), dispatched on 
 Permanent input problems (undecodable audio, a vanished upload) end the job FAILED inside
 the pipeline functions and return normally; what still raises here is transient (throttling,
 timeouts, a bundle that cannot load) or a malformed message, and is retried. The engine
-comes from ``alertfusion.engine.get_engine()`` on first use, never at import.
+comes from ``alertfusion.engine.get_engine()`` on first use, never at import, unless the
+stack asks for it during init (SnapStart, provisioned concurrency: alertfusion.runtime_hooks).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from alertfusion.observability import logger, metrics, tracer
 from alertfusion.pipeline.context import get_context
 from alertfusion.pipeline.outcomes import StageOutcome
 from alertfusion.pipeline.stages import finalize_job, run_audio_stage
+from alertfusion.runtime_hooks import prepare_sandbox
 from alertfusion.tasks import AudioStageTask, parse_task
 from alertfusion.transcribe import parse_job_state_change
 
@@ -158,3 +160,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         f"got keys {sorted(event)[:10]}",
         code=ReasonCode.INVALID_INPUT,
     )
+
+
+# SnapStart snapshots / provisioned sandboxes: the engine loads during init (off by default).
+prepare_sandbox(get_classifier)
