@@ -32,7 +32,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from alertfusion.errors import InputError, ReasonCode
-from alertfusion.observability import logger, metrics, tracer
+from alertfusion.observability import logger, metrics
 from alertfusion.pipeline.context import get_context
 from alertfusion.pipeline.outcomes import StageOutcome
 from alertfusion.pipeline.stages import finalize_job, run_audio_stage
@@ -84,7 +84,6 @@ def _is_transcribe_event(event: dict[str, Any]) -> bool:
     )
 
 
-@tracer.capture_method(capture_response=False)
 def handle_task(record: SQSRecord) -> dict[str, Any]:
     """One work-queue message: parse the task, run its stage. Raising fails the record."""
     try:
@@ -139,7 +138,6 @@ def _handle_transcribe_event(event: dict[str, Any]) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if _is_sqs_event(event):

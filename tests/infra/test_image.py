@@ -12,7 +12,11 @@ from typing import Any
 
 import pytest
 
-from infra.build_layer import LAMBDA_RUNTIME_DISTRIBUTIONS, powertools_layer_distributions
+from infra.build_layer import (
+    LAMBDA_RUNTIME_DISTRIBUTIONS,
+    pinned_versions,
+    powertools_layer_distributions,
+)
 from infra.config import LAMBDA_PYTHON_VERSION
 from infra.constructs.service_image import ASGI_APP, BAKED_TARGET, DOCKERFILE, S3_TARGET
 from tests.conftest import FIXTURES, REPO
@@ -23,6 +27,7 @@ from tests.infra.templates import flatten
 pytestmark = pytest.mark.infra
 
 REQUIREMENTS = REPO / "requirements.txt"
+RUNTIME_LOCK = "locks/runtime.txt"
 #: references and tooling: never in the runtime (ARCHITECTURE.md, common standards)
 FORBIDDEN_AT_RUNTIME = {"torch", "librosa", "scipy", "skimage", "numba", "moto", "model_export"}
 FORBIDDEN_DISTRIBUTIONS = {"torch", "librosa", "scipy", "scikit-image", "numba", "moto"}
@@ -96,7 +101,7 @@ def image(synth: Synth, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     root = base / "root"
     copied = image_layout.materialize(spec, context, root)
     site = runtime_env.link_site(
-        runtime_env.requirement_names(context / "requirements.txt"), base / "site-packages"
+        runtime_env.requirement_names(context / RUNTIME_LOCK), base / "site-packages"
     )
     # the pip step's botocore trim (test_botocore_keeps_every_service_the_code_calls checks
     # the Dockerfile runs it)
@@ -189,7 +194,11 @@ def test_the_platform_argument_defaults_to_what_lambda_runs_by_default() -> None
 def test_runtime_installs_only_the_lock_without_resolution(image: dict[str, Any]) -> None:
     (pip_run,) = [run for run in image["spec"].runs if "pip install" in run]
     assert "--no-deps" in pip_run and "--only-binary=:all:" in pip_run
-    assert '-r "${LAMBDA_TASK_ROOT}/requirements.txt"' in pip_run
+    assert "--require-hashes" in pip_run
+    assert f"--mount=type=bind,source={RUNTIME_LOCK},target=/build/runtime.txt" in pip_run
+    assert "-r /build/runtime.txt" in pip_run
+    # the lock is requirements.txt with hashes: the same distributions at the same versions
+    assert pinned_versions(image["context"] / RUNTIME_LOCK) == pinned_versions(REQUIREMENTS)
     names = set(runtime_env.requirement_names(REQUIREMENTS))
     assert not names & FORBIDDEN_DISTRIBUTIONS
     assert {"onnxruntime", "mangum", "uvicorn", "fastapi"} <= names
@@ -239,7 +248,8 @@ def test_bundle_is_copied_last_and_named_by_model_bundle(image: dict[str, Any]) 
 def test_build_context_holds_only_what_the_image_copies(image: dict[str, Any]) -> None:
     context: Path = image["context"]
     top = {p.name for p in context.iterdir()}
-    assert top == {".dockerignore", "requirements.txt", "layers", "functions", "build"}
+    assert top == {".dockerignore", "locks", "layers", "functions", "build"}
+    assert {p.name for p in (context / "locks").iterdir()} == {"runtime.txt"}
     staged = {p.relative_to(context).as_posix() for p in context.rglob("*")}
     for unwanted in ("tests", ".venv", "node_modules", "cdk.out", ".git", "devstack"):
         assert not any(s == unwanted or s.startswith(unwanted + "/") for s in staged), unwanted
