@@ -5,8 +5,10 @@
 * the engine with the fp32 bundle against the seed path (PyTorch + librosa, same weights, same
   mel variant): max |fused probability difference| over every window of every fixture, with and
   without its transcript (every window scored on both sides, as in training);
-* the engine with the int8 bundle against the fp32 bundle: the verdict (top-1) on every
-  fixture, with the gate off and on.
+* the engine with the int8 bundle against the fp32 bundle, judged by margins
+  (alertfusion.agreement): every decision of every fixture, gate off and on, on this CPU's int8
+  kernels and on the float reference path (graph optimisations off), and the bundle's self-check
+  on both paths.
 Prints one JSON object.
 """
 
@@ -21,8 +23,10 @@ import numpy as np
 
 
 def main(argv: list[str]) -> int:
-    from alertfusion.engine import Engine
+    from alertfusion.agreement import Agreement, judge_results, model_tolerances
+    from alertfusion.engine import Engine, Tuning
     from alertfusion.errors import AudioError
+    from alertfusion.sessions import SessionOptions
     from bench.clips import REPO, fixture_files
     from bench.seed import SeedPath
 
@@ -48,35 +52,38 @@ def main(argv: list[str]) -> int:
             files.append({"file": path.name, "text": text is not None, "max_abs_diff": diff})
 
     fp32_gated = Engine.from_bundle(fp32_dir)
-    int8 = Engine.from_bundle(int8_dir)
-    agreement: list[dict[str, Any]] = []
-    for path in fixture_files():
-        text = transcripts.get(path.name)
-        for gate in ("none", "binary"):
-            try:
-                a = fp32_gated.classify(path, text=text, gate=gate)  # type: ignore[arg-type]
-                b = int8.classify(path, text=text, gate=gate)  # type: ignore[arg-type]
-            except AudioError as exc:
-                agreement.append({"file": path.name, "gate": gate, "refused": exc.code})
-                continue
-            agreement.append(
-                {
-                    "file": path.name,
-                    "gate": gate,
-                    "fp32": a.label,
-                    "int8": b.label,
-                    "agree": a.label == b.label,
-                    # a tie in fp32 (a small margin between its two best classes) can flip
-                    # under any int8 noise: the margin says whether a disagreement means much
-                    "fp32_top2_margin": _top2_margin(a.probabilities),
-                    "max_emergency_probability_shift": max(
-                        abs(a.windows[i].emergency_probability - b.windows[i].emergency_probability)
-                        for i in range(len(a.windows))
-                    ),
-                }
-            )
-    scored = [row for row in agreement if "agree" in row]
-    for engine in (fp32, fp32_gated, int8):
+    paths = {
+        "kernels": Engine.from_bundle(int8_dir),
+        # graph optimisations off: the QDQ graph through float kernels, as a CPU with exact
+        # integer arithmetic computes it (up to rounding)
+        "reference": Engine.from_bundle(
+            int8_dir, tuning=Tuning(session=SessionOptions(optimization="disabled"))
+        ),
+    }
+    tolerances = model_tolerances(paths["kernels"].manifest)
+    agreement: dict[str, Any] = {}
+    for path_name, int8 in paths.items():
+        judged = Agreement(())
+        for path in fixture_files():
+            text = transcripts.get(path.name)
+            for gate in ("none", "binary"):
+                try:
+                    a = fp32_gated.classify(path, text=text, gate=gate)  # type: ignore[arg-type]
+                    b = int8.classify(path, text=text, gate=gate)  # type: ignore[arg-type]
+                except AudioError:
+                    continue
+                judged += judge_results(a, b, tolerances, name=f"{path.name} gate={gate}")
+        check = int8.self_check()
+        agreement[path_name] = {
+            "decisions": len(judged.decisions),
+            "decisive": len(judged.decisive),
+            "agreement": judged.rate,
+            "near_ties": [d.describe() for d in judged.near_ties],
+            "disagreements": [d.describe() for d in judged.disagreements],
+            "max_emergency_probability_shift": judged.max_error,
+            "selfcheck": check.to_dict(),
+        }
+    for engine in (fp32, fp32_gated, *paths.values()):
         engine.close()
     report = {
         "mel_transform": fp32.manifest.audio.mel_transform,
@@ -84,21 +91,14 @@ def main(argv: list[str]) -> int:
         "fp32_vs_seed_windows": windows,
         "fp32_vs_seed_within_1e-4": worst <= 1e-4,
         "fp32_vs_seed": files,
-        "int8_top1_agrees": sum(row["agree"] for row in scored),
-        "int8_top1_compared": len(scored),
-        "int8_agrees_on_every_fixture": all(row["agree"] for row in scored),
+        "int8_tolerances": tolerances,
         "int8_vs_fp32": agreement,
+        "int8_agrees_where_decisive": all(
+            not row["disagreements"] and row["selfcheck"]["passed"] for row in agreement.values()
+        ),
     }
     print(json.dumps(report))
     return 0
-
-
-def _top2_margin(probabilities: dict[str, float] | None) -> float | None:
-    """p(best) - p(second best) of a verdict; None when the gate decided (no 6 classes)."""
-    if probabilities is None:
-        return None
-    best, second = sorted(probabilities.values(), reverse=True)[:2]
-    return best - second
 
 
 if __name__ == "__main__":

@@ -48,21 +48,13 @@ def log(message: str) -> None:
 def machine() -> dict[str, Any]:
     import onnxruntime
 
-    cpu = "unknown"
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu == "unknown":
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
+    from alertfusion.selfcheck import cpu_info
+
+    cpu = cpu_info()
     info: dict[str, Any] = {
-        "cpu": cpu,
+        "cpu": cpu.describe(),
+        "cpu_features": list(cpu.features),
         "vcpus": os.cpu_count(),
-        "avx512_vnni": "avx512_vnni" in flags,
-        "avx2": "avx2" in flags,
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "os": platform.platform(),
         "python": platform.python_version(),
@@ -459,10 +451,12 @@ def check_targets(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "measured": fidelity["fp32_vs_seed_max_abs_diff"],
             "met": fidelity["fp32_vs_seed_within_1e-4"],
         }
-        out["fidelity_int8_top1"] = {
-            "target": "every fixture",
-            "measured": f"{fidelity['int8_top1_agrees']}/{fidelity['int8_top1_compared']}",
-            "met": fidelity["int8_agrees_on_every_fixture"],
+        kernels = fidelity["int8_vs_fp32"]["kernels"]
+        out["fidelity_int8_margins"] = {
+            "target": "every decisive decision agrees, self-check passes (both paths)",
+            "measured": f"{kernels['decisive']}/{kernels['decisions']} decisive, "
+            f"{len(kernels['disagreements'])} disagree",
+            "met": fidelity["int8_agrees_where_decisive"],
         }
     return out
 
@@ -470,8 +464,7 @@ def check_targets(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def table(report: dict[str, Any]) -> str:
     m = report["machine"]
     rows = [
-        f"machine: {m['cpu']}, {m['vcpus']} vCPU, AVX-512 VNNI "
-        f"{'yes' if m['avx512_vnni'] else 'no'}, onnxruntime {m['onnxruntime']}, "
+        f"machine: {m['cpu']}, {m['vcpus']} vCPU, onnxruntime {m['onnxruntime']}, "
         f"torch {m.get('torch', '?')}",
         f"load: {report['conditions']['load_at_start']} -> {report['conditions']['load_at_end']}"
         f"; waited {report['conditions'].get('waited_for_idle_s', 0)} s for an idle machine "
@@ -508,16 +501,21 @@ def table(report: dict[str, Any]) -> str:
     if fid:
         rows.append(
             f"fidelity: fp32 vs seed max |dp| {fid['fp32_vs_seed_max_abs_diff']:.2e} over "
-            f"{fid['fp32_vs_seed_windows']} windows ({fid['mel_transform']}); int8 top-1 agrees "
-            f"{fid['int8_top1_agrees']}/{fid['int8_top1_compared']}"
+            f"{fid['fp32_vs_seed_windows']} windows ({fid['mel_transform']})"
         )
-        for row in fid["int8_vs_fp32"]:
-            if row.get("agree") is False:
-                rows.append(
-                    f"  int8 disagrees: {row['file']} (gate {row['gate']}): fp32 {row['fp32']}, "
-                    f"int8 {row['int8']}; fp32's two best classes {row['fp32_top2_margin']:.1e} "
-                    "apart"
-                )
+        for path_name, row in fid["int8_vs_fp32"].items():
+            errors = ", ".join(
+                f"{m['model']} {m['max_logit_error']:.3g}/{m['tolerance']:.3g}"
+                for m in row["selfcheck"]["models"]
+            )
+            rows.append(
+                f"  int8 ({path_name}): {row['decisive']}/{row['decisions']} decisions decisive, "
+                f"{len(row['disagreements'])} disagree, {len(row['near_ties'])} near ties; "
+                f"self-check {'passed' if row['selfcheck']['passed'] else 'FAILED'} "
+                f"(largest logit error / build tolerance: {errors})"
+            )
+            rows.extend(f"    disagrees: {d}" for d in row["disagreements"])
+            rows.extend(f"    near tie: {d}" for d in row["near_ties"])
     rows.append("")
     rows.append("targets:")
     for key, t in report["targets"].items():

@@ -10,10 +10,12 @@ Against a deployed stack it reads the CloudFormation outputs of ``alertfusion-{s
 With ``--url`` it needs no AWS at all (``--api-key`` or ``ALERTFUSION_API_KEY`` when the
 server wants one); the tests run it so against ``make serve``'s local stack.
 
-Steps: ``GET /healthz``; ``POST /uploads``; the recording uploaded with the presigned POST;
-``GET /jobs/{id}`` (honouring ``Retry-After``) until the job is final, which must be DONE
-with a final verdict; ``POST /predict`` with the same recording and its transcript, whose
-answer must carry a verdict with probabilities summing to 1 and the original server's keys.
+Steps: ``GET /healthz``; ``GET /readyz``, whose bundle self-check on the serving CPU must
+have passed (alertfusion.selfcheck; an fp32 fallback counts, and is reported); ``POST
+/uploads``; the recording uploaded with the presigned POST; ``GET /jobs/{id}`` (honouring
+``Retry-After``) until the job is final, which must be DONE with a final verdict; ``POST
+/predict`` with the same recording and its transcript, whose answer must carry a verdict with
+probabilities summing to 1 and the original server's keys.
 Exit status 0 when every step passed, 1 with the failing step on stderr, 2 for bad
 arguments or unreadable stack outputs.
 """
@@ -142,6 +144,15 @@ class Smoke:
         data = audio.read_bytes()
         self.request("healthz", "GET", "/healthz", (200,))
         self.say("GET /healthz: 200")
+        ready = self.request("readyz", "GET", "/readyz", (200,)).json()
+        check = ready.get("selfcheck") or {}
+        if check.get("status") not in ("passed", "fallback"):
+            raise SmokeFailure("readyz", f"the bundle's self-check did not pass: {ready}")
+        self.say(
+            f"GET /readyz: bundle {ready.get('bundle_version')}, self-check {check['status']} "
+            f"on {check.get('cpu')}"
+            + (f" (fp32 fallback: {', '.join(check['fallback'])})" if check.get("fallback") else "")
+        )
 
         created = self.request(
             "uploads", "POST", "/uploads", (201,), json={"filename": audio.name}

@@ -28,6 +28,8 @@ from alertfusion.manifest import (
     CLASS_LABELS,
     MANIFEST_FILE,
     AudioPreprocessing,
+    BundleFile,
+    GoldenSet,
     Manifest,
     Models,
     OnnxModel,
@@ -57,6 +59,7 @@ from model_export.onnx_export import (
     export_text_model,
     optimize_text_graph,
     ort_session,
+    pad_batch,
     run_audio,
     run_text,
     text_parity,
@@ -84,6 +87,11 @@ TOKENIZER_FILE = "tokenizer.json"
 PARITY_TEXTS = 16
 #: random images added to the parity inputs (besides up to 16 calibration images)
 PARITY_RANDOM_IMAGES = 4
+GOLDEN_FILE = "golden.npz"
+#: the self-check's inputs per model (alertfusion.selfcheck): calibration inputs spread over
+#: the set; few, because the serving functions run them at every cold start
+GOLDEN_IMAGES = 8
+GOLDEN_TEXTS = 6
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,8 @@ class BuildOptions:
     tokenizer_pipeline: Literal["sentencepiece", "bert_sp"] = "sentencepiece"
     #: fuse the text graph with ONNX Runtime's BERT optimizer (kept only if parity holds)
     optimize_text: bool = True
+    #: keep each int8 model's fp32 graph too, for the serving CPU's self-check to fall back on
+    fp32_fallback: bool = False
     extra_producer: dict[str, str] = field(default_factory=dict)
 
     def int8(self, name: str) -> bool:
@@ -137,6 +147,10 @@ class _Built:
     quantization: Literal["none", "int8_dynamic", "int8_static_qdq"] = "none"
     report: QuantizationReport | None = None
     detail: str = ""  # how it was quantized, for the manifest's notes
+    #: this model's arrays of the golden set (GoldenSet's naming)
+    golden: dict[str, np.ndarray] = field(default_factory=dict)
+    #: the fp32 graph kept beside an int8 model (--fp32-fallback)
+    fallback: Path | None = None
 
 
 def check_output(out: Path, *, force: bool) -> None:
@@ -288,9 +302,11 @@ def _build_audio(
     parity = audio_parity(model, fp32, _parity_images(cal, options.audio), name=name)
     progress(f"{name}: parity with PyTorch, max |dlogit| {parity:.2e}")
     final = partial / FILE_NAMES[name]
+    images = _golden_images(cal, options.audio)
+    golden = {f"{name}/{AUDIO_INPUT}": images, f"{name}/fp32": run_audio(ort_session(fp32), images)}
     if not options.int8(name):
         shutil.move(fp32, final)
-        return _Built(final, parity)
+        return _Built(final, parity, golden=golden)
     assert cal is not None  # checked before any work
     progress(f"{name}: static int8 (QDQ), calibrating on {len(cal.images)} images")
     reference = run_audio(ort_session(fp32), cal.images)
@@ -301,7 +317,16 @@ def _build_audio(
     )
     progress(f"{name}: {summarize(report)}")
     enforce_threshold(name, report)
-    return _Built(final, parity, "int8_static_qdq", report, kept.describe())
+    golden[f"{name}/build"] = run_audio(ort_session(final), images)
+    return _Built(
+        final,
+        parity,
+        "int8_static_qdq",
+        report,
+        kept.describe(),
+        golden=golden,
+        fallback=_keep_fallback(fp32, partial, name, options, chain=True),
+    )
 
 
 def _build_text(
@@ -345,9 +370,13 @@ def _build_text(
             )
             progress(f"text: fused graph ({fusions}), parity max |dlogit| {parity:.2e}")
     final = partial / FILE_NAMES[name]
+    chosen = _golden_sequences(sequences)
+    ids, mask, types = pad_batch(chosen, pad_id=tokenizer.pad_id)
+    golden = dict(zip((f"{name}/{i}" for i in TEXT_INPUTS), (ids, mask, types), strict=True))
+    golden[f"{name}/fp32"] = _one_by_one(graph, chosen, tokenizer.pad_id)
     if not options.int8(name):
         shutil.move(graph, final)
-        return _Built(final, parity)
+        return _Built(final, parity, golden=golden)
     progress("text: dynamic int8")
     quantize_text_dynamic(graph, final)
     reference = run_text(ort_session(graph), sequences, pad_id=tokenizer.pad_id)
@@ -355,7 +384,51 @@ def _build_text(
     report = agreement_report(reference, quantized, method="dynamic", threshold=options.threshold)
     progress(f"text: {summarize(report)}")
     enforce_threshold(name, report)
-    return _Built(final, parity, "int8_dynamic", report)
+    golden[f"{name}/build"] = _one_by_one(final, chosen, tokenizer.pad_id)
+    return _Built(
+        final,
+        parity,
+        "int8_dynamic",
+        report,
+        golden=golden,
+        fallback=_keep_fallback(graph, partial, name, options),
+    )
+
+
+def _golden_images(cal: CalibrationImages | None, cfg: AudioPreprocessing) -> np.ndarray:
+    """GOLDEN_IMAGES calibration images spread over the set (random images without one)."""
+    if cal is None:
+        rng = np.random.default_rng(1)
+        return rng.standard_normal((GOLDEN_IMAGES, *cfg.input_shape)).astype(np.float32)
+    pick = np.linspace(0, len(cal.images) - 1, min(GOLDEN_IMAGES, len(cal.images)))
+    return np.ascontiguousarray(cal.images[pick.round().astype(int)], dtype=np.float32)
+
+
+def _golden_sequences(sequences: list[list[int]]) -> list[list[int]]:
+    """GOLDEN_TEXTS calibration texts spread over the lengths (shortest and longest)."""
+    by_length = sorted(sequences, key=len)
+    pick = np.linspace(0, len(by_length) - 1, min(GOLDEN_TEXTS, len(by_length))).round()
+    return [by_length[int(i)] for i in dict.fromkeys(pick.astype(int).tolist())]
+
+
+def _one_by_one(model: Path, sequences: list[list[int]], pad_id: int) -> np.ndarray:
+    """Each sequence alone at its own length, as the engine runs text: dynamic int8 scales
+    each input over the whole batch, so a batch would give other numbers."""
+    session = ort_session(model)
+    return np.concatenate([run_text(session, [seq], pad_id=pad_id) for seq in sequences])
+
+
+def _keep_fallback(
+    fp32: Path, partial: Path, name: str, options: BuildOptions, *, chain: bool = False
+) -> Path | None:
+    """With --fp32-fallback, the fp32 graph of an int8 model into the bundle."""
+    if not options.fp32_fallback:
+        return None
+    if chain:
+        chain_concat_file(fp32)  # same values, fewer copies
+    kept = partial / f"{name}.fp32.onnx"
+    shutil.copyfile(fp32, kept)
+    return kept
 
 
 def _entry(
@@ -376,7 +449,21 @@ def _entry(
         parity_max_abs_diff=built.parity,
         source_checkpoint_sha256=source_sha,
         size_bytes=built.file.stat().st_size,
+        fp32_fallback=_bundle_file(built.fallback) if built.fallback is not None else None,
     )
+
+
+def _bundle_file(path: Path) -> BundleFile:
+    return BundleFile(file=path.name, sha256=sha256_file(path), size_bytes=path.stat().st_size)
+
+
+def _write_golden(built: dict[str, _Built], partial: Path) -> GoldenSet:
+    path = partial / GOLDEN_FILE
+    arrays = {key: value for b in built.values() for key, value in b.golden.items()}
+    with path.open("wb") as f:
+        np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
+    counts = {name: len(b.golden[f"{name}/fp32"]) for name, b in built.items()}
+    return GoldenSet(**_bundle_file(path).model_dump(), inputs=counts)
 
 
 def validate_options(options: BuildOptions) -> None:
@@ -537,6 +624,7 @@ def _build_bundle(
             ),
             opset=OPSET,
             producer=_producer(options, notes),
+            golden=_write_golden(built, partial),
         )
         manifest.dump(partial / MANIFEST_FILE)
         progress("verify: sums, onnx.checker, names, tokenizer, one run of each model")

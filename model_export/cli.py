@@ -69,6 +69,12 @@ def _add_quantization(p: argparse.ArgumentParser, *, demo: bool = False) -> None
         f"{', '.join(MODEL_CHOICES)})",
     )
     p.add_argument(
+        "--fp32-fallback",
+        action="store_true",
+        help="also store each int8 model's fp32 graph: where the self-check fails on the "
+        "serving CPU, the functions serve with it instead of refusing (a larger bundle)",
+    )
+    p.add_argument(
         "--calibration-audio",
         type=Path,
         metavar="DIR",
@@ -178,6 +184,7 @@ def _bundle(args: argparse.Namespace) -> int:
         calibration_texts=args.calibration_texts,
         threshold=args.threshold,
         keep_fp32=frozenset(args.keep_fp32),
+        fp32_fallback=args.fp32_fallback,
         size=args.size,
         force=args.force,
         trained=True,
@@ -215,6 +222,7 @@ def _demo(args: argparse.Namespace) -> int:
         force=args.force,
         threshold=args.threshold,
         keep_fp32=frozenset(args.keep_fp32),
+        fp32_fallback=args.fp32_fallback,
         progress=progress,
     )
     print(format_summary(manifest, str(args.out), progress.elapsed))

@@ -519,6 +519,7 @@ def build_demo_bundle(
     force: bool = False,
     threshold: float | None = None,
     keep_fp32: frozenset[str] = frozenset(),
+    fp32_fallback: bool = False,
     progress: Progress | None = None,
 ) -> Manifest:
     """Build the demo bundle at `out` (and its source checkpoints, see the module docstring).
@@ -539,6 +540,7 @@ def build_demo_bundle(
             force=force,
             threshold=DEMO_THRESHOLDS[size] if threshold is None else threshold,
             keep_fp32=keep_fp32,
+            fp32_fallback=fp32_fallback,
             progress=progress,
         )
 
@@ -554,6 +556,7 @@ def _build_demo_bundle(
     force: bool,
     threshold: float,
     keep_fp32: frozenset[str],
+    fp32_fallback: bool,
     progress: Progress,
 ) -> Manifest:
     check_output(out, force=force)
@@ -567,6 +570,7 @@ def _build_demo_bundle(
         calibration_audio=calibration_audio,
         threshold=threshold,
         keep_fp32=frozenset(keep_fp32),
+        fp32_fallback=fp32_fallback,
         size=size,
         force=force,
         trained=False,

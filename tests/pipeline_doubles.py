@@ -35,6 +35,7 @@ from alertfusion.result import (
 
 if TYPE_CHECKING:
     from alertfusion.protocols import Classifier
+    from alertfusion.selfcheck import Readiness
 
 BUNDLE_VERSION = "test-double-1"
 
@@ -165,6 +166,7 @@ class FakeClassifier:
     #: the rest of alertfusion.protocols.Classifier: nothing to load
     manifest: Manifest = field(default_factory=make_manifest)
     loaded: bool = True
+    readiness: Readiness | None = None
 
     def warm_up(self) -> None:
         """Nothing to load."""

@@ -20,7 +20,7 @@ from alertfusion.errors import AlertFusionError
 from alertfusion.runtime_hooks import prepare_sandbox
 from functions.api.deps import get_classifier_provider
 from functions.api.errors import handle_exception
-from functions.api.middleware import BodyLimit, RequestContext, StagePrefix
+from functions.api.middleware import ContentLengthLimit, RequestContext, StagePrefix
 from functions.api.routers import health, jobs, page, predict, uploads
 from functions.api.settings import ApiSettings, api_settings
 
@@ -53,13 +53,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     for exc_class in (AlertFusionError, RequestValidationError, StarletteHTTPException):
         app.add_exception_handler(exc_class, handle_exception)
-    app.include_router(health.router)
-    app.include_router(predict.router)
-    app.include_router(uploads.router)
-    app.include_router(jobs.router)
-    app.include_router(page.router)
-    # added innermost first: RequestContext wraps everything, BodyLimit sits next to the app
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # FastAPI's body limit on every route rather than on the app: the app-level one sits
+    # outside the middleware below and turns any answer to a request declaring a larger
+    # Content-Length (ContentLengthLimit's 413 included) into its own plain-text 413
+    for module in (health, predict, uploads, jobs, page):
+        app.include_router(module.router, max_body_size=settings.max_body_bytes)
+    # added innermost first: RequestContext wraps everything
+    app.add_middleware(ContentLengthLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,

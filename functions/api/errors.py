@@ -8,6 +8,7 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -95,6 +96,17 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def body_too_large(max_bytes: int, declared: int | None = None) -> AlertFusionError:
+    """PAYLOAD_TOO_LARGE, pointing to `POST /uploads`: `declared` is the Content-Length,
+    None when reading the body went past `max_bytes`."""
+    size = f"{declared} bytes" if declared is not None else f"more than {max_bytes} bytes"
+    return AlertFusionError(
+        f"the request body is {size}; this endpoint takes at most {max_bytes} bytes. "
+        "Upload larger recordings with POST /uploads (a presigned POST straight to S3).",
+        code=ReasonCode.PAYLOAD_TOO_LARGE,
+    )
+
+
 def as_domain_error(exc: Exception) -> tuple[ReasonCode, str, dict[str, str] | None]:
     """(code, message, headers) for any exception the app raises or Starlette raises."""
     if isinstance(exc, AlertFusionError):
@@ -114,6 +126,10 @@ def as_domain_error(exc: Exception) -> tuple[ReasonCode, str, dict[str, str] | N
 async def handle_exception(request: Request, exc: Exception) -> JSONResponse:
     """The one exception handler (registered for domain, validation and routing errors;
     `RequestContext` calls it for anything else)."""
+    limit = request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)
+    if isinstance(exc, StarletteHTTPException) and exc.status_code == 413 and limit is not None:
+        # FastAPI's `max_body_size` stopped reading the body; the scope holds the limit it applied
+        exc = body_too_large(int(limit))
     code, message, headers = as_domain_error(exc)
     request_id = request_id_of(request.scope)
     status = HTTP_STATUS.get(code, 500)
@@ -132,11 +148,11 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "missing or wrong `x-api-key` (UNAUTHORIZED)",
         403: "a location the API may not read (FORBIDDEN_LOCATION)",
         404: "not found (NOT_FOUND, OBJECT_NOT_FOUND, JOB_NOT_FOUND)",
-        409: "the Idempotency-Key was used with another request body (IDEMPOTENCY_CONFLICT)",
         413: "body above the limit: use POST /uploads (PAYLOAD_TOO_LARGE, FILE_TOO_LARGE)",
         415: "not audio, judged from the bytes (UNSUPPORTED_FORMAT)",
         422: "invalid fields or unusable audio/text (INVALID_INPUT, EMPTY_AUDIO, "
-        "DECODE_FAILED, TOO_SHORT, TOO_LONG, NOT_FINITE, TEXT_TOO_LONG)",
+        "DECODE_FAILED, TOO_SHORT, TOO_LONG, NOT_FINITE, TEXT_TOO_LONG); an Idempotency-Key "
+        "used before with another request body (IDEMPOTENCY_CONFLICT)",
         500: "internal error (INTERNAL, CONFIG_INVALID)",
         503: "not ready or a dependency failed (BUNDLE_*, UPSTREAM_UNAVAILABLE)",
     }

@@ -6,8 +6,10 @@ TTL attribute. The items have no ``status``, so the ``by_status`` index stays sp
 no job id looks like them (job ids are ULIDs).
 
 A key is claimed with a conditional put: the first request wins and names the job; a
-repeat with the same body gets the same job; a repeat with another body is 409
-IDEMPOTENCY_CONFLICT. An expired item (TTL deletion lags by up to days) counts as absent.
+repeat with the same body gets the same job, even while the first is still running (both
+write the same job record and presign the same key, so there is nothing to wait for);
+a repeat with another body is 422 IDEMPOTENCY_CONFLICT. An expired item (TTL deletion lags
+by up to days) counts as absent.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from alertfusion.dynamodb import call_dynamodb, now_utc, utc_iso
 from alertfusion.errors import AlertFusionError, ReasonCode, TransientError
-from alertfusion.jobs import call_dynamodb, now_utc, utc_iso
 
 ITEM_PREFIX = "idempotency#"
 
@@ -48,7 +50,7 @@ class IdempotencyStore:
         self, key: str, body_fingerprint: str, new_job_id: str, *, now: datetime | None = None
     ) -> Claim:
         """The job of `key`: `new_job_id` if this call claimed the key, else the job the
-        first request made (same body) or 409 IDEMPOTENCY_CONFLICT (another body)."""
+        first request made (same body) or 422 IDEMPOTENCY_CONFLICT (another body)."""
         from botocore.exceptions import ClientError
 
         moment = now or now_utc()

@@ -1,5 +1,5 @@
 """Pure ASGI middleware: request ids and the catch-all error, the API Gateway stage prefix,
-and the request body limit."""
+and the declared body size."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from urllib.parse import unquote
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from alertfusion.errors import ReasonCode
-from functions.api.errors import error_response, handle_exception
+from functions.api.errors import body_too_large, error_response, handle_exception, request_id_of
 from functions.api.log import logger
 
 #: a client's own X-Request-Id is kept only when it is this harmless
@@ -140,63 +139,32 @@ class StagePrefix:
         await self.app(scope, receive, send)
 
 
-class BodyLimit:
-    """Refuses bodies above `max_bytes` with 413 PAYLOAD_TOO_LARGE: from Content-Length
-    before reading anything, and while reading (a lying or absent Content-Length cannot
-    get more through). The body is buffered (at most `max_bytes`) before the app runs,
-    so no route ever parses a partial body."""
+def _declared_length(scope: Scope) -> int | None:
+    """The Content-Length, read as Starlette's body limit reads it (None if absent or not
+    a number)."""
+    value = _header(scope, b"content-length")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class ContentLengthLimit:
+    """Answers 413 PAYLOAD_TOO_LARGE, in the error shape, to a request whose Content-Length
+    is above `max_bytes`, before the app runs or anything is read. The limit while reading
+    (an absent or lying Content-Length) is FastAPI's `max_body_size`, which `create_app`
+    sets on every route; this check stays because FastAPI's answer to a declared size above
+    the limit is a plain-text 413 it sends itself, past the exception handlers."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _too_large(self, scope: Scope, size: str) -> Any:
-        message = (
-            f"the request body is {size}; this endpoint takes at most {self.max_bytes} bytes. "
-            "Upload larger recordings with POST /uploads (a presigned POST straight to S3)."
-        )
-        state = scope.get("state") or {}
-        return error_response(
-            ReasonCode.PAYLOAD_TOO_LARGE, message, str(state.get("request_id", "-"))
-        )
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+        declared = _declared_length(scope) if scope["type"] == "http" else None
+        if declared is not None and declared > self.max_bytes:
+            error = body_too_large(self.max_bytes, declared)
+            response = error_response(error.code, error.message, request_id_of(scope))
+            await response(scope, receive, send)
             return
-        declared = _header(scope, b"content-length")
-        if declared is not None and declared.strip().isdigit():
-            if int(declared) > self.max_bytes:
-                await self._too_large(scope, f"{int(declared)} bytes")(scope, receive, send)
-                return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # the client went away: nothing to answer
-            body = message.get("body", b"")
-            size += len(body)
-            if size > self.max_bytes:
-                await self._too_large(scope, f"more than {self.max_bytes} bytes")(
-                    scope, receive, send
-                )
-                return
-            if body:
-                chunks.append(body)
-            if not message.get("more_body", False):
-                break
-        buffered: Message | None = {
-            "type": "http.request",
-            "body": b"".join(chunks),
-            "more_body": False,
-        }
-
-        async def replay() -> Message:
-            nonlocal buffered
-            if buffered is not None:
-                message, buffered = buffered, None
-                return message
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, receive, send)

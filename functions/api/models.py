@@ -350,9 +350,22 @@ class Health(_ApiModel):
     version: str
 
 
+class SelfCheckSummary(_ApiModel):
+    """The bundle's self-check on this process's CPU (alertfusion.selfcheck)."""
+
+    #: "failed" never comes with a 200: /readyz answers 503 SELFCHECK_FAILED then
+    status: Literal["passed", "fallback", "failed", "unavailable"]
+    cpu: str | None = None
+    #: models served by their fp32 fallback because int8 failed the check here
+    fallback: list[str] = Field(default_factory=list)
+    ms: float | None = None
+
+
 class Ready(_ApiModel):
     status: Literal["ready"] = "ready"
     bundle_version: str
     trained: bool
     gate: str
+    #: each model's quantization as served (``none`` for a model on its fp32 fallback)
     quantization: dict[str, str]
+    selfcheck: SelfCheckSummary | None = None

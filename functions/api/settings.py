@@ -19,7 +19,8 @@ from alertfusion.settings import load_settings
 #: (6 291 456 bytes) of event JSON, and binary bodies reach Lambda base64-encoded (x4/3).
 #: 4 MiB of raw body is 5 592 408 bytes of base64, which leaves 699 048 bytes for the rest
 #: of the event (headers twice over as `headers` and `multiValueHeaders`, the request
-#: context): API Gateway caps request headers at 10 KB, so that margin is ample.
+#: context): API Gateway caps request headers at 10 KB, so that margin is ample. The stacks
+#: set MAX_BODY_BYTES to this value, on Lambda and on the EC2 fallback alike.
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 #: S3 allows presigned POST policies of any length; clients should upload promptly
 MAX_UPLOAD_URL_SECONDS = 15 * 60

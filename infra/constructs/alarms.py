@@ -1,5 +1,6 @@
-"""CloudWatch alarms (DLQ not empty, function errors and throttles, API 5xx and p95 latency)
-and the optional SNS topic they notify."""
+"""CloudWatch alarms (DLQ not empty, function errors and throttles, API 5xx and p95 latency,
+a bundle that failed its self-check on the serving CPU) and the optional SNS topic they
+notify."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.constructs.function_support import POWERTOOLS_METRICS_NAMESPACE
 from infra.nag import acknowledge
 
 PERIOD = Duration.minutes(5)
@@ -25,6 +27,8 @@ API_5XX_THRESHOLD = 1
 #: p95 of API Gateway's Latency (whole request, ms) over 3 consecutive 5-minute periods
 API_LATENCY_P95_THRESHOLD_MS = 5000
 API_LATENCY_EVALUATION_PERIODS = 3
+#: the EMF metric alertfusion.selfcheck emits when a bundle may not serve on a CPU
+SELFCHECK_FAILED_METRIC = "SelfCheckFailed"
 
 
 class AlarmTopic(Construct):
@@ -136,6 +140,31 @@ class Alarms(Construct):
                 threshold=API_LATENCY_P95_THRESHOLD_MS,
                 evaluation_periods=API_LATENCY_EVALUATION_PERIODS,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+        )
+
+    def selfcheck_failed(self, name: str, service: str) -> cloudwatch.Alarm:
+        """A cold start of `service` (its POWERTOOLS_SERVICE_NAME) found that the bundle's
+        models disagree with fp32 on its CPU and had no fp32 fallback: it refuses to answer."""
+        return self._add(
+            cloudwatch.Alarm(
+                self,
+                f"{name}SelfCheckFailed",
+                alarm_description=(
+                    f"{name}: the model bundle failed its self-check on a serving CPU and "
+                    "answers SELFCHECK_FAILED (see the function's 'self-check failed' log)"
+                ),
+                metric=cloudwatch.Metric(
+                    namespace=POWERTOOLS_METRICS_NAMESPACE,
+                    metric_name=SELFCHECK_FAILED_METRIC,
+                    dimensions_map={"service": service},
+                    period=PERIOD,
+                    statistic="Sum",
+                ),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
         )

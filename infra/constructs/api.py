@@ -13,10 +13,10 @@ preflight that needs the key fails and no cross-origin call can be made; the app
 middleware answers it. Key-free methods do not count against a key's quota; the stage's
 throttling limits them like every method.
 
-Size limits: API Gateway accepts at most 10 MB per request and Lambda at most 6 MB per
-synchronous invocation payload; binary bodies arrive base64-encoded (+33 %), so the API
-answers 413 PAYLOAD_TOO_LARGE above ~4 MB of raw audio (MAX_BODY_BYTES) and points the
-client to `POST /uploads` (presigned POST straight to S3, up to `max_upload_bytes`).
+Size limits: the API answers 413 PAYLOAD_TOO_LARGE above MAX_BODY_BYTES, the largest body
+a synchronous Lambda invocation carries once base64-encoded (the arithmetic is at
+`functions.api.settings.DEFAULT_MAX_BODY_BYTES`), and points the client to `POST /uploads`
+(presigned POST straight to S3, up to `max_upload_bytes`).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from functions.api.settings import DEFAULT_MAX_BODY_BYTES
 from infra.config import LOG_RETENTION_DAYS, InfraConfig
 from infra.constructs.audio_bucket import UPLOADS_PREFIX
 from infra.nag import acknowledge
@@ -23,11 +24,6 @@ LIVE_ALIAS = "live"
 #: snapshot / the prepared sandbox already holds the ONNX Runtime sessions.
 WARM_ON_INIT_ENV = "ALERTFUSION_WARM_ON_INIT"
 POWERTOOLS_LOG_LEVEL = "INFO"
-#: Largest request body the API takes. API Gateway passes 10 MB, a synchronous Lambda
-#: invocation at most 6 MB of event JSON, and binary bodies reach Lambda base64-encoded
-#: (x4/3): 4 MiB of raw body is 5.6 MB encoded, which leaves room for the rest of the event.
-#: The fallback (no such limit) keeps the same value: one contract, whichever serves it.
-API_MAX_BODY_BYTES = 4 * 1024 * 1024
 #: What `POST /predict_s3` may read: the API's role may read objects only under uploads/.
 PREDICT_S3_PREFIXES = (UPLOADS_PREFIX,)
 
@@ -65,24 +61,31 @@ def pipeline_environment(
         "JOB_TTL_DAYS": str(config.job_ttl_days),
         "STUCK_AFTER_SECONDS": str(config.stuck_after_seconds),
         "HARD_TIMEOUT_SECONDS": str(config.hard_timeout_seconds),
-        "POWERTOOLS_SERVICE_NAME": f"alertfusion-{service}",
+        "POWERTOOLS_SERVICE_NAME": service_name(service),
         "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_METRICS_NAMESPACE,
         "POWERTOOLS_LOG_LEVEL": POWERTOOLS_LOG_LEVEL,
     }
 
 
+def service_name(service: str) -> str:
+    """A function's POWERTOOLS_SERVICE_NAME: its logs' service key and its metrics' dimension."""
+    return f"alertfusion-{service}"
+
+
 def api_environment(config: InfraConfig, *, gateway_checks_key: bool) -> dict[str, str]:
     """What `functions.api.settings.ApiSettings` reads, set by the stack. API_KEY_REQUIRED is
     false behind API Gateway (the gateway checks the key; the function gets no API_KEY) and
-    true on the fallback (which adds API_KEY from Secrets Manager). The other settings keep
-    the app's defaults on purpose: MAX_TEXT_CHARS (the engine reads the same limit),
-    UPLOAD_URL_EXPIRES_SECONDS (10 minutes to start the upload) and
-    TRANSCRIBE_EXPECTED_SECONDS (its default describes real Transcribe, which deployments
-    use; only the local stand-in answers faster)."""
+    true on the fallback (which adds API_KEY from Secrets Manager). MAX_BODY_BYTES is the
+    app's default (`DEFAULT_MAX_BODY_BYTES` says why), written out so that the template
+    states the limit and the fallback, which has no Lambda payload limit, keeps the same
+    contract. The other settings keep the app's defaults on purpose: MAX_TEXT_CHARS (the
+    engine reads the same limit), UPLOAD_URL_EXPIRES_SECONDS (10 minutes to start the
+    upload) and TRANSCRIBE_EXPECTED_SECONDS (its default describes real Transcribe, which
+    deployments use; only the local stand-in answers faster)."""
     return {
         "API_KEY_REQUIRED": "false" if gateway_checks_key else "true",
         "CORS_ALLOW_ORIGINS": ",".join(config.cors_allowed_origins),
-        "MAX_BODY_BYTES": str(API_MAX_BODY_BYTES),
+        "MAX_BODY_BYTES": str(DEFAULT_MAX_BODY_BYTES),
         "PREDICT_S3_PREFIXES": ",".join(PREDICT_S3_PREFIXES),
     }
 

@@ -9,6 +9,7 @@ from constructs import Construct
 from infra.config import InfraConfig
 from infra.constructs.alarms import Alarms
 from infra.constructs.api import AlertFusionApi
+from infra.constructs.function_support import service_name
 from infra.constructs.service_image import ServiceImage
 from infra.stacks.shared import PipelineRefs, removal_policy
 
@@ -39,6 +40,7 @@ class ApiStack(Stack):
         )
         alarms = Alarms(self, "Alarms", topic=topic)
         alarms.function_health("ApiFunction", self.http.function)
+        alarms.selfcheck_failed("ApiFunction", service_name("api"))
         alarms.api_health("Api", self.http.api)
 
         CfnOutput(self, "ApiUrl", value=self.http.api.url, description="base URL of the API")

@@ -13,7 +13,7 @@ from infra.constructs.audio_bucket import AudioBucket
 from infra.constructs.classifier_function import ClassifierFunction
 from infra.constructs.client_api_key import ClientApiKey
 from infra.constructs.emergency_bus import EmergencyBus
-from infra.constructs.function_support import PipelineResources, log_retention
+from infra.constructs.function_support import PipelineResources, log_retention, service_name
 from infra.constructs.jobs_table import JobsTable
 from infra.constructs.layers import FunctionLayers
 from infra.constructs.queues import PipelineQueues
@@ -100,6 +100,7 @@ class PipelineStack(Stack):
             ("Sweeper", self.sweeper),
         ):
             alarms.function_health(name, construct.function)
+        alarms.selfcheck_failed("Classifier", service_name("classifier"))
 
         self._outputs()
         acknowledge_cdk_managed(self)

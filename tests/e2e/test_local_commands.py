@@ -159,6 +159,7 @@ def test_make_smoke_passes_against_the_local_stack(served: str) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "smoke: passed" in done.stdout
+    assert re.search(r"GET /readyz: bundle \S+, self-check passed on ", done.stdout)
     assert re.search(r"GET /jobs/\w+: DONE", done.stdout)
     assert "POST /predict:" in done.stdout
 

@@ -129,7 +129,7 @@ def test_jobs_table_is_on_demand_with_ttl_pitr_encryption_and_the_status_index(
                         {"AttributeName": "status", "KeyType": "HASH"},
                         {"AttributeName": "updated_at", "KeyType": "RANGE"},
                     ],
-                    "Projection": {"ProjectionType": "ALL"},
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
                 }
             ],
         },
@@ -367,6 +367,27 @@ def test_every_dead_letter_queue_has_a_not_empty_alarm(synth: Synth) -> None:
         if alarm["MetricName"] == "ApproximateNumberOfMessagesVisible":
             assert alarm["Threshold"] == 1
             assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+def test_the_functions_that_serve_models_alarm_on_a_failed_selfcheck(synth: Synth) -> None:
+    for component, service in (("pipeline", "alertfusion-classifier"), ("api", "alertfusion-api")):
+        alarms = [a for a in _alarms(synth, component) if a["MetricName"] == "SelfCheckFailed"]
+        assert len(alarms) == 1, component
+        alarm = alarms[0]
+        assert alarm["Namespace"] == "alertfusion"
+        assert alarm["Dimensions"] == [{"Name": "service", "Value": service}]
+        assert alarm["Statistic"] == "Sum" and alarm["Threshold"] == 1
+        assert alarm["TreatMissingData"] == "notBreaching"
+        # the dimension is the service name the function's metrics carry
+        functions = synth.resources(component, "AWS::Lambda::Function").values()
+        assert any(
+            f["Properties"]
+            .get("Environment", {})
+            .get("Variables", {})
+            .get("POWERTOOLS_SERVICE_NAME")
+            == service
+            for f in functions
+        )
 
 
 def test_every_function_has_error_and_throttle_alarms(synth: Synth) -> None:

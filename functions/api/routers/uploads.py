@@ -100,7 +100,7 @@ def _ensure_job(
     summary="Start an asynchronous job: a presigned POST for the recording",
     responses={
         200: {"model": UploadResponse, "description": "replay of an Idempotency-Key"},
-        **error_responses(401, 409, 413, 415, 422, 500, 503),
+        **error_responses(401, 413, 415, 422, 500, 503),
     },
 )
 def create_upload(
@@ -115,7 +115,8 @@ def create_upload(
             alias="Idempotency-Key",
             pattern=IDEMPOTENCY_KEY_PATTERN,
             description="repeat a request safely: the same key and body give the same job "
-            "(200, with a fresh presigned POST); the same key with another body is 409",
+            "(200, with a fresh presigned POST); the same key with another body is 422 "
+            "IDEMPOTENCY_CONFLICT",
         ),
     ] = None,
 ) -> UploadResponse:

@@ -4,6 +4,7 @@ limit, and the OpenAPI document."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -11,9 +12,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from functions.api.app import create_app
-from functions.api.middleware import BodyLimit
+from functions.api.deps import get_classifier_provider
+from functions.api.middleware import ContentLengthLimit
 from functions.api.settings import DEFAULT_MAX_BODY_BYTES, ApiSettings
-from tests.integration.api.conftest import API_KEY, Api, multipart, settings
+from tests.bundle_edits import copy_bundle, strict_int8, with_fallback
+from tests.conftest import SAMPLES
+from tests.corpus.bad_audio import pcm16, wav_bytes
+from tests.integration.api.conftest import API_KEY, Api, LiveServer, multipart, settings
 
 pytestmark = pytest.mark.integration
 
@@ -63,6 +68,72 @@ def test_readyz_reports_the_loaded_bundle(make_api: Callable[..., Api], engine: 
     assert body["bundle_version"] == engine.manifest.bundle_version
     assert body["trained"] is False
     assert engine.loaded  # /readyz created the sessions
+
+
+def _real_engine_api(monkeypatch: pytest.MonkeyPatch, bundle: Any) -> TestClient:
+    """The API on the process-wide engine (get_engine, with its self-check) for `bundle`."""
+    from alertfusion.engine import reset_engine
+    from alertfusion.settings import engine_settings
+
+    monkeypatch.setenv("MODEL_BUNDLE", str(bundle))
+    engine_settings.cache_clear()
+    reset_engine()
+    return TestClient(create_app(settings()))
+
+
+@pytest.fixture
+def _forget_engine() -> Any:
+    yield
+    from alertfusion.engine import reset_engine
+    from alertfusion.settings import engine_settings
+
+    engine_settings.cache_clear()
+    reset_engine()
+
+
+@pytest.mark.usefixtures("_forget_engine")
+def test_readyz_reports_the_selfcheck_on_this_cpu(
+    monkeypatch: pytest.MonkeyPatch, tiny_bundle_int8: Any
+) -> None:
+    from alertfusion.selfcheck import cpu_info
+
+    response = _real_engine_api(monkeypatch, tiny_bundle_int8).get("/readyz")
+    assert response.status_code == 200, response.text
+    check = response.json()["selfcheck"]
+    assert check["status"] == "passed" and check["fallback"] == []
+    assert cpu_info().model in check["cpu"] and check["ms"] > 0
+
+
+@pytest.mark.usefixtures("_forget_engine")
+def test_a_failed_selfcheck_makes_readyz_and_predict_503(
+    monkeypatch: pytest.MonkeyPatch, tiny_bundle_int8: Any, tmp_path: Any
+) -> None:
+    bundle = copy_bundle(tiny_bundle_int8, tmp_path)
+    strict_int8(bundle)
+    client = _real_engine_api(monkeypatch, bundle)
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert error_of(ready)["code"] == "SELFCHECK_FAILED"
+    wav = (SAMPLES / "ko-help-16k.wav").read_bytes()
+    predict = client.post("/predict", files={"audio_file": ("a.wav", wav, "audio/wav")})
+    assert predict.status_code == 503
+    assert error_of(predict)["code"] == "SELFCHECK_FAILED"
+
+
+@pytest.mark.usefixtures("_forget_engine")
+def test_readyz_names_the_models_served_by_their_fp32_fallback(
+    monkeypatch: pytest.MonkeyPatch, tiny_bundle_int8: Any, tiny_bundle: Any, tmp_path: Any
+) -> None:
+    bundle = with_fallback(tiny_bundle_int8, tiny_bundle, tmp_path)
+    strict_int8(bundle)
+    body = _real_engine_api(monkeypatch, bundle).get("/readyz").json()
+    assert body["selfcheck"]["status"] == "fallback"
+    assert body["selfcheck"]["fallback"] == ["audio_binary", "audio_multiclass"]
+    assert body["quantization"] == {
+        "audio_binary": "none",
+        "audio_multiclass": "none",
+        "text": "int8_dynamic",
+    }
 
 
 # -- error shape, routing, request ids --------------------------------------------------------
@@ -216,8 +287,8 @@ def test_too_large_by_content_length_is_413_pointing_to_uploads(
 
 def _asgi_call(
     app: Any, headers: list[tuple[bytes, bytes]], chunks: list[bytes]
-) -> tuple[int, int]:
-    """(status, chunks the app pulled) of one raw ASGI request."""
+) -> tuple[int, int, bytes]:
+    """(status, chunks the app pulled, response body) of one raw ASGI `POST /predict`."""
     pulled = 0
     sent: list[dict[str, Any]] = []
 
@@ -237,14 +308,42 @@ def _asgi_call(
 
     scope = {
         "type": "http",
+        "http_version": "1.1",
         "method": "POST",
+        "scheme": "http",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 50000),
+        "root_path": "",
         "path": "/predict",
+        "raw_path": b"/predict",
         "headers": headers,
         "query_string": b"",
         "state": {"request_id": "t"},
     }
     asyncio.run(app(scope, receive, send))
-    return sent[0]["status"], pulled
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], pulled, body
+
+
+def _recording_app(
+    max_body_bytes: int, reached: list[bool], seen: list[bytes] | None = None, engine: Any = None
+) -> Any:
+    """The app: `reached` gets True for every request whose route ran (its dependencies are
+    solved after the body is read), `seen` the audio handed to the classifier."""
+
+    class Recording:
+        def classify(self, audio: bytes, **kwargs: Any) -> Any:
+            if seen is not None:
+                seen.append(audio)
+            return engine.classify(audio, **kwargs)
+
+    def provider() -> Any:
+        reached.append(True)
+        return Recording
+
+    app = create_app(settings(max_body_bytes=max_body_bytes))
+    app.dependency_overrides[get_classifier_provider] = provider
+    return app
 
 
 def test_body_limit_refuses_a_declared_size_before_reading() -> None:
@@ -253,39 +352,85 @@ def test_body_limit_refuses_a_declared_size_before_reading() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         reached.append(True)
 
-    limited = BodyLimit(app, max_bytes=100)
-    status, pulled = _asgi_call(limited, [(b"content-length", b"101")], [b"x" * 101])
+    limited = ContentLengthLimit(app, max_bytes=100)
+    status, pulled, body = _asgi_call(limited, [(b"content-length", b"101")], [b"x" * 101])
     assert (status, pulled, reached) == (413, 0, [])
+    assert json.loads(body)["error"]["code"] == "PAYLOAD_TOO_LARGE"
 
 
 @pytest.mark.parametrize("declared", [None, b"10"])
 def test_body_limit_holds_when_content_length_is_absent_or_lies(declared: bytes | None) -> None:
     reached: list[bool] = []
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        reached.append(True)
-
-    limited = BodyLimit(app, max_bytes=100)
-    headers = [(b"content-length", declared)] if declared else []
-    # 1 MB in 64 KB chunks: refused after the second chunk, the rest never read
-    status, pulled = _asgi_call(limited, headers, [b"x" * 65536] * 16)
+    app = _recording_app(100, reached)
+    headers = [(b"content-type", b"multipart/form-data; boundary=b")]
+    headers += [(b"content-length", declared)] if declared else []
+    # 1 MB in 64 KB chunks: refused after the first chunk, the rest never read
+    status, pulled, body = _asgi_call(app, headers, [b"x" * 65536] * 16)
     assert (status, pulled, reached) == (413, 1, [])
+    error = json.loads(body)["error"]
+    assert error["code"] == "PAYLOAD_TOO_LARGE"
+    assert "more than 100 bytes" in error["message"] and "POST /uploads" in error["message"]
 
 
-def test_body_limit_passes_the_whole_body_through() -> None:
+def test_body_limit_passes_the_whole_body_through(engine: Any) -> None:
+    audio = wav_bytes(pcm16(1.0))
+    data, content_type = multipart({}, {"audio_file": ("a.wav", audio, "audio/wav")})
+    reached: list[bool] = []
     seen: list[bytes] = []
+    app = _recording_app(len(data), reached, seen, engine)  # exactly at the limit
+    third = len(data) // 3
+    chunks = [data[:third], data[third : 2 * third], data[2 * third :]]
+    status, _, body = _asgi_call(app, [(b"content-type", content_type.encode())], chunks)
+    assert status == 200, body
+    assert (reached, seen) == ([True], [audio])
 
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        message = await receive()
-        seen.append(message["body"])
-        assert message["more_body"] is False
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
 
-    limited = BodyLimit(app, max_bytes=100)
-    status, _ = _asgi_call(limited, [], [b"a" * 40, b"b" * 40, b"c" * 20])
-    assert status == 200
-    assert seen == [b"a" * 40 + b"b" * 40 + b"c" * 20]
+def test_every_route_with_a_body_refuses_one_over_the_limit_while_reading(
+    make_api: Callable[..., Api],
+) -> None:
+    """No Content-Length (chunked): FastAPI's limit, set on every route, stops the read."""
+    api = make_api(max_body_bytes=1000)
+    operations = api.client.get("/openapi.json").json()["paths"]
+    checked = []
+    for path, methods in operations.items():
+        for method, operation in methods.items():
+            for media in (operation.get("requestBody") or {}).get("content", {}):
+                content_type = media + ("; boundary=b" if media.startswith("multipart/") else "")
+                response = api.client.request(
+                    method,
+                    path,
+                    content=iter([b"x" * 600] * 4),
+                    headers={"content-type": content_type},
+                )
+                assert response.status_code == 413, (path, media, response.text)
+                error = error_of(response)
+                assert error["code"] == "PAYLOAD_TOO_LARGE"
+                assert "POST /uploads" in error["message"]
+                checked.append((path, media))
+    assert {path for path, _ in checked} == {"/predict", "/predict_s3", "/uploads"}
+
+
+def test_body_limit_under_uvicorn(make_api: Callable[..., Api]) -> None:
+    import requests
+
+    api = make_api(max_body_bytes=1000)
+    with LiveServer(api.app) as live:
+        declared = requests.post(
+            f"{live.url}/uploads", data=b"x" * 2000, headers={"content-type": "application/json"}
+        )
+        chunked = requests.post(
+            f"{live.url}/uploads",
+            data=iter([b"x" * 600] * 4),
+            headers={"content-type": "application/json"},
+        )
+    assert "transfer-encoding" not in declared.request.headers
+    assert chunked.request.headers["transfer-encoding"] == "chunked"
+    for response, size in ((declared, "2000 bytes"), (chunked, "more than 1000 bytes")):
+        assert response.status_code == 413
+        error = error_of(response)
+        assert error["code"] == "PAYLOAD_TOO_LARGE"
+        assert f"the request body is {size}" in error["message"]
+        assert "POST /uploads" in error["message"]
 
 
 # -- OpenAPI --------------------------------------------------------------------------------

@@ -309,3 +309,21 @@ def test_body_over_the_limit_through_the_gateway_is_413(handler: Mangum) -> None
     assert status == 413
     assert body["error"]["code"] == "PAYLOAD_TOO_LARGE"
     assert "POST /uploads" in body["error"]["message"]
+
+
+def test_body_over_the_limit_in_an_http_api_event_is_413_from_its_length(
+    handler: Mangum,
+) -> None:
+    """An HTTP API (v2) event carries the client's Content-Length: refused before reading."""
+    from tests.integration.api.conftest import multipart
+
+    audio = b"RIFF" + bytes(4 * 1024 * 1024)
+    data, content_type = multipart({}, {"audio_file": ("big.wav", audio, "audio/wav")})
+    event = http_event("POST", "/predict", body=data, content_type=content_type)
+    assert event["headers"]["content-length"] == str(len(data))
+    status, headers, body = invoke(handler, event)
+    assert status == 413
+    assert body["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert body["error"]["message"].startswith(f"the request body is {len(data)} bytes")
+    assert "POST /uploads" in body["error"]["message"]
+    assert body["error"]["request_id"] == headers["x-request-id"]

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from alertfusion.jobs import JobStatus
-from alertfusion.keys import is_job_id
+from alertfusion.keys import is_job_id, new_job_id
 from tests.integration.api.conftest import BUCKET, Api
 from tests.integration.api.test_app import error_of
 
@@ -178,14 +178,41 @@ def test_idempotency_key_returns_the_same_job_with_a_fresh_post(api: Api) -> Non
     assert other.json()["job_id"] != a["job_id"]
 
 
-def test_idempotency_key_with_another_body_is_409(api: Api) -> None:
+def test_idempotency_key_with_another_body_is_422(api: Api) -> None:
     headers = {"Idempotency-Key": "same-key"}
     assert api.client.post(
         "/uploads", json={"content_type": "audio/mp4"}, headers=headers
     ).is_success
     response = api.client.post("/uploads", json={"content_type": "audio/wav"}, headers=headers)
-    assert response.status_code == 409
+    assert response.status_code == 422
     assert error_of(response)["code"] == "IDEMPOTENCY_CONFLICT"
+
+
+def test_a_retry_while_the_first_request_runs_gets_the_same_job(api: Api) -> None:
+    """The Idempotency-Key draft answers 409 to a retry while the first request is in
+    flight; here both requests make the same job, so the retry answers it and the first
+    request still completes with it."""
+    from functions.api.deps import get_pipeline
+    from functions.api.idempotency import IdempotencyStore, fingerprint
+    from functions.api.models import UploadRequest
+    from functions.api.routers.uploads import _ensure_job
+
+    request_body = {"content_type": "audio/wav"}
+    pipeline = get_pipeline()
+    store = IdempotencyStore(pipeline.settings.jobs_table, pipeline.dynamodb, ttl_days=1)
+    # the first request has claimed the key and not yet written its job
+    body_print = fingerprint(UploadRequest.model_validate(request_body).model_dump_json())
+    first = store.claim("in-flight", body_print, new_job_id())
+    assert first.replayed is False
+
+    retry = api.client.post("/uploads", json=request_body, headers={"Idempotency-Key": "in-flight"})
+    assert retry.status_code == 200
+    assert (retry.json()["job_id"], retry.json()["replayed"]) == (first.job_id, True)
+    key = retry.json()["upload"]["key"]
+    # the first request now writes its job: the retry's record is that job
+    status = _ensure_job(pipeline, first.job_id, key, "audio/wav", None, replayed=False)
+    assert status is JobStatus.UPLOAD_PENDING
+    assert api.aws.job(first.job_id).object_key == key
 
 
 def test_replay_recreates_a_job_a_crashed_first_attempt_never_wrote(

@@ -80,13 +80,16 @@ def make_signal(seconds: float, rate: int, channels: int = 1, seed: int = 0) -> 
     return out
 
 
-def soundfile_encode(samples: np.ndarray, rate: int, fmt: str, subtype: str) -> bytes:
+def soundfile_encode(
+    samples: np.ndarray, rate: int, fmt: str, subtype: str, *, endian: str = "FILE"
+) -> bytes:
+    """`endian="BIG"` with WAV writes RIFX (big-endian WAV)."""
     import io
 
     import soundfile as sf
 
     buf = io.BytesIO()
-    sf.write(buf, samples, rate, format=fmt, subtype=subtype)
+    sf.write(buf, samples, rate, format=fmt, subtype=subtype, endian=endian)
     return buf.getvalue()
 
 

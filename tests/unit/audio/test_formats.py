@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from alertfusion.audio import decode_audio, sniff_format
+from alertfusion.errors import AudioError, ReasonCode
 from tests.unit.audio.helpers import (
     SR,
     as_media_recorder_webm,
@@ -63,6 +64,30 @@ def test_wav_encodings_equal_librosa_and_source(container: str, subtype: str) ->
     # float32 holds ~24 bits: finer encodings are exact to float32's own rounding
     tolerance = max(WAV_SUBTYPES[subtype], 2**-24)
     assert float(np.abs(native.samples - expected).max()) <= tolerance * 1.01
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT", "ULAW"])
+def test_rifx_big_endian_wav_equals_librosa_and_source(subtype: str) -> None:
+    source = make_signal(0.6, 22_050, channels=2)
+    data = soundfile_encode(source, 22_050, "WAV", subtype, endian="BIG")
+    assert data[:4] == b"RIFX"
+    assert_equals_librosa(data, channels=2, source_sample_rate=22_050, format="wav")
+    native = decode_audio(data, sample_rate=22_050)
+    tolerance = max(WAV_SUBTYPES[subtype], 2**-24)
+    assert float(np.abs(native.samples - source.mean(axis=1)).max()) <= tolerance * 1.01
+
+
+def test_rifx_is_never_handed_to_ffmpeg() -> None:
+    """FFmpeg's wav demuxer reads RIFX PCM as little-endian: noise, not the recording. A RIFX
+    file libsndfile finds no samples in (a data size of 0) stays empty instead."""
+    data = bytearray(
+        soundfile_encode(make_signal(1.0, 16_000), 16_000, "WAV", "PCM_16", endian="BIG")
+    )
+    at = data.index(b"data")
+    data[at + 4 : at + 8] = bytes(4)
+    with pytest.raises(AudioError) as err:
+        decode_audio(bytes(data), sample_rate=SR)
+    assert err.value.code is ReasonCode.EMPTY_AUDIO
 
 
 @pytest.mark.parametrize(

@@ -142,9 +142,28 @@ def test_int8_bundle_with_calibration_audio_and_reports(
         "--calibration-audio", SAMPLES,
         "--threshold", "0.9",
         "--size", "tiny",
+        "--fp32-fallback",
     )  # fmt: skip
     assert result.code == 0, result.err
     manifest = Manifest.load(out / "manifest.json")
+    # the golden set: each model's inputs and the fp32 answers its own fp32 graph gives them
+    # (the fallback kept beside the int8 model), and the build CPU's int8 answers
+    assert manifest.golden is not None
+    golden = np.load(out / manifest.golden.file)
+    for name, entry in manifest.models:
+        assert entry.fp32_fallback is not None and (out / entry.fp32_fallback.file).is_file()
+        assert sha256_file(out / entry.fp32_fallback.file) == entry.fp32_fallback.sha256
+        rows = manifest.golden.inputs[name]
+        assert rows >= 6 and golden[f"{name}/fp32"].shape[0] == rows
+        session = ort_session(out / entry.fp32_fallback.file)
+        for i in range(rows):
+            feeds = {x: golden[f"{name}/{x}"][i : i + 1] for x in entry.input_names}
+            if "attention_mask" in feeds:
+                n = int(feeds["attention_mask"].sum())
+                feeds = {x: v[:, :n] for x, v in feeds.items()}
+            got = session.run(None, feeds)[0][0]
+            assert np.abs(got - golden[f"{name}/fp32"][i]).max() <= 1e-4, (name, i)
+        assert golden[f"{name}/build"].shape == golden[f"{name}/fp32"].shape
     for name in ("audio_binary", "audio_multiclass"):
         entry = getattr(manifest.models, name)
         assert entry.quantization == "int8_static_qdq"

@@ -10,19 +10,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from alertfusion.dynamodb import from_attribute, to_attribute
 from alertfusion.errors import ReasonCode
 from alertfusion.jobs import (
     FINAL_STATUSES,
     Job,
     JobStatus,
     Verdict,
-    _Update,
     can_transition,
-    from_attribute,
     sources_of,
-    to_attribute,
     utc_iso,
 )
+from alertfusion.jobs.store import _Update
 from tests.pipeline_doubles import make_result
 
 pytestmark = pytest.mark.unit

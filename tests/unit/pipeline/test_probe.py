@@ -264,6 +264,17 @@ def test_rf64() -> None:
     assert result.format == "rf64" and result.duration_s == pytest.approx(3.0)
 
 
+@pytest.mark.parametrize("declared", [16_000 * 2, 0xFFFFFFFF])
+def test_rifx_big_endian_wav(declared: int) -> None:
+    pcm = bytes(16_000 * 2)  # 1 s
+    fmt = struct.pack(">HHIIHH", 1, 1, 16_000, 32_000, 2, 16)
+    body = b"fmt " + struct.pack(">I", len(fmt)) + fmt + b"data" + struct.pack(">I", declared)
+    data = b"RIFX" + struct.pack(">I", 4 + len(body) + len(pcm)) + b"WAVE" + body + pcm
+    result, _ = probe(data)
+    assert result.format == "rifx" and result.duration_s == pytest.approx(1.0)
+    assert result.transcribe_media_format == "wav"
+
+
 def test_wav_extensible_and_compressed() -> None:
     ext = (
         struct.pack("<HHIIHHHHI", 0xFFFE, 2, 44_100, 44_100 * 4, 4, 16, 22, 16, 3)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from alertfusion.errors import AudioError, ReasonCode
-from alertfusion.probe import mp3_header
+from alertfusion.sniff import SNIFF_BYTES as SNIFF_BYTES  # re-exported: callers sniff this much
+from alertfusion.sniff import Container, sniff_bytes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,30 +30,8 @@ _BLOCK_SAMPLES = 1 << 18
 _ONESHOT_MAX_SAMPLES = 1 << 23
 #: samples per call of soxr's stream
 _STREAM_CHUNK = 1 << 15
-#: bytes `sniff_format` needs to recognise every supported container
-SNIFF_BYTES = 4096
 #: packets in a row PyAV may fail to decode before the stream counts as broken
 _MAX_CONSECUTIVE_PACKET_ERRORS = 32
-
-#: sniffed format -> libsndfile reads it (first choice)
-_SOUNDFILE_FORMATS = frozenset({"wav", "w64", "flac", "ogg", "mp3", "aiff", "au", "caf"})
-#: sniffed format -> FFmpeg demuxer (PyAV); also the fallback for codecs libsndfile lacks
-_DEMUXERS: dict[str, str] = {
-    "m4a": "mp4",
-    "3gp": "mp4",
-    "amr": "amr",
-    "webm": "matroska",
-    "mkv": "matroska",
-    "aac": "aac",
-    "wav": "wav",
-    "w64": "w64",
-    "flac": "flac",
-    "ogg": "ogg",
-    "mp3": "mp3",
-    "aiff": "aiff",
-    "au": "au",
-    "caf": "caf",
-}
 
 
 @dataclass(frozen=True)
@@ -77,81 +56,11 @@ class DecodedAudio:
 def sniff_format(head: bytes) -> str | None:
     """The container/codec of a file from its first bytes (`SNIFF_BYTES` suffice), or None.
 
-    Only magic bytes count: a file's name is never trusted.
+    Only magic bytes count: a file's name is never trusted. `alertfusion.sniff` decides (the
+    probe of the asynchronous path asks it too); this is its name for decoded audio.
     """
-    h = bytes(head[:SNIFF_BYTES])
-    if len(h) >= 12 and h[:4] in (b"RIFF", b"RIFX", b"RF64", b"BW64") and h[8:12] == b"WAVE":
-        return "wav"
-    if h.startswith(b"riff\x2e\x91\xcf\x11\xa5\xd6\x28\xdb\x04\xc1\x00\x00"):
-        return "w64"
-    if h.startswith(b"fLaC"):
-        return "flac"
-    if h.startswith(b"OggS"):
-        return "ogg"
-    if h.startswith(b"#!AMR"):
-        return "amr"
-    if h.startswith(b"\x1a\x45\xdf\xa3"):
-        # EBML: the DocType element (0x4282) says whether it is WebM or generic Matroska
-        return "webm" if b"\x42\x82\x84webm" in h[:64] else "mkv"
-    if len(h) >= 12 and h[4:8] == b"ftyp":
-        return "3gp" if h[8:11] in (b"3gp", b"3g2", b"3ge", b"3gs") else "m4a"
-    if len(h) >= 12 and h[:4] == b"FORM" and h[8:12] in (b"AIFF", b"AIFC"):
-        return "aiff"
-    if h.startswith(b".snd"):
-        return "au"
-    if h.startswith(b"caff"):
-        return "caf"
-    if h.startswith(b"ID3") and len(h) >= 10:
-        # An ID3v2 tag precedes MPEG audio (rarely ADTS AAC or FLAC)
-        end = _id3_size(h)
-        rest = sniff_format(h[end:]) if end < len(h) else None
-        return rest if rest in ("aac", "flac") else "mp3"
-    return _sniff_mpeg(h)
-
-
-def _id3_size(h: bytes) -> int:
-    size = (h[6] & 0x7F) << 21 | (h[7] & 0x7F) << 14 | (h[8] & 0x7F) << 7 | (h[9] & 0x7F)
-    footer = 10 if h[5] & 0x10 else 0
-    return 10 + size + footer
-
-
-_ADTS_RATES = 13  # sampling-frequency indexes 0..12 are defined
-
-
-def _mpeg_frame(h: bytes, i: int) -> tuple[str, int] | None:
-    """("mp3" | "aac", frame length) of an MPEG audio or ADTS frame header at h[i], or None."""
-    if i + 7 > len(h) or h[i] != 0xFF or h[i + 1] & 0xE0 != 0xE0:
-        return None
-    b1, b2 = h[i + 1], h[i + 2]
-    if b1 & 0xF6 == 0xF0:  # ADTS: 12-bit sync, layer 00
-        if (b2 >> 2) & 0x0F >= _ADTS_RATES:
-            return None
-        length = (h[i + 3] & 0x03) << 11 | h[i + 4] << 3 | h[i + 5] >> 5
-        return ("aac", length) if length >= 7 else None
-    frame = mp3_header(h[i : i + 4], i)
-    if frame is None or frame.length == 0:  # free format (no bitrate) is not sniffed
-        return None
-    return "mp3", frame.length
-
-
-def _sniff_mpeg(h: bytes) -> str | None:
-    """MPEG audio or ADTS without a tag: a frame header whose successor is where its length
-    says (random bytes almost never chain), scanning past a little leading junk."""
-    for i in range(min(len(h), 2048)):
-        first = _mpeg_frame(h, i)
-        if first is None:
-            continue
-        kind, length = first
-        following = i + length
-        if following + 7 > len(h):
-            # the sniffed head ends inside this frame: one header at the very start will do
-            if i == 0:
-                return kind
-            continue
-        second = _mpeg_frame(h, following)
-        if second is not None and second[0] == kind:
-            return kind
-    return None
+    found = sniff_bytes(bytes(head))
+    return found.container.decoded_as if found else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,20 +108,14 @@ def decode_audio(
     data = _read_source(source, max_bytes, name)
     if not data:
         raise AudioError(f"{name} is empty (0 bytes)", code=ReasonCode.EMPTY_AUDIO, details=details)
-    head = data[:SNIFF_BYTES]
-    if head.startswith(b"ID3") and len(data) >= 10:
-        # the tag can be longer than the sniffed head: sniff what follows it
-        end = _id3_size(head)
-        fmt = sniff_format(data[end : end + SNIFF_BYTES]) if end < len(data) else None
-        fmt = fmt if fmt in ("aac", "flac") else "mp3"
-    else:
-        fmt = sniff_format(head)
-    if fmt is None:
+    found = sniff_bytes(data)  # an ID3 tag can be longer than SNIFF_BYTES: all bytes given
+    if found is None:
         raise AudioError(
             f"{name} is not a supported audio file (WAV, FLAC, OGG, MP3, M4A/AAC, 3GP/AMR, WebM)",
             code=ReasonCode.UNSUPPORTED_FORMAT,
             details=details,
         )
+    fmt = found.container.decoded_as
     details["format"] = fmt
     limits = _Limits(
         min_seconds=min_seconds,
@@ -221,7 +124,7 @@ def decode_audio(
         name=name,
         details=details,
     )
-    raw = _decode(data, fmt, limits)
+    raw = _decode(data, found.container, limits)
     del data
     if raw.frames == 0:
         raise AudioError(
@@ -439,19 +342,23 @@ class _OpenFailed(Exception):
     """libsndfile could not open the data, or not read its first block."""
 
 
-def _decode(data: bytes, fmt: str, limits: _Limits) -> _Raw:
-    if fmt not in _SOUNDFILE_FORMATS:
-        return _decode_pyav(data, fmt, limits)
+def _decode(data: bytes, container: Container, limits: _Limits) -> _Raw:
+    if not container.soundfile:
+        return _decode_pyav(data, container, limits)
     try:
         raw = _decode_soundfile(data, limits)
     except _OpenFailed as exc:
+        if container.demuxer is None:  # FFmpeg would misread it (RIFX): libsndfile's word
+            raise limits.error(
+                f"cannot decode this {container.decoded_as} file: {exc}", ReasonCode.DECODE_FAILED
+            ) from exc
         # codecs libsndfile lacks in containers it knows (MP3-in-WAV, FLAC-in-Ogg, ...)
-        return _decode_pyav(data, fmt, limits, first_error=str(exc))
-    if raw.frames == 0 and fmt in ("wav", "w64"):
+        return _decode_pyav(data, container, limits, first_error=str(exc))
+    if raw.frames == 0 and container.decoded_as in ("wav", "w64") and container.demuxer:
         # libsndfile takes a data-chunk size of 0 literally, but a recorder that died before
         # finishing its header leaves exactly that; FFmpeg reads such data to the end of file
         try:
-            return _decode_pyav(data, fmt, limits)
+            return _decode_pyav(data, container, limits)
         except AudioError as exc:
             if exc.code not in (ReasonCode.DECODE_FAILED, ReasonCode.EMPTY_AUDIO):
                 raise
@@ -488,21 +395,24 @@ def _libsndfile_message(exc: BaseException) -> str:
     return str(getattr(exc, "error_string", None) or exc)
 
 
-def _decode_pyav(data: bytes, fmt: str, limits: _Limits, first_error: str | None = None) -> _Raw:
+def _decode_pyav(
+    data: bytes, container: Container, limits: _Limits, first_error: str | None = None
+) -> _Raw:
     """Decode the first audio stream with FFmpeg. Packets that fail to decode are skipped (up to
     a run of `_MAX_CONSECUTIVE_PACKET_ERRORS`); a demuxer failure part-way ends the stream."""
     import av
 
+    fmt = container.decoded_as
     acc: _Accumulator | None = None
     failures = 0  # packets that did not decode, or a demuxer that gave up
     try:
-        container = av.open(
-            io.BytesIO(data), mode="r", format=_DEMUXERS.get(fmt), metadata_errors="ignore"
+        source = av.open(
+            io.BytesIO(data), mode="r", format=container.demuxer, metadata_errors="ignore"
         )
-        with container:
-            if not container.streams.audio:
+        with source:
+            if not source.streams.audio:
                 raise limits.error("no audio stream", ReasonCode.DECODE_FAILED)
-            packets = container.demux(container.streams.audio[0])
+            packets = source.demux(source.streams.audio[0])
             in_a_row = 0
             while acc is None or acc.room > 0:
                 try:

@@ -127,12 +127,15 @@ def fetch_s3_bundle(uri: str, cache_dir: Path) -> Path:
 
 
 def _sizes(manifest: Manifest) -> dict[str, int]:
-    """Each file's size limit: the manifest's own size for the models, generous for the
+    """Each file's size limit: the manifest's own size where it has one, generous for the
     tokenizer (its size is not in the manifest)."""
-    models = manifest.models
-    sizes = {
-        m.file: m.size_bytes for m in (models.audio_binary, models.audio_multiclass, models.text)
-    }
+    sizes = {}
+    for _, model in manifest.models:
+        sizes[model.file] = model.size_bytes
+        if model.fp32_fallback is not None:
+            sizes[model.fp32_fallback.file] = model.fp32_fallback.size_bytes
+    if manifest.golden is not None:
+        sizes[manifest.golden.file] = manifest.golden.size_bytes
     sizes[manifest.text.tokenizer_file] = 64 << 20
     return sizes
 

@@ -1,7 +1,10 @@
-"""`python -m alertfusion classify FILE...`: verdicts on the command line (table or JSON).
+"""`python -m alertfusion classify FILE...`: verdicts on the command line (table or JSON);
+`python -m alertfusion selfcheck`: the bundle's golden set on this CPU (alertfusion.selfcheck).
 
-Exit codes: 0 every file classified; 2 some input was refused (its reason code is printed);
-1 anything else (no bundle, an invalid bundle, an internal error).
+Exit codes of `classify`: 0 every file classified; 2 some input was refused (its reason code is
+printed); 1 anything else (no bundle, an invalid bundle, an internal error). Of `selfcheck`: 0
+within tolerance; 2 outside it, or a golden set that is missing, truncated or not the one the
+manifest names (BUNDLE_INVALID); 1 anything else.
 """
 
 from __future__ import annotations
@@ -100,12 +103,50 @@ def _parser() -> argparse.ArgumentParser:
         "--threads", type=int, default=None, help="ONNX Runtime threads (default: measured)"
     )
     classify.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    check = commands.add_parser(
+        "selfcheck",
+        help="check the bundle's models against their fp32 answers on this CPU",
+        description="Run the bundle's golden set on this CPU and judge each model's answers "
+        "against fp32's by margins. Exit code 0 within tolerance, 2 outside it or for a missing "
+        "or damaged golden set, 1 on other errors.",
+    )
+    check.add_argument(
+        "--bundle",
+        help="model bundle directory or s3:// URI (default: MODEL_BUNDLE, else build/models/demo)",
+    )
+    check.add_argument("--json", action="store_true", help="print JSON instead of text")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "selfcheck":
+        return _selfcheck(args, sys.stdout, sys.stderr)
     return _classify(args, sys.stdout, sys.stderr)
+
+
+def _selfcheck(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from alertfusion.engine import Engine
+    from alertfusion.errors import AlertFusionError, ReasonCode
+
+    location = args.bundle or default_bundle()
+    if location is None:
+        err.write("error: no model bundle: set MODEL_BUNDLE or pass --bundle DIR|s3://...\n")
+        return EXIT_ERROR
+    try:
+        engine = Engine.from_bundle(location)
+        try:
+            check = engine.self_check()
+        finally:
+            engine.close()
+    except AlertFusionError as exc:
+        err.write(f"error: {exc.code}: {exc.message}\n")
+        return EXIT_BAD_INPUT if exc.code == ReasonCode.BUNDLE_INVALID else EXIT_ERROR
+    if args.json:
+        out.write(json.dumps(check.to_dict()) + "\n")
+    else:
+        out.write("\n".join(check.lines()) + "\n")
+    return EXIT_OK if check.passed else EXIT_BAD_INPUT
 
 
 def _texts(args: argparse.Namespace) -> dict[str, str | None] | str | None:

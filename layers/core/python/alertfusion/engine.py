@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
-from alertfusion.errors import AudioError, InputError, ReasonCode, TextError
+from alertfusion.errors import AudioError, BundleError, InputError, ReasonCode, TextError
 from alertfusion.result import (
     AudioResult,
     ClassificationResult,
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from alertfusion.bundle import Bundle
     from alertfusion.fusion import WindowDecision
     from alertfusion.manifest import Manifest
+    from alertfusion.selfcheck import Readiness, SelfCheck
     from alertfusion.sessions import BundleSessions
     from alertfusion.text import EncodedText, TextEncoder
 
@@ -139,6 +140,10 @@ class Engine:
         self._encoder_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        #: why this engine must not answer (a failed self-check); None while it may
+        self.unready: str | None = None
+        #: the serving CPU's self-check, once `get_engine` ran it
+        self.readiness: Readiness | None = None
 
     # ---------------------------------------------------------------------------------------
     # construction
@@ -182,6 +187,18 @@ class Engine:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None
+
+    def self_check(self, names: list[str] | None = None) -> SelfCheck:
+        """Run the bundle's golden set on this CPU with this engine's sessions (creating
+        them); see alertfusion.selfcheck."""
+        from alertfusion.selfcheck import run_selfcheck
+
+        self.warm_up()
+        return run_selfcheck(self.bundle, self._sessions.run, names=names)
+
+    def use_fp32_fallback(self, names: list[str]) -> None:
+        """Serve `names` with their fp32 fallback models (BUNDLE_INVALID without one)."""
+        self._sessions.use_fallback(names)
 
     def _executor(self) -> ThreadPoolExecutor:
         pool = self._pool
@@ -228,6 +245,8 @@ class Engine:
         No text, or whitespace only, gives an audio-only verdict that says so.
         """
         started = time.perf_counter()
+        if self.unready is not None:
+            raise BundleError(self.unready, code=ReasonCode.SELFCHECK_FAILED)
         _check_gate(gate)
         use_gate: Gate = gate or self.gate
         transcript, no_text_detail = self._check_text(text)
@@ -572,7 +591,9 @@ class Engine:
                 trained=self.manifest.trained,
                 manifest_schema_version=self.manifest.schema_version,
                 quantization={
-                    name: getattr(self.manifest.models, name).quantization
+                    name: "none"
+                    if name in self._sessions.fallback
+                    else getattr(self.manifest.models, name).quantization
                     for name in ("audio_binary", "audio_multiclass", "text")
                 },
                 gate=gate,
@@ -661,8 +682,9 @@ _engine_lock = threading.Lock()
 
 def get_engine() -> Engine:
     """The process-wide engine, made on first call from EngineSettings (MODEL_BUNDLE,
-    BUNDLE_CACHE_DIR, FUSION_GATE, ORT_THREADS and the limits). Sessions stay lazy: call
-    `warm_up()` to create them now."""
+    BUNDLE_CACHE_DIR, FUSION_GATE, ORT_THREADS and the limits). With SELFCHECK (the default)
+    the bundle's golden set runs on this CPU first, which creates the sessions; without it
+    they stay lazy (`warm_up()` creates them)."""
     global _engine
     engine = _engine
     if engine is None:
@@ -681,6 +703,10 @@ def get_engine() -> Engine:
                     max_text_chars=s.max_text_chars,
                     min_window_seconds=s.min_window_seconds,
                 )
+                if s.selfcheck:
+                    from alertfusion.selfcheck import check_before_serving
+
+                    _engine.readiness = check_before_serving(_engine)
             engine = _engine
     return engine
 

@@ -21,6 +21,8 @@ class ReasonCode(StrEnum):
     TEXT_TOO_LONG = "TEXT_TOO_LONG"
     # model bundle
     BUNDLE_INVALID = "BUNDLE_INVALID"
+    #: the bundle's models disagree with their fp32 answers on this CPU (alertfusion.selfcheck)
+    SELFCHECK_FAILED = "SELFCHECK_FAILED"
     BUNDLE_NOT_FOUND = "BUNDLE_NOT_FOUND"
     # requests
     INVALID_INPUT = "INVALID_INPUT"
@@ -32,6 +34,7 @@ class ReasonCode(StrEnum):
     OBJECT_NOT_FOUND = "OBJECT_NOT_FOUND"
     FORBIDDEN_LOCATION = "FORBIDDEN_LOCATION"
     JOB_NOT_FOUND = "JOB_NOT_FOUND"
+    #: an Idempotency-Key used before with another request body
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
     # pipeline
     TRANSCRIBE_FAILED = "TRANSCRIBE_FAILED"
@@ -66,8 +69,11 @@ HTTP_STATUS: dict[ReasonCode, int] = {
     ReasonCode.OBJECT_NOT_FOUND: 404,
     ReasonCode.FORBIDDEN_LOCATION: 403,
     ReasonCode.JOB_NOT_FOUND: 404,
-    ReasonCode.IDEMPOTENCY_CONFLICT: 409,
+    # 422, not 409, as the Idempotency-Key draft (IETF httpapi) answers a key reused with
+    # another body; its 409 is for a retry while the first request is still in flight
+    ReasonCode.IDEMPOTENCY_CONFLICT: 422,
     ReasonCode.BUNDLE_INVALID: 503,
+    ReasonCode.SELFCHECK_FAILED: 503,
     ReasonCode.BUNDLE_NOT_FOUND: 503,
     ReasonCode.UPSTREAM_UNAVAILABLE: 503,
     ReasonCode.CONFIG_INVALID: 500,

@@ -151,6 +151,26 @@ class QuantizationReport(_Strict):
     near_ties: int | None = Field(None, ge=0)
 
 
+class BundleFile(_Strict):
+    """A file of the bundle besides the models' own."""
+
+    file: FileName
+    sha256: Sha256
+    size_bytes: int = Field(..., gt=0)
+
+
+class GoldenSet(BundleFile):
+    """Inputs for each model with the outputs fp32 gives them (and int8 on the build's CPU):
+    the self-check that int8 still agrees on the CPU that serves (alertfusion.selfcheck).
+
+    An .npz file; for a model `m` with inputs `x, y`: arrays ``m/x``, ``m/y`` (one row per
+    input; text rows right-padded, run one by one at their attention mask's length), ``m/fp32``
+    and, for int8 models, ``m/build`` (the build CPU's int8 outputs)."""
+
+    #: rows per model
+    inputs: dict[str, int]
+
+
 class OnnxModel(_Strict):
     file: FileName
     sha256: Sha256
@@ -164,6 +184,9 @@ class OnnxModel(_Strict):
     parity_max_abs_diff: float | None = Field(None, ge=0)
     source_checkpoint_sha256: Sha256 | None = None
     size_bytes: int = Field(..., gt=0)
+    #: the fp32 model an int8 one falls back to when the self-check fails on the serving CPU
+    #: (`model_export bundle --fp32-fallback`)
+    fp32_fallback: BundleFile | None = None
 
 
 class Models(_Strict):
@@ -200,6 +223,8 @@ class Manifest(_Strict):
     opset: int = Field(17, ge=7)
     #: tool versions that produced the bundle (torch, onnx, onnxruntime, ...)
     producer: dict[str, str] = Field(default_factory=dict)
+    #: the self-check's inputs and reference outputs (absent from bundles built before it)
+    golden: GoldenSet | None = None
 
     @model_validator(mode="after")
     def _labels_match_models(self) -> Manifest:
@@ -212,9 +237,14 @@ class Manifest(_Strict):
 
     def files(self) -> dict[str, str]:
         """Every file of the bundle (besides the manifest) and its sha256."""
-        out = {m.file: m.sha256 for m in (self.models.audio_binary, self.models.audio_multiclass)}
-        out[self.models.text.file] = self.models.text.sha256
+        out = {}
+        for _, model in self.models:
+            out[model.file] = model.sha256
+            if model.fp32_fallback is not None:
+                out[model.fp32_fallback.file] = model.fp32_fallback.sha256
         out[self.text.tokenizer_file] = self.text.tokenizer_sha256
+        if self.golden is not None:
+            out[self.golden.file] = self.golden.sha256
         return out
 
     def dump(self, path: Path) -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 if TYPE_CHECKING:
     from alertfusion.manifest import Manifest
     from alertfusion.result import ClassificationResult
+    from alertfusion.selfcheck import Readiness
 
 
 class Classifier(Protocol):
@@ -23,6 +24,11 @@ class Classifier(Protocol):
 
     @property
     def loaded(self) -> bool: ...
+
+    @property
+    def readiness(self) -> Readiness | None:
+        """The serving CPU's self-check (None where it did not run)."""
+        ...
 
     def warm_up(self) -> None: ...
 

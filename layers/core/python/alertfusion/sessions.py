@@ -115,6 +115,8 @@ class BundleSessions:
         self._overrides = dict(overrides or {})
         self._sessions: dict[str, Any] = {}
         self._locks = {name: threading.Lock() for name in MODEL_NAMES}
+        #: models served from their fp32 fallback file instead (use_fallback)
+        self.fallback: frozenset[str] = frozenset()
         #: wall-clock ms each session took to create (cold-start accounting)
         self.created_ms: dict[str, float] = {}
 
@@ -156,9 +158,23 @@ class BundleSessions:
             submit(work.drain)
         work.finish()
 
+    def use_fallback(self, names: list[str]) -> None:
+        """Serve `names` from their fp32 fallback files (their sessions are made again)."""
+        for name in names:
+            entry: OnnxModel = getattr(self._bundle.manifest.models, name)
+            if entry.fp32_fallback is None:
+                raise BundleError(
+                    f"{name} has no fp32 fallback in this bundle", code=ReasonCode.BUNDLE_INVALID
+                )
+        for name in names:
+            with self._locks[name]:
+                self._sessions.pop(name, None)
+        self.fallback = self.fallback | frozenset(names)
+
     def _create(self, name: str) -> Any:
         entry: OnnxModel = getattr(self._bundle.manifest.models, name)
-        path = self._bundle.path(entry.file)
+        fallback = entry.fp32_fallback if name in self.fallback else None
+        path = self._bundle.path(fallback.file if fallback is not None else entry.file)
         try:
             session = create_session(path, self.options_for(name))
         except Exception as exc:  # onnxruntime raises its own (unexported) exception types

@@ -38,6 +38,9 @@ class EngineSettings(_Settings):
     #: a trailing window shorter than this is not scored unless it is the only one (a few
     #: STFT frames stretched to a full image must not decide a verdict; see alertfusion.engine)
     min_window_seconds: float = Field(0.5, ge=0, validation_alias="MIN_WINDOW_SECONDS")
+    #: run the bundle's golden set on this CPU before the process-wide engine serves
+    #: (alertfusion.selfcheck); off only to investigate a failing one
+    selfcheck: bool = Field(True, validation_alias="SELFCHECK")
 
 
 class PipelineSettings(_Settings):

@@ -1,0 +1,220 @@
+"""The job model: states and their allowed moves, stored verdicts, the job record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer
+
+from alertfusion.dynamodb import utc_iso
+from alertfusion.errors import ReasonCode
+from alertfusion.result import ClassificationResult, DecidedBy
+
+
+class JobStatus(StrEnum):
+    """``UPLOAD_PENDING → RECEIVED → TRANSCRIBING → DONE | FAILED``; DONE and FAILED are
+    final. A job may skip states, never go back (`can_transition`)."""
+
+    UPLOAD_PENDING = "UPLOAD_PENDING"
+    RECEIVED = "RECEIVED"
+    TRANSCRIBING = "TRANSCRIBING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+FINAL_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.DONE, JobStatus.FAILED})
+#: every allowed move (None: no record yet). Forward only; a job may skip states (a
+#: hand-dropped upload starts at RECEIVED, a job whose Transcribe event overtakes the
+#: starter goes RECEIVED → DONE), but nothing is DONE or TRANSCRIBING without an upload.
+_ALLOWED: dict[JobStatus | None, frozenset[JobStatus]] = {
+    None: frozenset({JobStatus.UPLOAD_PENDING, JobStatus.RECEIVED, JobStatus.FAILED}),
+    JobStatus.UPLOAD_PENDING: frozenset({JobStatus.RECEIVED, JobStatus.FAILED}),
+    JobStatus.RECEIVED: frozenset({JobStatus.TRANSCRIBING, JobStatus.DONE, JobStatus.FAILED}),
+    JobStatus.TRANSCRIBING: frozenset({JobStatus.DONE, JobStatus.FAILED}),
+    JobStatus.DONE: frozenset(),
+    JobStatus.FAILED: frozenset(),
+}
+
+
+def can_transition(current: JobStatus | None, target: JobStatus) -> bool:
+    """Whether a job in `current` (None: no record yet) may move to `target`."""
+    return target in _ALLOWED[current]
+
+
+def sources_of(target: JobStatus) -> list[JobStatus]:
+    """Every existing state from which `target` is reachable (for write conditions)."""
+    return [s for s in JobStatus if can_transition(s, target)]
+
+
+class Stage(StrEnum):
+    PRELIMINARY = "preliminary"
+    FINAL = "final"
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+UtcDateTime = Annotated[
+    datetime, AfterValidator(_as_utc), PlainSerializer(utc_iso, return_type=str, when_used="json")
+]
+
+
+class Verdict(BaseModel):
+    """A verdict as stored on the job: the summary readers need. The full result of the
+    final verdict is also written to ``results/{job_id}.json``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
+
+    label: str
+    label_ko: str
+    is_emergency: bool
+    decided_by: DecidedBy
+    emergency_probability: float
+    probabilities: dict[str, float] | None = None
+    #: where the text came from, None for an audio-only verdict
+    text_source: Literal["transcribe", "client"] | None = None
+    #: why a final verdict is audio-only (TRANSCRIBE_FAILED, TRANSCRIPT_EMPTY, ...)
+    audio_only_reason: ReasonCode | None = None
+    audio_only_detail: str | None = None
+    bundle_version: str
+    trained: bool
+    duration_s: float
+    windows: int
+    selected_window: int
+    inference_ms: float
+    decided_at: UtcDateTime
+
+    @classmethod
+    def from_result(
+        cls,
+        result: ClassificationResult,
+        *,
+        decided_at: datetime,
+        text_source: Literal["transcribe", "client"] | None = None,
+        audio_only_reason: ReasonCode | None = None,
+        audio_only_detail: str | None = None,
+    ) -> Verdict:
+        return cls(
+            label=result.label,
+            label_ko=result.label_ko,
+            is_emergency=result.is_emergency,
+            decided_by=result.decided_by,
+            emergency_probability=result.emergency_probability,
+            probabilities=result.probabilities,
+            text_source=text_source if result.text.status == "used" else None,
+            audio_only_reason=audio_only_reason,
+            audio_only_detail=audio_only_detail,
+            bundle_version=result.model.bundle_version,
+            trained=result.model.trained,
+            duration_s=result.duration_s,
+            windows=len(result.windows),
+            selected_window=result.selected_window,
+            inference_ms=result.timings.total_ms,
+            decided_at=decided_at,
+        )
+
+
+TranscribeState = Literal["STARTED", "COMPLETED", "FAILED", "SKIPPED"]
+
+
+class Job(BaseModel):
+    """One job record. Unknown attributes are ignored so that newer writers do not break
+    older readers."""
+
+    model_config = ConfigDict(extra="ignore", defer_build=True)
+
+    job_id: str
+    status: JobStatus
+    #: who created the record: ``POST /uploads`` (api) or an S3 event (s3)
+    source: Literal["api", "s3"] = "s3"
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+    expires_at: int
+    # the upload (object key decoded, as stored in S3)
+    object_key: str | None = None
+    extension: str | None = None
+    content_type: str | None = None
+    size_bytes: int | None = None
+    etag: str | None = None
+    version_id: str | None = None
+    container: str | None = None
+    probed_duration_s: float | None = None
+    #: a transcript supplied by the client at upload time (then Transcribe is skipped)
+    client_transcript: str | None = None
+    # Transcribe
+    transcribe_job_name: str | None = None
+    transcribe_status: TranscribeState | None = None
+    transcribe_detail: str | None = None
+    # timestamps
+    uploaded_at: UtcDateTime | None = None
+    received_at: UtcDateTime | None = None
+    transcribing_at: UtcDateTime | None = None
+    preliminary_at: UtcDateTime | None = None
+    final_at: UtcDateTime | None = None
+    done_at: UtcDateTime | None = None
+    failed_at: UtcDateTime | None = None
+    # verdicts
+    preliminary: Verdict | None = None
+    final: Verdict | None = None
+    #: upload (S3 event time) → verdict recorded, milliseconds
+    preliminary_latency_ms: float | None = None
+    final_latency_ms: float | None = None
+    bundle_version: str | None = None
+    result_key: str | None = None
+    # failure
+    failure_reason: ReasonCode | None = None
+    failure_detail: str | None = None
+    # emergency alerts (EventBridge), one per stage
+    alert_preliminary_sent_at: UtcDateTime | None = None
+    alert_final_sent_at: UtcDateTime | None = None
+    # sweeper bookkeeping
+    sweep_count: int = 0
+    last_swept_at: UtcDateTime | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def verdict(self, stage: Stage) -> Verdict | None:
+        return self.preliminary if stage is Stage.PRELIMINARY else self.final
+
+    def alert_sent_at(self, stage: Stage) -> datetime | None:
+        if stage is Stage.PRELIMINARY:
+            return self.alert_preliminary_sent_at
+        return self.alert_final_sent_at
+
+    def started_at(self) -> datetime:
+        """When the pipeline's clock for this job started (hard timeout reference)."""
+        return self.received_at or self.created_at
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    """What the starter learned about an uploaded object (from HeadObject + the probe)."""
+
+    object_key: str
+    extension: str
+    size_bytes: int
+    content_type: str | None
+    etag: str | None
+    version_id: str | None
+    uploaded_at: datetime
+    container: str | None = None
+    probed_duration_s: float | None = None
+
+    def attributes(self) -> dict[str, Any]:
+        return {
+            "object_key": self.object_key,
+            "extension": self.extension,
+            "size_bytes": self.size_bytes,
+            "content_type": self.content_type,
+            "etag": self.etag,
+            "version_id": self.version_id,
+            "container": self.container,
+            "probed_duration_s": self.probed_duration_s,
+            "uploaded_at": utc_iso(self.uploaded_at),
+        }

@@ -1,0 +1,372 @@
+"""The job store: one DynamoDB item per job, every state change a conditional forward write."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from alertfusion.dynamodb import call_dynamodb, from_attribute, now_utc, to_attribute, utc_iso
+from alertfusion.errors import JobStateError, ReasonCode
+from alertfusion.jobs.model import (
+    Job,
+    JobStatus,
+    Stage,
+    TranscribeState,
+    UploadInfo,
+    Verdict,
+    sources_of,
+)
+from alertfusion.jobs.table import STATUS_INDEX, STATUS_INDEX_PARTITION_KEY, STATUS_INDEX_SORT_KEY
+
+
+class _Update:
+    """Builds one UpdateItem call: SET clauses, if_not_exists, ADD, and a condition."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+        self.sets: list[str] = []
+        self.adds: list[str] = []
+
+    def name(self, attribute: str) -> str:
+        alias = f"#{attribute}"
+        self.names[alias] = attribute
+        return alias
+
+    def value(self, value: Any) -> str:
+        alias = f":v{len(self.values)}"
+        self.values[alias] = value
+        return alias
+
+    def set(self, attribute: str, value: Any, *, keep_existing: bool = False) -> None:
+        if value is None:
+            return
+        if f"#{attribute}" in self.names and any(
+            clause.startswith(f"#{attribute} ") for clause in self.sets
+        ):
+            raise ValueError(f"{attribute} is set twice in one update")
+        name, val = self.name(attribute), self.value(value)
+        self.sets.append(
+            f"{name} = if_not_exists({name}, {val})" if keep_existing else f"{name} = {val}"
+        )
+
+    def add(self, attribute: str, amount: int) -> None:
+        self.adds.append(f"{self.name(attribute)} {self.value(amount)}")
+
+    def expression(self) -> str:
+        parts = []
+        if self.sets:
+            parts.append("SET " + ", ".join(self.sets))
+        if self.adds:
+            parts.append("ADD " + ", ".join(self.adds))
+        return " ".join(parts)
+
+
+class JobStore:
+    """Jobs on DynamoDB (low-level client; every write conditional). States only move
+    forward (`can_transition`). The preliminary and the final verdict are each written once
+    (the write is conditioned on the attribute's absence), so a retried or duplicated stage
+    cannot change a verdict that readers may already have seen."""
+
+    def __init__(self, table_name: str, client: Any, *, ttl_days: int = 30) -> None:
+        self.table_name = table_name
+        self._client = client
+        self._ttl = timedelta(days=ttl_days)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job | None:
+        """The job, read consistently (a job written a moment ago is always seen)."""
+        response = self._call(
+            "get_item",
+            TableName=self.table_name,
+            Key={"job_id": {"S": job_id}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return None if item is None else self._job(item)
+
+    def stuck(self, status: JobStatus, older_than: datetime, *, limit: int = 500) -> list[str]:
+        """Ids of jobs in `status` whose last write is older than `older_than` (oldest
+        first, at most `limit`), from the ``by_status`` index (eventually consistent:
+        re-read a job before acting on it)."""
+        out: list[str] = []
+        for item in self._query_index(status, older_than):
+            out.append(item["job_id"]["S"])
+            if len(out) >= limit:
+                break
+        return out
+
+    def _query_index(self, status: JobStatus, older_than: datetime) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": STATUS_INDEX,
+            "KeyConditionExpression": "#s = :s AND #u < :u",
+            "ExpressionAttributeNames": {
+                "#s": STATUS_INDEX_PARTITION_KEY.name,
+                "#u": STATUS_INDEX_SORT_KEY.name,
+            },
+            "ExpressionAttributeValues": {
+                ":s": {"S": status.value},
+                ":u": {"S": utc_iso(older_than)},
+            },
+            "ScanIndexForward": True,
+        }
+        while True:
+            page = self._call("query", **kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def create_pending(
+        self,
+        job_id: str,
+        *,
+        object_key: str | None = None,
+        content_type: str | None = None,
+        client_transcript: str | None = None,
+        now: datetime | None = None,
+    ) -> Job:
+        """A job created before its upload (``POST /uploads``). Raises JobStateError if the
+        id exists already."""
+        moment = now or now_utc()
+        up = self._base(JobStatus.UPLOAD_PENDING, moment, new_record=True, source="api")
+        up.set("object_key", object_key)
+        up.set("content_type", content_type)
+        up.set("client_transcript", client_transcript)
+        job = self._update(job_id, up, "attribute_not_exists(job_id)")
+        if job is None:
+            raise JobStateError(f"job {job_id} exists already", code=ReasonCode.INVALID_TRANSITION)
+        return job
+
+    def receive(
+        self, job_id: str, upload: UploadInfo, *, now: datetime | None = None
+    ) -> Job | None:
+        """Record a validated upload: none/UPLOAD_PENDING/RECEIVED → RECEIVED.
+
+        Returns the job; idempotent for the same object (a redelivered event); None when
+        the job has moved past RECEIVED or belongs to another object: the key
+        ``POST /uploads`` recorded, or else the first object that claimed the id.
+        """
+        moment = now or now_utc()
+        up = self._base(JobStatus.RECEIVED, moment, new_record=True)
+        up.set("received_at", utc_iso(moment), keep_existing=True)
+        for attribute, value in upload.attributes().items():
+            up.set(attribute, value, keep_existing=attribute == "uploaded_at")
+        status = up.name("status")
+        pending = up.value(JobStatus.UPLOAD_PENDING.value)
+        received = up.value(JobStatus.RECEIVED.value)
+        condition = (
+            f"attribute_not_exists(job_id) OR (({status} = {pending} OR {status} = {received})"
+            f" AND {self._same_object(up, upload.object_key)})"
+        )
+        return self._update(job_id, up, condition)
+
+    def reject(
+        self,
+        job_id: str,
+        reason: ReasonCode,
+        detail: str,
+        *,
+        upload: UploadInfo | None = None,
+        now: datetime | None = None,
+    ) -> Job | None:
+        """End a job FAILED (creating the record for a hand-dropped upload). None when the
+        job is final already, or (with `upload`) belongs to another object."""
+        moment = now or now_utc()
+        up = self._base(JobStatus.FAILED, moment, new_record=True)
+        up.set("failed_at", utc_iso(moment))
+        up.set("failure_reason", reason.value)
+        up.set("failure_detail", detail[:1000])
+        if upload is None:
+            return self._update(job_id, up, self._not_final(up, allow_missing=True))
+        for attribute, value in upload.attributes().items():
+            up.set(attribute, value, keep_existing=True)
+        # another object named after the same job id must not fail the job
+        condition = (
+            f"attribute_not_exists(job_id) OR ({self._not_final(up, allow_missing=False)}"
+            f" AND {self._same_object(up, upload.object_key)})"
+        )
+        return self._update(job_id, up, condition)
+
+    def fail(
+        self, job_id: str, reason: ReasonCode, detail: str, *, now: datetime | None = None
+    ) -> Job | None:
+        """An existing, not yet final job → FAILED with a reason. None when already final
+        or missing."""
+        moment = now or now_utc()
+        up = self._base(JobStatus.FAILED, moment)
+        up.set("failed_at", utc_iso(moment))
+        up.set("failure_reason", reason.value)
+        up.set("failure_detail", detail[:1000])
+        return self._update(job_id, up, self._not_final(up, allow_missing=False))
+
+    def mark_transcribing(
+        self, job_id: str, transcribe_job_name: str, *, now: datetime | None = None
+    ) -> Job | None:
+        """RECEIVED → TRANSCRIBING (None when the job is elsewhere: done, failed, or marked)."""
+        moment = now or now_utc()
+        up = self._base(JobStatus.TRANSCRIBING, moment)
+        up.set("transcribing_at", utc_iso(moment), keep_existing=True)
+        up.set("transcribe_job_name", transcribe_job_name)
+        up.set("transcribe_status", "STARTED")
+        cond = f"#status = {up.value(JobStatus.RECEIVED.value)}"
+        up.name("status")
+        return self._update(job_id, up, cond)
+
+    def note_transcribe(
+        self,
+        job_id: str,
+        state: TranscribeState,
+        *,
+        job_name: str | None = None,
+        detail: str | None = None,
+        now: datetime | None = None,
+    ) -> Job | None:
+        """Record what Transcribe did (no state change); only on a job not yet final."""
+        up = _Update()
+        up.set("updated_at", utc_iso(now or now_utc()))
+        up.set("transcribe_status", state)
+        up.set("transcribe_job_name", job_name)
+        up.set("transcribe_detail", detail[:1000] if detail else None)
+        return self._update(job_id, up, self._not_final(up, allow_missing=False))
+
+    def set_preliminary(
+        self,
+        job_id: str,
+        verdict: Verdict,
+        *,
+        latency_ms: float | None,
+        now: datetime | None = None,
+    ) -> Job | None:
+        """Write the preliminary verdict once. None when it exists or the job FAILED."""
+        moment = now or now_utc()
+        up = _Update()
+        up.set("updated_at", utc_iso(moment))
+        up.set("preliminary", verdict.model_dump(mode="json"))
+        up.set("preliminary_at", utc_iso(verdict.decided_at))
+        up.set("preliminary_latency_ms", latency_ms)
+        up.set("bundle_version", verdict.bundle_version, keep_existing=True)
+        failed = up.value(JobStatus.FAILED.value)
+        cond = (
+            f"attribute_exists(job_id) AND attribute_not_exists({up.name('preliminary')})"
+            f" AND {up.name('status')} <> {failed}"
+        )
+        return self._update(job_id, up, cond)
+
+    def finish(
+        self,
+        job_id: str,
+        verdict: Verdict,
+        *,
+        latency_ms: float | None,
+        result_key: str | None = None,
+        transcribe_status: TranscribeState | None = None,
+        transcribe_detail: str | None = None,
+        now: datetime | None = None,
+    ) -> Job | None:
+        """Write the final verdict once and end the job DONE (from RECEIVED or TRANSCRIBING).
+        None when a final verdict exists or the job is in another state."""
+        moment = now or now_utc()
+        up = self._base(JobStatus.DONE, moment)
+        up.set("final", verdict.model_dump(mode="json"))
+        up.set("final_at", utc_iso(verdict.decided_at))
+        up.set("done_at", utc_iso(moment))
+        up.set("final_latency_ms", latency_ms)
+        up.set("bundle_version", verdict.bundle_version)
+        up.set("result_key", result_key)
+        up.set("transcribe_status", transcribe_status)
+        up.set("transcribe_detail", transcribe_detail[:1000] if transcribe_detail else None)
+        allowed = [up.value(s.value) for s in sources_of(JobStatus.DONE)]
+        cond = (
+            f"attribute_exists(job_id) AND attribute_not_exists({up.name('final')})"
+            f" AND {up.name('status')} IN ({', '.join(allowed)})"
+        )
+        return self._update(job_id, up, cond)
+
+    def mark_alert_sent(
+        self, job_id: str, stage: Stage, *, now: datetime | None = None
+    ) -> Job | None:
+        up = _Update()
+        attribute = f"alert_{stage.value}_sent_at"
+        up.set(attribute, utc_iso(now or now_utc()))
+        cond = f"attribute_exists(job_id) AND attribute_not_exists({up.name(attribute)})"
+        return self._update(job_id, up, cond)
+
+    def mark_swept(
+        self, job_id: str, expected: JobStatus, *, now: datetime | None = None
+    ) -> Job | None:
+        """Note a sweeper re-drive (moves ``updated_at``, so the next sweep waits again)."""
+        moment = now or now_utc()
+        up = _Update()
+        up.set("updated_at", utc_iso(moment))
+        up.set("last_swept_at", utc_iso(moment))
+        up.add("sweep_count", 1)
+        cond = f"{up.name('status')} = {up.value(expected.value)}"
+        return self._update(job_id, up, cond)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _base(
+        self,
+        status: JobStatus,
+        moment: datetime,
+        *,
+        new_record: bool = False,
+        source: Literal["api", "s3"] = "s3",
+    ) -> _Update:
+        up = _Update()
+        up.set("status", status.value)
+        up.set("updated_at", utc_iso(moment))
+        if new_record:
+            up.set("created_at", utc_iso(moment), keep_existing=True)
+            up.set("expires_at", int((moment + self._ttl).timestamp()), keep_existing=True)
+            up.set("source", source, keep_existing=True)
+        return up
+
+    @staticmethod
+    def _same_object(up: _Update, object_key: str) -> str:
+        name = up.name("object_key")
+        return f"(attribute_not_exists({name}) OR {name} = {up.value(object_key)})"
+
+    def _not_final(self, up: _Update, *, allow_missing: bool) -> str:
+        status = up.name("status")
+        done, failed = up.value(JobStatus.DONE.value), up.value(JobStatus.FAILED.value)
+        not_final = f"({status} <> {done} AND {status} <> {failed})"
+        if allow_missing:
+            return f"(attribute_not_exists(job_id) OR {not_final})"
+        return f"(attribute_exists(job_id) AND {not_final})"
+
+    def _update(self, job_id: str, up: _Update, condition: str) -> Job | None:
+        """Apply `up` if `condition` holds: the job as written, else None. (The write returns
+        the new item, so callers need no second read.)"""
+        from botocore.exceptions import ClientError
+
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": {"job_id": {"S": job_id}},
+            "UpdateExpression": up.expression(),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": up.names,
+            "ReturnValues": "ALL_NEW",
+        }
+        if up.values:
+            kwargs["ExpressionAttributeValues"] = {k: to_attribute(v) for k, v in up.values.items()}
+        try:
+            response = self._call("update_item", **kwargs)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise
+        return self._job(response["Attributes"])
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        return call_dynamodb(self._client, self.table_name, operation, **kwargs)
+
+    def _job(self, item: dict[str, Any]) -> Job:
+        plain = {k: from_attribute(v) for k, v in item.items()}
+        return Job.model_validate(plain)
