@@ -10,19 +10,40 @@ export HF_HUB_OFFLINE := 1
 # numpy's BLAS: the feature matrices are too small to gain from threads (measured 10x slower
 # and erratic with 2 on this 2-core machine), and they would compete with ONNX Runtime's.
 export OPENBLAS_NUM_THREADS := 1
+# An extra index for PyTorch's CPU build (model export only). Empty here, where pip already
+# finds the CPU wheel the lock hashes; on an ordinary Linux machine the default index's
+# torch is the CUDA build (gigabytes, and not the locked file):
+#   make setup TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+TORCH_INDEX_URL ?=
+PIP_TORCH_INDEX := $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
+LOCKS := locks/pip.txt locks/runtime.txt locks/export.txt locks/dev.txt
 
-.PHONY: setup test test-fast lint format demo serve bench synth deploy smoke bundle-demo system-deps clean
+.PHONY: setup test test-fast lint format demo serve bench synth deploy smoke bundle-demo system-deps lock image-deps clean
 
-## setup: venv + pinned Python packages, the pinned CDK CLI, system packages, the demo model bundle
+## setup: venv + locked Python packages, the pinned CDK CLI, system packages, the demo model bundle
 setup: $(VENV)/.installed node_modules/.installed system-deps $(DEMO_BUNDLE)/manifest.json
 
-$(VENV)/.installed: requirements.txt requirements-export.txt requirements-dev.txt pyproject.toml
+# Every package from the hash locks (locks/*.txt, `make lock`): pip itself first, then the
+# runtime, export and dev layers in one resolution; pip refuses any file whose sha256 the
+# lock does not list.
+$(VENV)/.installed: $(LOCKS) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --no-deps -r requirements.txt
-	$(PY) -m pip install --quiet -r requirements-dev.txt -c requirements.txt
+	$(PY) -m pip install --quiet --require-hashes -r locks/pip.txt
+	$(PY) -m pip install --quiet --require-hashes $(PIP_TORCH_INDEX) \
+	  -r locks/runtime.txt -r locks/export.txt -r locks/dev.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
+
+## lock: rewrite locks/*.txt from requirements*.txt (pip-tools, with the network: PyPI)
+lock: $(VENV)/.installed
+	rm -rf build/lock-tools && $(PY) -m venv build/lock-tools
+	build/lock-tools/bin/pip install --quiet pip-tools==7.7.0
+	$(PY) tools/lockfiles.py --pip-compile build/lock-tools/bin/pip-compile \
+	  $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
+
+## image-deps: every runtime pin has a hashed wheel for the image's Python on x86_64 and arm64 (PyPI)
+image-deps: $(VENV)/.installed
+	$(PY) -m infra.image_deps
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error

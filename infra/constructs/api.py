@@ -30,14 +30,18 @@ from constructs import Construct
 from infra.config import InfraConfig
 from infra.constructs.audio_bucket import UPLOADS_PREFIX
 from infra.constructs.function_support import (
+    acknowledge_snapstart_publish,
     acknowledge_xray,
     api_environment,
     engine_environment,
     function_log_group,
     grant_bundle_read,
+    lambda_architecture,
     lambda_role,
+    live_target,
     log_retention,
     pipeline_environment,
+    snap_start,
 )
 from infra.constructs.permissions import TABLE_READ_WRITE_ACTIONS, allow_objects, allow_table
 from infra.constructs.service_image import API_COMMAND, ServiceImage
@@ -76,7 +80,8 @@ class AlertFusionApi(Construct):
             "Function",
             description="alertfusion HTTP API (FastAPI behind Mangum)",
             code=image.lambda_code(API_COMMAND),
-            architecture=lambda_.Architecture.X86_64,
+            architecture=lambda_architecture(config),
+            snap_start=snap_start(config),
             role=self.role,
             log_group=log_group,
             memory_size=config.api_memory_mb,
@@ -84,6 +89,9 @@ class AlertFusionApi(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             environment=environment,
         )
+        acknowledge_snapstart_publish(self.function, config)
+        #: what API Gateway invokes (the `live` alias when versioned)
+        self.target = live_target(self.function, config)
         # POST /uploads presigns a POST to uploads/<job>.<ext> (the signature carries this
         # role's s3:PutObject); /predict_s3 reads objects under uploads/ (PREDICT_S3_PREFIXES,
         # which the tests tie to this grant).
@@ -135,7 +143,7 @@ class AlertFusionApi(Construct):
             # One function behind every method: one invoke permission for the whole API
             # instead of two per method (Lambda's resource policy is capped at 20 KB).
             default_integration=apigw.LambdaIntegration(
-                self.function, scope_permission_to_method=False
+                self.target, scope_permission_to_method=False
             ),
             endpoint_types=[apigw.EndpointType.REGIONAL],
             binary_media_types=BINARY_MEDIA_TYPES,

@@ -23,12 +23,16 @@ from infra.constructs.emergency_bus import EmergencyBus
 from infra.constructs.function_support import (
     PipelineFunctionProps,
     acknowledge_destination_not_dlq,
+    acknowledge_snapstart_publish,
     acknowledge_xray,
     engine_environment,
     function_log_group,
     grant_bundle_read,
+    lambda_architecture,
     lambda_role,
+    live_target,
     pipeline_environment,
+    snap_start,
 )
 from infra.constructs.jobs_table import JobsTable
 from infra.constructs.permissions import (
@@ -50,7 +54,7 @@ CLASSIFIER_ASYNC_RETRIES = 2
 CLASSIFIER_MAX_EVENT_AGE_HOURS = 6
 #: One task per invocation: a task can hold a long recording and must finish in the timeout.
 WORK_BATCH_SIZE = 1
-#: /tmp for an s3:// bundle (downloaded once per sandbox) next to the numba cache
+#: /tmp for an s3:// bundle (downloaded once per sandbox)
 S3_BUNDLE_EPHEMERAL_MIB = 2048
 
 
@@ -78,7 +82,8 @@ class ClassifierFunction(Construct):
             "Function",
             description="alertfusion classifier: audio stage + Transcribe finished -> verdict",
             code=image.lambda_code(CLASSIFIER_COMMAND),
-            architecture=lambda_.Architecture.X86_64,
+            architecture=lambda_architecture(config),
+            snap_start=snap_start(config),
             role=self.role,
             log_group=log_group,
             memory_size=config.classifier_memory_mb,
@@ -93,10 +98,19 @@ class ClassifierFunction(Construct):
             max_event_age=Duration.hours(CLASSIFIER_MAX_EVENT_AGE_HOURS),
         )
         acknowledge_destination_not_dlq(self.function)
+        acknowledge_snapstart_publish(self.function, config)
+        #: what the work queue and the Transcribe rule invoke (the `live` alias when versioned)
+        self.target = live_target(
+            self.function,
+            config,
+            on_failure=destinations.SqsDestination(queues.async_failures),
+            retry_attempts=CLASSIFIER_ASYNC_RETRIES,
+            max_event_age=Duration.hours(CLASSIFIER_MAX_EVENT_AGE_HOURS),
+        )
         work_source = sources.SqsEventSource(
             queues.work, batch_size=WORK_BATCH_SIZE, report_batch_item_failures=True
         )
-        self.function.add_event_source(work_source)
+        self.target.add_event_source(work_source)
         acknowledge(
             self.function,
             "Serverless-LambdaEventSourceMappingDestination",
@@ -116,7 +130,7 @@ class ClassifierFunction(Construct):
             ),
             targets=[
                 targets.LambdaFunction(
-                    self.function,
+                    self.target,
                     dead_letter_queue=queues.events_dlq,
                     retry_attempts=EVENT_RETRY_ATTEMPTS,
                     max_event_age=Duration.hours(EVENT_MAX_AGE_HOURS),

@@ -15,12 +15,14 @@ from infra.constructs.function_support import (
     PipelineFunctionProps,
     acknowledge_destination_not_dlq,
     acknowledge_xray,
+    acknowledge_zip_runtime,
     function_log_group,
+    lambda_architecture,
     lambda_role,
     pipeline_environment,
 )
 from infra.constructs.jobs_table import JobsTable
-from infra.constructs.layers import ZIP_ARCHITECTURE, ZIP_RUNTIME, FunctionLayers
+from infra.constructs.layers import ZIP_RUNTIME, FunctionLayers
 from infra.constructs.permissions import (
     TABLE_READ_WRITE_ACTIONS,
     allow_objects,
@@ -60,7 +62,7 @@ class StarterFunction(Construct):
             "Function",
             description="alertfusion starter: upload event -> job -> Transcribe + audio stage",
             runtime=ZIP_RUNTIME,
-            architecture=ZIP_ARCHITECTURE,
+            architecture=lambda_architecture(config),
             handler=STARTER_HANDLER,
             code=lambda_.Code.from_asset(str(STARTER_ASSET_DIR), exclude=ZIP_ASSET_EXCLUDES),
             layers=layers.all,
@@ -75,6 +77,7 @@ class StarterFunction(Construct):
             max_event_age=Duration.hours(STARTER_MAX_EVENT_AGE_HOURS),
         )
         acknowledge_destination_not_dlq(self.function)
+        acknowledge_zip_runtime(self.function)
         bucket.bucket.add_event_notification(
             s3.EventType.OBJECT_CREATED,
             s3n.LambdaDestination(self.function),

@@ -15,12 +15,14 @@ from infra.constructs.function_support import (
     PipelineFunctionProps,
     acknowledge_destination_not_dlq,
     acknowledge_xray,
+    acknowledge_zip_runtime,
     function_log_group,
+    lambda_architecture,
     lambda_role,
     pipeline_environment,
 )
 from infra.constructs.jobs_table import JobsTable
-from infra.constructs.layers import ZIP_ARCHITECTURE, ZIP_RUNTIME, FunctionLayers
+from infra.constructs.layers import ZIP_RUNTIME, FunctionLayers
 from infra.constructs.permissions import allow_table, allow_transcribe_get
 from infra.constructs.queues import PipelineQueues
 from infra.constructs.starter_function import ZIP_ASSET_EXCLUDES
@@ -56,7 +58,7 @@ class SweeperFunction(Construct):
             "Function",
             description="alertfusion sweeper: re-drive or time out jobs stuck past a deadline",
             runtime=ZIP_RUNTIME,
-            architecture=ZIP_ARCHITECTURE,
+            architecture=lambda_architecture(config),
             handler=SWEEPER_HANDLER,
             code=lambda_.Code.from_asset(str(SWEEPER_ASSET_DIR), exclude=ZIP_ASSET_EXCLUDES),
             layers=layers.all,
@@ -71,6 +73,7 @@ class SweeperFunction(Construct):
             max_event_age=period,
         )
         acknowledge_destination_not_dlq(self.function)
+        acknowledge_zip_runtime(self.function)
         self.schedule = events.Rule(
             self,
             "Schedule",

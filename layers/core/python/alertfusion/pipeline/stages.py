@@ -12,7 +12,7 @@ from alertfusion.errors import AlertFusionError, ReasonCode, TextError
 from alertfusion.jobs import Job, JobStatus, Stage, Verdict, now_utc
 from alertfusion.keys import transcribe_job_name, transcript_key
 from alertfusion.notify import publish_pending_alerts
-from alertfusion.observability import count, logger, milliseconds, tracer
+from alertfusion.observability import count, logger, milliseconds
 from alertfusion.pipeline.context import PipelineContext, get_context
 from alertfusion.pipeline.outcomes import StageAction, StageOutcome, TranscribeAction
 from alertfusion.pipeline.storage import _load_audio, _write_result_file
@@ -173,7 +173,6 @@ def _client_transcript_stage(
     return replace(done, alerts_sent=alerts + done.alerts_sent, transcribe="skipped")
 
 
-@tracer.capture_method(capture_response=False)
 def run_audio_stage(
     job_id: str, classifier: Classifier, *, ctx: PipelineContext | None = None
 ) -> StageOutcome:
@@ -277,7 +276,6 @@ def _run_audio_stage(ctx: PipelineContext, job_id: str, classifier: Classifier) 
     )
 
 
-@tracer.capture_method(capture_response=False)
 def finalize_job(
     job_id: str,
     transcribe_status: TerminalStatus,

@@ -16,7 +16,7 @@ from alertfusion.keys import (
     job_id_for_upload,
     parse_upload_key,
 )
-from alertfusion.observability import count, logger, milliseconds, tracer
+from alertfusion.observability import count, logger, milliseconds
 from alertfusion.pipeline.context import PipelineContext, get_context
 from alertfusion.pipeline.outcomes import TranscribeAction, UploadOutcome
 from alertfusion.pipeline.storage import _send_task
@@ -90,7 +90,6 @@ def _validate(
     return probe
 
 
-@tracer.capture_method(capture_response=False)
 def handle_upload(record: S3EventRecord, *, ctx: PipelineContext | None = None) -> UploadOutcome:
     """One S3 ``ObjectCreated`` record: validate the object (size, type and header probe
     from S3 itself; the event is not trusted), record the job, queue the audio stage,
