@@ -705,6 +705,23 @@ def get_engine() -> Engine:
     return engine
 
 
+def current_engine() -> Engine | None:
+    """The process-wide engine if `get_engine` made it, without making one."""
+    return _engine
+
+
+def recheck_engine() -> None:
+    """Run the process-wide engine's self-check again (a sandbox restored from a snapshot
+    taken on another CPU): it serves, falls back or refuses by what this CPU gives."""
+    engine = _engine
+    if engine is None or engine.readiness is None:
+        return
+    from alertfusion.selfcheck import check_before_serving
+
+    engine.unready = None
+    engine.readiness = check_before_serving(engine)
+
+
 def reset_engine() -> None:
     """Forget the process-wide engine (tests, or after changing the settings)."""
     global _engine

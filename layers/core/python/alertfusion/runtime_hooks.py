@@ -37,13 +37,18 @@ def warm_on_init() -> bool:
 def after_restore() -> None:
     """Renew, in a sandbox restored from a snapshot, what its copies must not share: the
     random state, the temporary-directory state and the cached AWS clients (their
-    connections and credentials belong to the sandbox that took the snapshot). Checks
-    that depend on the CPU the restored copy runs on belong here too."""
+    connections and credentials belong to the sandbox that took the snapshot), and the
+    bundle's self-check, which holds only for the CPU it ran on."""
     _reseed_random()
     _renew_temporary_files()
     from alertfusion import aws
 
     aws.reset_clients()
+    if "alertfusion.engine" in sys.modules:
+        # the snapshot may come from a host with another CPU: int8 is checked again here
+        from alertfusion.engine import recheck_engine
+
+        recheck_engine()
 
 
 def register() -> bool:
