@@ -18,10 +18,11 @@ TORCH_INDEX_URL ?=
 PIP_TORCH_INDEX := $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
 LOCKS := locks/pip.txt locks/runtime.txt locks/export.txt locks/dev.txt
 
-.PHONY: setup test test-fast lint format demo serve bench synth deploy smoke bundle-demo system-deps lock image-deps clean
+.PHONY: setup test test-fast test-bundles lint format demo serve bench synth deploy smoke bundle-demo system-deps lock image-deps clean
 
-## setup: venv + locked Python packages, the pinned CDK CLI, system packages, the demo model bundle
-setup: $(VENV)/.installed node_modules/.installed system-deps $(DEMO_BUNDLE)/manifest.json
+## setup: venv + locked Python packages, the pinned CDK CLI, system packages, the demo model
+## bundle, the tests' tiny bundles
+setup: $(VENV)/.installed node_modules/.installed system-deps $(DEMO_BUNDLE)/manifest.json test-bundles
 
 # Every package from the hash locks (locks/*.txt, `make lock`): pip itself first, then the
 # runtime, export and dev layers in one resolution; pip refuses any file whose sha256 the
@@ -65,13 +66,18 @@ bundle-demo: $(DEMO_BUNDLE)/manifest.json
 $(DEMO_BUNDLE)/manifest.json: $(wildcard model_export/*.py) | $(VENV)/.installed
 	$(PY) -m model_export demo --out $(DEMO_BUNDLE) --force
 
-## test: every tier (unit, integration, infra, e2e, browser)
+## test: every tier (unit, export, integration, infra, e2e, browser)
 test: setup
 	$(PY) -m pytest
 
-## test-fast: unit tier only
-test-fast: $(VENV)/.installed
-	$(PY) -m pytest -m unit
+## test-bundles: the tiny bundles every tier tests with, cached in build/test-bundles/<key>; built
+## (with PyTorch) only when the export code, the samples, the packages or the CPU changed
+test-bundles: $(VENV)/.installed
+	$(PY) -m tests.bundle_cache
+
+## test-fast: the unit tier, refusing every import of PyTorch, transformers, librosa, SentencePiece
+test-fast: test-bundles
+	TESTS_REFUSE_IMPORTS=torch,transformers,librosa,sentencepiece $(PY) -m pytest tests/unit -m unit
 
 ## lint: ruff (lint + format check) and mypy
 lint: $(VENV)/.installed

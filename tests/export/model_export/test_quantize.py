@@ -40,7 +40,7 @@ from model_export.quantize import (
 )
 from tests.conftest import SAMPLES
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.export
 
 
 def test_agreement_report_counts_top1_and_the_largest_probability_shift() -> None:

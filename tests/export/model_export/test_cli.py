@@ -27,10 +27,10 @@ from model_export.checkpoints import (
 )
 from model_export.onnx_export import ort_session, run_audio, run_text, torch_audio_logits
 from tests.conftest import REPO, SAMPLES
-from tests.unit.model_export.conftest import CliResult, Sources, leftovers
-from tests.unit.tokenizer.conftest import legacy_vocab_json
+from tests.export.model_export.conftest import CliResult, Sources, leftovers
+from tests.export.tokenizer.conftest import legacy_vocab_json
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.export
 
 Run = Callable[..., CliResult]
 TEXTS = [

@@ -25,9 +25,9 @@ from model_export.errors import ExportError, ExportReason
 from model_export.onnx_export import compute_threads, ort_session, run_audio, run_text
 from model_export.tokenizer import convert_tokenizer
 from tests.conftest import SAMPLES
-from tests.unit.model_export.conftest import leftovers
+from tests.export.model_export.conftest import leftovers
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.export
 
 
 def test_demo_int8_manifest_is_untrained_with_measured_agreement(tiny_bundle_int8: Path) -> None:
