@@ -137,6 +137,10 @@ def test_serving_falls_back_to_fp32_where_the_bundle_carries_it(
         assert readiness.status == "fallback" and readiness.serving
         assert readiness.fallback == ("audio_binary", "audio_multiclass")
         assert engine.unready is None
+        # served in fp32, the fallback models are checked against fp32's own tolerance
+        again = engine.self_check()
+        assert again.passed
+        assert [m.quantization for m in again.models] == ["none", "none", "int8_dynamic"]
         result = engine.classify(HELP_WAV, text=HELP_TEXT)
         assert result.model.quantization == {
             "audio_binary": "none",

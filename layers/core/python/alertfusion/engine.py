@@ -188,7 +188,9 @@ class Engine:
         from alertfusion.selfcheck import run_selfcheck
 
         self.warm_up()
-        return run_selfcheck(self.bundle, self._sessions.run, names=names)
+        return run_selfcheck(
+            self.bundle, self._sessions.run, names=names, fallback=self._sessions.fallback
+        )
 
     def use_fp32_fallback(self, names: list[str]) -> None:
         """Serve `names` with their fp32 fallback models (BUNDLE_INVALID without one)."""

@@ -244,9 +244,16 @@ def load_golden(bundle: Bundle) -> dict[str, np.ndarray]:
     return arrays
 
 
-def run_selfcheck(bundle: Bundle, run: Runner, *, names: list[str] | None = None) -> SelfCheck:
+def run_selfcheck(
+    bundle: Bundle,
+    run: Runner,
+    *,
+    names: list[str] | None = None,
+    fallback: frozenset[str] = frozenset(),
+) -> SelfCheck:
     """Run the golden set through `run(model name, feeds) -> first output` (the engine's
-    sessions) for every model of the golden set, or only `names`."""
+    sessions) for every model of the golden set, or only `names`; `fallback` names the
+    models `run` serves with their fp32 fallback (held to fp32's tolerance)."""
     import numpy as np
 
     from alertfusion.fusion import softmax
@@ -262,19 +269,20 @@ def run_selfcheck(bundle: Bundle, run: Runner, *, names: list[str] | None = None
         here = np.concatenate(
             [run(name, feeds) for feeds in _rows(golden, name, entry.input_names)]
         ).astype(np.float64)
-        tolerance = _tolerance(entry)
+        quantization = "none" if name in fallback else entry.quantization
+        tolerance = _tolerance(entry, quantization)
         build = golden.get(f"{name}/build")
         checks.append(
             ModelCheck(
                 name=name,
-                quantization=entry.quantization,
+                quantization=quantization,
                 tolerance=tolerance,
                 judged=judge_logits(fp32, here, tolerance=tolerance, labels=entry.labels),
                 max_probability_shift=float(np.abs(softmax(here) - softmax(fp32)).max())
                 if np.isfinite(here).all()
                 else 1.0,
                 max_build_difference=float(np.abs(here - build).max())
-                if build is not None and entry.quantization != "none"
+                if build is not None and quantization != "none"
                 else None,
             )
         )
@@ -283,9 +291,9 @@ def run_selfcheck(bundle: Bundle, run: Runner, *, names: list[str] | None = None
     )
 
 
-def _tolerance(entry: Any) -> float:
+def _tolerance(entry: Any, quantization: str) -> float:
     report = entry.quantization_report
-    if entry.quantization == "none":
+    if quantization == "none":
         return FP32_SPREAD_TOLERANCE
     if report is None or report.max_logit_spread is None:
         raise BundleError(
