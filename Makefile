@@ -7,8 +7,8 @@ DEMO_BUNDLE := build/models/demo
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 # Offline, deterministic and quiet by default.
 export HF_HUB_OFFLINE := 1
-# numpy's BLAS: the feature matrices are too small to gain from threads (measured 10x slower
-# and erratic with 2 on this 2-core machine), and they would compete with ONNX Runtime's.
+# numpy's BLAS: the feature matrices are too small to gain from threads (slower and erratic
+# with two), and they would compete with ONNX Runtime's.
 export OPENBLAS_NUM_THREADS := 1
 # An extra index for PyTorch's CPU build (model export only). Empty here, where pip already
 # finds the CPU wheel the lock hashes; on an ordinary Linux machine the default index's

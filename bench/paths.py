@@ -38,8 +38,8 @@ class Ours:
 class Seed:
     """The seed path with PyTorch's intra-op threads set to whichever of 1 or 2 answered a probe
     request faster: the original server ran with PyTorch's default (one thread per core), which
-    on a busy machine was up to 10x slower than one thread (OpenMP threads waiting for each
-    other), and the comparison should not profit from that."""
+    on a busy machine is much slower than one thread (OpenMP threads waiting for each other),
+    and the comparison should not profit from that."""
 
     def __init__(
         self, checkpoints: Path, probe: bytes | None = None, text: str | None = None

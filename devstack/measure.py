@@ -15,7 +15,7 @@ milliseconds:
 * upload completed (the presigned POST answered) → preliminary / final verdict recorded
   (the job's own timestamps).
 
-Nothing here is asserted: the numbers go to the README with this command.
+Nothing here is asserted: the numbers go to docs/PERFORMANCE.md with this command.
 """
 
 from __future__ import annotations

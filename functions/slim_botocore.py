@@ -5,8 +5,8 @@ functions/Dockerfile; bench/api.py measures the cold start on the same trimmed l
 
 botocore ships the models of about 440 services (19 MB of files). Creating any client lists
 every service directory twice (once for the service model, once for its endpoint rules) and
-parses the 1.2 MB legacy ``endpoints.json``: here, creating the DynamoDB client took about
-48 ms with the full data and 24 ms trimmed, on the API's cold path to its first job read.
+parses the 1.2 MB legacy ``endpoints.json``: trimmed, creating the DynamoDB client on the
+API's cold path to its first job read takes about half as long (docs/PERFORMANCE.md).
 The image keeps only ``KEEP_SERVICES`` and cuts ``endpoints.json`` down to their entries,
 every partition kept, so endpoint resolution for those services is unchanged
 (tests/infra/test_slim_botocore.py compares it with the full data).

@@ -78,7 +78,8 @@ def powertools_version_from_requirements(path: Path = REQUIREMENTS_FILE) -> str:
 
 
 class InfraConfig(BaseModel):
-    """Every context setting of the app. Field descriptions are the README's settings table."""
+    """Every context setting of the app. Field descriptions are docs/OPERATIONS.md's settings
+    table."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

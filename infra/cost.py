@@ -1,6 +1,6 @@
 """Monthly cost of a deployment for a stated load, computed from measured durations.
 
-    python -m infra.cost                      # the README's example load
+    python -m infra.cost                      # the example load of docs/OPERATIONS.md
     python -m infra.cost --recordings 300000 --classifier-audio-ms 420 --fallback --json
 
 The durations (billed milliseconds per invocation) are inputs: take them from `make bench`

@@ -8,20 +8,19 @@ and the benchmark's PyTorch "seed path" can load the same weights the way the or
 did (`load_demo_checkpoints`).
 
 Demo weights are seeded random initialisations made numerically like trained ones, because
-a random network's logits are nearly tied and its int8 agreement would be meaningless. What
-was measured and what is done instead:
+a random network's logits are nearly tied and its int8 agreement would be meaningless (what
+random weights gave: docs/DECISIONS.md, "Demo weights"). What is done instead:
 
-* audio: random DenseNet-121 + a random classifier scaled to separated logits agreed with its
-  static-int8 version on only 78-89 % of the calibration images. So: a few AdamW steps on the
-  calibration images against seeded pseudo-labels (k-means clusters of the images, so that
-  look-alike windows share a label), then BatchNorm statistics re-estimated on all of them
-  (100 % agreement, seeds 0 and 1).
-* text: a random KoBERT's pooled output varies across texts only 5-7 times more than its
-  dynamic-int8 error, so even a ridge-fitted classifier agreed on only 95 %. So: AdamW
-  against seeded pseudo-labels of generated sentences (one per theme): every parameter for
-  the tiny model; for the full one, whose training step costs tens of seconds on two
-  cores, only the last encoder layer at [CLS] (keys and values frozen), the pooler and the
-  classifier, on the cached output of the frozen layers below (99.2 % agreement).
+* audio: a few AdamW steps on the calibration images against seeded pseudo-labels (k-means
+  clusters of the images, so that look-alike windows share a label), then BatchNorm
+  statistics re-estimated on all of them; a random classifier scaled to separated logits
+  was not enough.
+* text: a random KoBERT's pooled output varies across texts only a few times more than its
+  dynamic-int8 error, so even a ridge-fitted classifier was not enough. So: AdamW against
+  seeded pseudo-labels of generated sentences (one per theme): every parameter for the tiny
+  model; for the full one, whose training step is slow on two cores, only the last encoder
+  layer at [CLS] (keys and values frozen), the pooler and the classifier, on the cached
+  output of the frozen layers below.
 
 None of this is training on real data: verdicts of a demo bundle mean nothing, and its
 manifest says `trained: false`.
@@ -70,9 +69,9 @@ AUDIO_BINARY_FILE = "audio_binary.pt"
 AUDIO_MULTICLASS_FILE = "audio_multiclass.pt"
 TEXT_FILE = "text.pt"
 #: default int8 agreement thresholds of demo bundles. Tiny networks (16-32 channels) cannot
-#: hold 99 % on every seed (measured over seeds 0-4 on the repo's samples: the tiny 6-class
-#: DenseNet agreed on 97.2-100 % of 36 images); tiny bundles exist to exercise the code
-#: paths, so their bar is lower. The figure is measured and recorded all the same.
+#: hold 99 % on every seed (docs/DECISIONS.md, "Demo weights"); tiny bundles exist to
+#: exercise the code paths, so their bar is lower. The figure is measured and recorded all
+#: the same.
 DEMO_THRESHOLDS: dict[str, float] = {"full": DEFAULT_THRESHOLD, "tiny": 0.9}
 
 

@@ -41,8 +41,8 @@ def compute_threads(n: int) -> Iterator[None]:
     """Run PyTorch and the ONNX Runtime sessions made here on `n` threads (0: defaults).
 
     Tiny test models use one: their operators are too small to share, and on a busy
-    two-core machine the spinning of a second thread costs more than it brings (measured 5x
-    slower fitting of the tiny DenseNet under load).
+    two-core machine the spinning of a second thread costs more than it brings (the tiny
+    DenseNet's fitting under load was several times slower).
     """
     global _ort_threads
     saved_torch, saved_ort = torch.get_num_threads(), _ort_threads
@@ -131,8 +131,8 @@ def chain_concats(graph: onnx.GraphProto) -> int:
     next layer's repeats them. Chained, every Concat has two inputs: the same bytes move, but
     ONNX Runtime's channels-last concatenation copies each input's slice pixel by pixel, so
     the copies (pixels x inputs, summed over the Concats) of a full-size window fall from
-    56,412 to 16,512. The values are identical (a copy is a copy); the quantized window took
-    3.45-3.51 ms instead of 3.69-3.71 ms (demo models, one thread, one-off measurement).
+    56,412 to 16,512. The values are identical (a copy is a copy) and the quantized window
+    runs faster (docs/DECISIONS.md, "Quantization layouts").
     """
     rename: dict[str, str] = {}
     made: dict[tuple[int, tuple[str, ...]], str] = {}
@@ -188,9 +188,9 @@ def optimize_text_graph(
     fusions); returns the fused-operator counts.
 
     SkipLayerNormalization fusion is left out: ONNX Runtime 1.31's CPU kernel for it is slower
-    than the Add + LayerNormalization it replaces (measured on KoBERT int8, one thread: 23.4
-    against 19.5 ms at 60 tokens), and the runtime disables that fusion at load too. The rest
-    leaves run time unchanged and makes session creation faster (int8: 51 against 88 ms).
+    than the Add + LayerNormalization it replaces, and the runtime disables that fusion at
+    load too. The rest leaves run time unchanged and makes session creation faster
+    (docs/DECISIONS.md, "SkipLayerNormalization").
     """
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model

@@ -9,34 +9,32 @@
   (`batchnorm_as_depthwise_conv`): quantized, it runs as one uint8 QLinearConv with the ReLU
   fused, where a float BatchNormalization needed dequantize, layout transposes and
   quantize around it. Its one weight per channel is exact under per-channel scales, and the
-  activations are quantized at the same points as before, so accuracy is unchanged; a
-  full-size DenseNet-121 window took 3.7 ms instead of 4.8 ms.
-  Two more choices, measured on the full-size demo models:
+  activations are quantized at the same points as before, so accuracy is unchanged, and a
+  window runs faster.
+  Two more choices (figures in docs/DECISIONS.md, "Quantization layouts"):
   - Shared block ranges (`block_range_overrides`): every tensor a dense block's Concats join,
     and the pooling that feeds the block, get one range, the union of their calibrated
     ranges. Each Concat then has its inputs' scale and zero point, and ONNX Runtime's
     QLinearConcat copies bytes where it requantized every input element through a lookup
-    table, 62 times a window: a window took 3.64-3.69 instead of 4.18-4.21 ms (interleaved,
-    one thread). With shared ranges the Concats are also chained
-    (`onnx_export.chain_concats`: two inputs each instead of all of a block's earlier ones),
-    which made a window another 0.2 ms faster. Whether a model keeps them is measured
+    table, 62 times a window, so a window runs faster. With shared ranges the Concats are also
+    chained (`onnx_export.chain_concats`: two inputs each instead of all of a block's earlier
+    ones), which makes a window faster again. Whether a model keeps them is measured
     (`quantize_audio_model`): both layouts are quantized, and per-tensor ranges are kept only
     when their logits are measurably closer to fp32 on the calibration images
     (`keeps_shared_ranges`: lower mean error by more than two standard errors of the paired
-    difference). In the full-size demo bundle both DenseNets keep shared ranges: the 6-class
-    one is clearly closer to fp32 with them (mean centred logit error 0.092 against 0.212),
-    the binary one's difference (0.047 against 0.038) is within the noise of 36 images.
+    difference). The errors come from the build CPU's int8 kernels, so which layout a model
+    keeps can differ between build machines.
   - Float logits: the classifier's Gemm output is not quantized (it is the graph's output,
     read as float). Quantized, 256 levels covered the whole logit range: p(alert) values
     around 1e-4 of different windows collapsed to one value, and a 6-class near tie on a
     fixture flipped.
 * Text model: dynamic int8 (`quantize_dynamic`, signed int8 weights with per-channel scales;
   activations are quantized at run time), applied to the graph ONNX Runtime's BERT optimizer
-  fused. Per-channel scales measured 17 % less int8 error than per-tensor on the demo
-  KoBERT's pooled outputs, at the same speed. Its weights keep all 8 bits: 7-bit weights
-  (reduce_range, the guard against 16-bit saturation on x86 CPUs without VNNI) dropped the demo
-  KoBERT's agreement from 99.19 % to 98.39 %, below the threshold, so on such CPUs the text
-  model's int8 logits can differ slightly from what was measured here.
+  fused. Per-channel scales give less int8 error than per-tensor on the demo KoBERT's pooled
+  outputs, at the same speed. Its weights keep all 8 bits: 7-bit weights (reduce_range, the
+  guard against 16-bit saturation on x86 CPUs without VNNI) dropped the demo KoBERT's
+  agreement below the threshold, so on such CPUs the text model's int8 logits can differ
+  slightly from the build's (which the serving CPU's self-check judges).
 
 Each int8 model is compared with its fp32 source on the calibration inputs: top-1 agreement
 and the largest change of any class probability. Below the threshold the int8 model is
@@ -129,13 +127,13 @@ def quantize_audio_static(
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             # U8S8: the format ONNX Runtime's x86 kernels fuse. With int8 activations (S8S8)
-            # only 66 of DenseNet's 120 convolutions became QLinearConv and a window took
-            # 10.0 ms, slower than fp32 (7.8 ms); with uint8 activations all 120 fuse: 3.9 ms.
+            # only part of DenseNet's convolutions became QLinearConv and int8 was slower
+            # than fp32; with uint8 activations all of them fuse (docs/DECISIONS.md).
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             # 7-bit weights: on x86 CPUs without VNNI (AVX2 / AVX-512 before Cascade Lake,
-            # which Lambda may run on) U8S8 products can saturate 16-bit sums; measured no
-            # loss here.
+            # which Lambda may run on) U8S8 products can saturate 16-bit sums; the lost bit
+            # costs no agreement on these models.
             reduce_range=True,
             calibrate_method=CalibrationMethod.MinMax,
             extra_options=extra,
@@ -206,13 +204,9 @@ def keeps_shared_ranges(shared_errors: np.ndarray, plain_errors: np.ndarray) -> 
     """Shared block ranges, unless per-tensor ranges are measurably closer to fp32: their
     mean error lower by more than `per_tensor_margin`.
 
-    Shared ranges are the default because they are faster (a full-size window 3.64-3.69 ms
-    against 4.18-4.21 ms) and, measured on the demo models, not less accurate in general:
-    the 6-class DenseNet's mean error was 0.092 shared against 0.212 per-tensor on the
-    calibration images, 0.103 against 0.289 on 32 other windows of the same recordings. The
-    binary one's 0.047 against 0.038 was a difference of 1.2 standard errors (0.064 against
-    0.052 on the other windows, 1.5), noise a strict comparison would have paid 0.5 ms a
-    request for."""
+    Shared ranges are the default because they are faster and, on the demo models, not less
+    accurate in general; a per-tensor advantage within the noise is not worth their cost on
+    every request (the figures are in docs/DECISIONS.md, "Quantization layouts")."""
     shared = float(np.mean(shared_errors))
     plain = float(np.mean(plain_errors))
     if not np.isfinite(shared):

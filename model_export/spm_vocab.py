@@ -349,7 +349,7 @@ class ReferenceTokenizer:
     inherits ``BERTTokenizer._tokenizer``, which first applies `bert_basic_tokenize` and then
     SentencePiece to every basic token separately (each gets its own ``▁``). Whether KoBERT's
     fine-tuning code went through that class decides which path a checkpoint expects; the
-    two differ around punctuation and CJK characters (measured in the README).
+    two differ around punctuation and CJK characters (docs/DECISIONS.md, "Tokenizer rules").
     """
 
     def __init__(

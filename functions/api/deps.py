@@ -80,8 +80,8 @@ class PipelineResources:
     @property
     def s3(self) -> Any:
         """The S3 client, made on first use: `/jobs` never needs it, and making it beside
-        the DynamoDB client added about 25 ms to a cold process's first `/jobs` answer
-        (S3's service model and endpoint rules are the largest botocore parses)."""
+        the DynamoDB client would lengthen a cold process's first `/jobs` answer (S3's
+        service model and endpoint rules are the largest botocore parses)."""
         from alertfusion import aws
 
         return aws.s3()

@@ -52,8 +52,8 @@ def get_classifier() -> Classifier:
 
     Once it exists, the sandbox's long-lived objects (botocore's service models, pydantic
     schemas, the engine) are moved out of the cyclic garbage collector's reach
-    (``gc.freeze``): a full collection over them took 60-110 ms on the development
-    machine, and would otherwise land inside some later invocation.
+    (``gc.freeze``): a full collection over them is long, and would otherwise land inside
+    some later invocation.
     """
     global _frozen
     from alertfusion.engine import get_engine

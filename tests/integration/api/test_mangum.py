@@ -242,7 +242,7 @@ print(json.dumps({"status": out["statusCode"], "body": json.loads(out["body"]),
 
 
 def test_jobs_in_a_cold_process_makes_one_dynamodb_client_and_imports_no_boto3() -> None:
-    """What keeps the cold `/jobs` short (README, Performance): a DynamoDB client from
+    """What keeps the cold `/jobs` short (docs/DECISIONS.md, Cold start): a DynamoDB client from
     botocore, no S3 client, and neither boto3 nor s3transfer imported. moto runs as a
     server in this process, so the child imports nothing of moto's (or its boto3)."""
     import os

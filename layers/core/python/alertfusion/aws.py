@@ -2,7 +2,7 @@
 what their errors' codes mean.
 
 The clients come from a botocore session, not a boto3 one: they are the same low-level
-clients, but importing boto3 also imports s3transfer (about 15 ms of a cold start), and the
+clients, but importing boto3 also imports s3transfer (a cold start pays for it), and the
 runtime uses none of boto3's additions (resources, managed transfers)."""
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def to_attribute(value: Any) -> dict[str, Any]:
     """A plain JSON-like value as a DynamoDB AttributeValue, as boto3's TypeSerializer writes
     it (floats go through `Decimal(repr(x))`, so the stored number is the float's shortest
     repr). Written here rather than imported: `boto3.dynamodb.types` imports all of boto3 and
-    s3transfer, about 15 ms of every cold start that reads a job. `None` inside a map is left
+    s3transfer, which every cold start that reads a job would pay for. `None` inside a map is left
     out (an absent attribute); only the types a job record holds are accepted."""
     if value is None:
         return {"NULL": True}

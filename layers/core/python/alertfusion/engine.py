@@ -5,15 +5,15 @@ bundle's files are hash-checked when the engine is made; the three ONNX Runtime 
 the tokenizer are created on first use (or by `warm_up()`), once. How a verdict is made is
 alertfusion.result's module docstring; the session options are alertfusion.sessions'.
 
-Scheduling (measured on 2 vCPUs, README "Inference engine"): every session runs with one
+Scheduling (chosen by measurement on 2 vCPUs, docs/DECISIONS.md): every session runs with one
 intra-op thread, and a request uses two threads, the caller's and the engine's one worker. The
 text model does not depend on the audio, so it starts on the worker before decoding; the
 caller decodes, builds each window's image and queues that window's model runs, and takes them
 from the queue itself while the worker joins in once the text model is done. A 5 s clip thus
 runs its two DenseNets on the caller beside BERT on the worker; a 25 s clip's ten DenseNet runs
 spread over both. With the gate on, the text model starts only when some window passed the
-gate (starting it speculatively is `Tuning.speculative_text`: it cost more wall time on regular
-audio than it saved on alerts, measured).
+gate (starting it speculatively is `Tuning.speculative_text`: it costs more on regular audio
+than it saves on alerts).
 
 Windows: consecutive `window_seconds` windows as in training. A trailing window shorter than
 `min_window_seconds` (default `limits.MIN_WINDOW_SECONDS`, the shortest recording the service
@@ -57,9 +57,10 @@ if TYPE_CHECKING:
     from alertfusion.sessions import BundleSessions
     from alertfusion.text import EncodedText, TextEncoder
 
-# numpy's OpenBLAS with one thread per core slowed the feature matmuls 10x on 2 vCPUs and
-# fights ONNX Runtime's threads for the cores; effective only if numpy is not imported yet
-# (the CLI and the benchmark set it before anything else; Lambda sets it in the environment).
+# numpy's OpenBLAS with one thread per core makes the small feature matmuls slower and
+# erratic, and fights ONNX Runtime's threads for the cores; effective only if numpy is not
+# imported yet (the CLI and the benchmark set it before anything else; Lambda sets it in the
+# environment).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # tokenizers runs even a one-text batch on its own thread pool unless told not to (a thread
 # hand-off per request, and a pool that spins beside the models); read at every call
@@ -71,8 +72,8 @@ _GATES: tuple[str, ...] = ("binary", "none")
 
 @dataclass(frozen=True)
 class Tuning:
-    """How the engine uses the CPU; the defaults are the measured best on 2 vCPUs (README,
-    `python -m bench sessions`)."""
+    """How the engine uses the CPU; the defaults are the measured best on 2 vCPUs
+    (`python -m bench sessions`, docs/DECISIONS.md)."""
 
     #: the text model and queued model runs also go to the engine's worker thread (module
     #: docstring); False: everything on the calling thread, one model after the other, each
@@ -202,7 +203,7 @@ class Engine:
             with self._pool_lock:
                 if self._pool is None:
                     # one worker: with the calling thread that is one thread per core of the
-                    # 2-vCPU machines this is tuned for (README, "Inference engine")
+                    # 2-vCPU machines this is tuned for (docs/DECISIONS.md, "Scheduling")
                     self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alertfusion")
                 pool = self._pool
         return pool
@@ -254,7 +255,7 @@ class Engine:
             and (use_gate == "none" or self.tuning.speculative_text)
         ):
             # the text model does not depend on the audio: tokenizing and the model run beside
-            # decoding (tokenizing first in a request took 0.27 ms, its tables evicted from
+            # decoding (the first tokenizing of a request is slow, its tables evicted from
             # the cache by the previous request's models: the worker has that time to spare)
             text_job = _TextJob(self, transcript)
         try:

@@ -41,7 +41,7 @@ def build_feature_images(samples: np.ndarray, cfg: AudioPreprocessing) -> Featur
     Slaney mel filters, orthonormal DCT-II, and `skimage.transform.resize`'s Gaussian
     anti-aliasing + bilinear zoom, separable per axis) are built once per shape and cached.
     librosa is not imported at run time: its import costs seconds and its numba cache needs a
-    writable directory, which Lambda's read-only filesystem lacks (measured in the README).
+    writable directory, which Lambda's read-only filesystem lacks (docs/DECISIONS.md).
     """
     import numpy as np
 
@@ -101,7 +101,7 @@ def _window_panels(window: np.ndarray, cfg: AudioPreprocessing, out: np.ndarray)
     near-zero difference), so it must be the same float32 numbers as the reference's, not
     merely close. The resize is well-conditioned and runs as float32 matrix products.
     Windows run one after the other: one window's intermediates stay in cache, a batch's
-    would not (measured: 5 windows as one batch cost 1.6x five single windows).
+    would not, and a batch was slower than its windows one by one (docs/DECISIONS.md).
     """
     import numpy as np
 

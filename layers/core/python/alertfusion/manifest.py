@@ -1,8 +1,8 @@
 """The model bundle's manifest: the contract between model_export and the runtime.
 
 One pydantic schema, written by `python -m model_export` and read by the runtime. Every
-preprocessing number the trained models depend on lives here (see the README's "Model
-bundle" section), so a differently trained model changes the manifest, not the code.
+preprocessing number the trained models depend on lives here (docs/OPERATIONS.md, "Your own
+model bundle"), so a differently trained model changes the manifest, not the code.
 """
 
 from __future__ import annotations

@@ -1,15 +1,14 @@
 """ONNX Runtime sessions of a bundle: created once, lazily, with options chosen by measurement.
 
-The measurements behind the defaults are in the README ("Inference engine") and come from
-`python -m bench sessions` on a 2-vCPU Zen 5: one intra-op thread per session, because the
-engine runs models side by side (alertfusion.engine) and DenseNet-121 at batch 1 does not get
-faster with two threads; no spinning, so an idle pool never takes the core another model needs;
-graph optimisation level "all" (the QDQ -> QLinearConv fusions and layout transforms make the
-int8 DenseNet 4x faster than "basic"); no memory-reuse planning (it made DenseNet's session
-creation slower, 135 vs 127 ms at level "all") and no memory patterns (a block cached per
-input shape, and text lengths vary); neither changed the run time or lowered the peak RSS
-consistently. `create_all` builds the sessions on two threads (a fresh process's three
-sessions: 371 ms instead of 493 ms).
+The defaults come from `python -m bench sessions` (figures in docs/PERFORMANCE.md, reasons in
+docs/DECISIONS.md): one intra-op thread per session, because the engine runs models side by
+side (alertfusion.engine) and DenseNet-121 at batch 1 does not get faster with two threads; no
+spinning, so an idle pool never takes the core another model needs; graph optimisation level
+"all" (the QDQ -> QLinearConv fusions and layout transforms are what make the int8 DenseNet
+fast); no memory-reuse planning (it slows DenseNet's session creation) and no memory patterns
+(a block cached per input shape, and text lengths vary); neither changed the run time or
+lowered the peak RSS consistently. `create_all` builds the sessions on two threads, which
+shortens a fresh process's start.
 """
 
 from __future__ import annotations
@@ -54,8 +53,8 @@ class SessionOptions:
     #: intra-op threads busy-wait for work between ops (costs a core while idle)
     allow_spinning: bool = False
     #: ONNX Runtime optimizers not to run. SkipLayerNormFusion: ORT 1.31's CPU
-    #: SkipLayerNormalization kernel took 1.7 ms for BERT-base's 24 at 21 tokens where the
-    #: Add + LayerNormalization it replaces took 0.2 ms (no effect on graphs fused offline)
+    #: SkipLayerNormalization kernel is slower than the Add + LayerNormalization it replaces
+    #: (no effect on graphs fused offline; docs/DECISIONS.md)
     disabled_optimizers: tuple[str, ...] = ("SkipLayerNormFusion",)
 
 

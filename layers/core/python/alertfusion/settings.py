@@ -37,7 +37,7 @@ class EngineSettings(_Settings):
     bundle_cache_dir: str = Field("/tmp/alertfusion-bundle", validation_alias="BUNDLE_CACHE_DIR")
     #: override the manifest's gate ("binary" or "none"); unset = the manifest decides
     fusion_gate: Literal["binary", "none"] | None = Field(None, validation_alias="FUSION_GATE")
-    #: ONNX Runtime intra-op threads; 0 = the measured default (see the README)
+    #: ONNX Runtime intra-op threads; 0 = the engine's default (alertfusion.sessions)
     ort_threads: int = Field(0, ge=0, le=64, validation_alias="ORT_THREADS")
     min_audio_seconds: float = Field(
         limits.MIN_AUDIO_SECONDS, gt=0, validation_alias="MIN_AUDIO_SECONDS"

@@ -90,9 +90,9 @@ class TextEncoder:
 
         One text through `encode_batch`: tokenizers' batch call releases the GIL while it
         works, its single-text `encode` does not, and the engine tokenizes on its worker thread
-        while the calling thread decodes audio (with `encode` the decoding waited: 0.3 ms more
-        per request). TOKENIZERS_PARALLELISM=false (the engine's default) keeps a one-text
-        batch on the calling thread."""
+        while the calling thread decodes audio (with `encode` the decoding would wait for it).
+        TOKENIZERS_PARALLELISM=false (the engine's default) keeps a one-text batch on the
+        calling thread."""
         return self.encode_batch([text])[0]
 
     def encode_batch(self, texts: list[str | None]) -> list[EncodedText | None]:
