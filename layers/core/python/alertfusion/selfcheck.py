@@ -4,7 +4,7 @@ CPU that serves them?
 int8 kernels differ by instruction set, so a bundle checked on the build machine can answer
 differently on another CPU. The bundle carries a golden set (alertfusion.manifest.GoldenSet):
 inputs for each model and the outputs fp32 gives them. The self-check runs each model on them
-here, one input at a time as the engine does, and judges the answers by margins
+here (text one input at a time, as the engine does) and judges the answers by margins
 (alertfusion.agreement) with the model's tolerance, the largest int8 error its build measured:
 
 * every decisive answer agrees with fp32, and
@@ -307,17 +307,19 @@ def _tolerance(entry: Any, quantization: str) -> float:
 def _rows(
     golden: dict[str, np.ndarray], name: str, inputs: list[str]
 ) -> list[dict[str, np.ndarray]]:
-    """One feed per golden input; rows with an attention mask are cut to its length."""
+    """The feeds for a model's golden inputs: a model with an attention mask (dynamic int8,
+    whose scales depend on the whole batch) gets one feed per input, cut to its length, as
+    the engine runs text; any other model (static int8: the same numbers at any batch size)
+    gets them all in one feed."""
     import numpy as np
 
+    if "attention_mask" not in inputs:
+        return [{x: golden[f"{name}/{x}"] for x in inputs}]
     rows = []
     for i in range(len(golden[f"{name}/fp32"])):
         feeds = {x: golden[f"{name}/{x}"][i : i + 1] for x in inputs}
-        mask = feeds.get("attention_mask")
-        if mask is not None:
-            length = int(mask.sum())
-            feeds = {x: np.ascontiguousarray(v[:, :length]) for x, v in feeds.items()}
-        rows.append(feeds)
+        length = int(feeds["attention_mask"].sum())
+        rows.append({x: np.ascontiguousarray(v[:, :length]) for x, v in feeds.items()})
     return rows
 
 
