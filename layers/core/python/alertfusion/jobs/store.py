@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -16,8 +18,11 @@ from alertfusion.jobs.model import (
     UploadInfo,
     Verdict,
     sources_of,
+    version_verdict_attribute,
 )
 from alertfusion.jobs.table import STATUS_INDEX, STATUS_INDEX_PARTITION_KEY, STATUS_INDEX_SORT_KEY
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
 class _Update:
@@ -29,8 +34,16 @@ class _Update:
         self.sets: list[str] = []
         self.adds: list[str] = []
 
+    @staticmethod
+    def alias(attribute: str) -> str:
+        """The placeholder of an attribute name: ``#name``, or a digest for names that hold
+        characters a placeholder may not (``verdict@<bundle version>``)."""
+        if _PLAIN_NAME.fullmatch(attribute):
+            return f"#{attribute}"
+        return "#n" + hashlib.sha256(attribute.encode("utf-8")).hexdigest()[:16]
+
     def name(self, attribute: str) -> str:
-        alias = f"#{attribute}"
+        alias = self.alias(attribute)
         self.names[alias] = attribute
         return alias
 
@@ -42,9 +55,8 @@ class _Update:
     def set(self, attribute: str, value: Any, *, keep_existing: bool = False) -> None:
         if value is None:
             return
-        if f"#{attribute}" in self.names and any(
-            clause.startswith(f"#{attribute} ") for clause in self.sets
-        ):
+        alias = self.alias(attribute)
+        if alias in self.names and any(clause.startswith(f"{alias} ") for clause in self.sets):
             raise ValueError(f"{attribute} is set twice in one update")
         name, val = self.name(attribute), self.value(value)
         self.sets.append(
@@ -278,6 +290,11 @@ class JobStore:
         up.set("done_at", utc_iso(moment))
         up.set("final_latency_ms", latency_ms)
         up.set("bundle_version", verdict.bundle_version)
+        up.set(
+            version_verdict_attribute(verdict.bundle_version),
+            verdict.model_dump(mode="json"),
+            keep_existing=True,
+        )
         up.set("result_key", result_key)
         up.set("transcribe_status", transcribe_status)
         up.set("transcribe_detail", transcribe_detail[:1000] if transcribe_detail else None)
@@ -285,6 +302,23 @@ class JobStore:
         cond = (
             f"attribute_exists(job_id) AND attribute_not_exists({up.name('final')})"
             f" AND {up.name('status')} IN ({', '.join(allowed)})"
+        )
+        return self._update(job_id, up, cond)
+
+    def add_version_verdict(
+        self, job_id: str, verdict: Verdict, *, now: datetime | None = None
+    ) -> Job | None:
+        """Keep the final verdict another bundle version gave a DONE job (a backfill's
+        reclassification). Written once per version, never on a job that is not DONE; the
+        job's state and its own final verdict do not change. None when the version's verdict
+        exists already or the job is not DONE."""
+        up = _Update()
+        up.set("updated_at", utc_iso(now or now_utc()))
+        attribute = version_verdict_attribute(verdict.bundle_version)
+        up.set(attribute, verdict.model_dump(mode="json"))
+        cond = (
+            f"attribute_exists(job_id) AND attribute_not_exists({up.name(attribute)})"
+            f" AND {up.name('status')} = {up.value(JobStatus.DONE.value)}"
         )
         return self._update(job_id, up, cond)
 
