@@ -155,6 +155,8 @@ class Job(BaseModel):
     probed_duration_s: float | None = None
     #: a transcript supplied by the client at upload time (then Transcribe is skipped)
     client_transcript: str | None = None
+    #: the backfill that created the record (alertfusion.backfill), None for uploads
+    backfill_id: str | None = None
     # Transcribe
     transcribe_job_name: str | None = None
     transcribe_status: TranscribeState | None = None
@@ -242,6 +244,8 @@ class UploadInfo:
     uploaded_at: datetime
     container: str | None = None
     probed_duration_s: float | None = None
+    #: the backfill admitting the object (None for an upload)
+    backfill_id: str | None = None
 
     def attributes(self) -> dict[str, Any]:
         return {
@@ -254,4 +258,5 @@ class UploadInfo:
             "container": self.container,
             "probed_duration_s": self.probed_duration_s,
             "uploaded_at": utc_iso(self.uploaded_at),
+            "backfill_id": self.backfill_id,
         }

@@ -168,7 +168,7 @@ class JobStore:
         up = self._base(JobStatus.RECEIVED, moment, new_record=True)
         up.set("received_at", utc_iso(moment), keep_existing=True)
         for attribute, value in upload.attributes().items():
-            up.set(attribute, value, keep_existing=attribute == "uploaded_at")
+            up.set(attribute, value, keep_existing=attribute in ("uploaded_at", "backfill_id"))
         status = up.name("status")
         pending = up.value(JobStatus.UPLOAD_PENDING.value)
         received = up.value(JobStatus.RECEIVED.value)

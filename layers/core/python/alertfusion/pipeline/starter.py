@@ -161,6 +161,7 @@ def record_object(
     *,
     version_id: str | None,
     uploaded_at: datetime | None,
+    backfill_id: str | None = None,
 ) -> tuple[UploadOutcome, Job | None]:
     """Validate one object of the pipeline's bucket (size, type and header probe, read from
     S3 itself) and record its job: RECEIVED (the outcome and the job) or FAILED with the
@@ -209,6 +210,7 @@ def record_object(
         uploaded_at=uploaded_at,
         container=probe.format if probe else None,
         probed_duration_s=probe.duration_s if probe else None,
+        backfill_id=backfill_id,
     )
     if rejection is not None:
         if store.reject(job_id, rejection.code, rejection.message, upload=upload, now=now) is None:
