@@ -33,3 +33,12 @@ class LocalConfig:
     standin_poll_s: float = 1.0
     #: extra environment for the handlers (e.g. MAX_UPLOAD_BYTES)
     env: dict[str, str] = field(default_factory=dict)
+    #: the backfill's sizing and pacing here (alertfusion.backfill.plan.BackfillSettings):
+    #: the stand-in has no StartTranscriptionJob rate quota, and a child checks its jobs
+    #: every second instead of every 20 s
+    backfill_env: dict[str, str] = field(
+        default_factory=lambda: {
+            "TRANSCRIBE_START_TPS_QUOTA": "1000",
+            "BACKFILL_POLL_SECONDS": "1",
+        }
+    )

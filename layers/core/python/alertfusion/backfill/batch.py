@@ -83,11 +83,6 @@ def summary_key(backfill_id: str) -> str:
     return f"{BACKFILL_PREFIX}{backfill_id}/summary.json"
 
 
-def result_prefix(backfill_id: str) -> str:
-    """Where the map's ResultWriter puts the run's child results."""
-    return f"{BACKFILL_PREFIX}{backfill_id}/map-run"
-
-
 def _extension(key: str) -> str:
     filename = key.rsplit("/", 1)[-1]
     stem, dot, ext = filename.rpartition(".")
@@ -344,6 +339,7 @@ def summarize(event: dict[str, Any], *, ctx: PipelineContext | None = None) -> d
         "bucket": event.get("bucket"),
         "prefix": event.get("prefix"),
         "bundle_version": version,
+        "map_run": event.get("map_run"),
         "finished_at": utc_iso(now_utc()),
         "summary": summary.model_dump(mode="json"),
     }

@@ -8,7 +8,8 @@ the numbers included, is the same text in both places.
 Shape: a Distributed Map (`MAP_STATE`) whose item reader lists the bucket under the prefix
 (S3 ``ListObjectsV2``), batches ``batch_size`` objects per child workflow (Standard), runs
 at most ``max_concurrency`` children and tolerates ``tolerated_failure_percentage`` failed
-ones; the run's child results go to ``backfills/{id}/map-run/`` (ResultWriter). Each child:
+ones; Step Functions writes the run's child results under ``backfills/map-runs/``
+(ResultWriter). Each child:
 
 1. ``Admit`` (the backfill function): each object becomes a job by the starter's rule (job
    id from key and ETag, validation from S3 itself, conditional writes); jobs already final
@@ -39,6 +40,9 @@ SUBSTITUTIONS = {
     "AudioBucket": "the pipeline's bucket (results under backfills/)",
 }
 MAP_STATE = "Backfill"
+#: the ResultWriter's prefix: Step Functions writes each map run's child results under
+#: ``{prefix}/{map run id}/`` (the run's summary names its map run)
+MAP_RUN_RESULTS_PREFIX = "backfills/map-runs"
 #: Lambda's own transient errors and the backfill function's TransientError
 _LAMBDA_RETRY = {
     "ErrorEquals": [
@@ -138,8 +142,8 @@ def _child_states() -> dict[str, Any]:
 
 def backfill_definition(plan: BackfillPlan) -> dict[str, Any]:
     """The state machine, with ``${...}`` placeholders (`SUBSTITUTIONS`). Its input:
-    ``backfill_id``, ``bucket``, ``prefix``, ``bundle_version`` (or null), ``poll_seconds``
-    and ``result_prefix`` (alertfusion.backfill.service makes it)."""
+    ``backfill_id``, ``bucket``, ``prefix``, ``bundle_version`` (or null) and
+    ``poll_seconds`` (alertfusion.backfill.service makes it)."""
     summarize = _invoke(
         "summarize",
         {
@@ -147,6 +151,7 @@ def backfill_definition(plan: BackfillPlan) -> dict[str, Any]:
             "bucket.$": "$.bucket",
             "prefix.$": "$.prefix",
             "bundle_version.$": "$.bundle_version",
+            "map_run.$": "$.map_run",
         },
     )
     summarize.update({"ResultSelector": {"summary.$": "$.Payload"}, "End": True})
@@ -187,7 +192,7 @@ def backfill_definition(plan: BackfillPlan) -> dict[str, Any]:
                 },
                 "ResultWriter": {
                     "Resource": "arn:aws:states:::s3:putObject",
-                    "Parameters": {"Bucket": "${AudioBucket}", "Prefix.$": "$.result_prefix"},
+                    "Parameters": {"Bucket": "${AudioBucket}", "Prefix": MAP_RUN_RESULTS_PREFIX},
                 },
                 "ResultPath": "$.map_run",
                 "Next": "Summarize",

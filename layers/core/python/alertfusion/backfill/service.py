@@ -15,7 +15,6 @@ from pydantic import BaseModel, Field
 from alertfusion.backfill.batch import (
     RESERVED_PREFIXES,
     read_batches,
-    result_prefix,
     summary_key,
 )
 from alertfusion.backfill.plan import BackfillSettings, plan_for, transcribed_share
@@ -261,7 +260,6 @@ class BackfillService:
             "prefix": prefix,
             "bundle_version": bundle_version,
             "poll_seconds": self.settings.poll_seconds,
-            "result_prefix": result_prefix(backfill_id),
         }
         try:
             answer = self.sfn.start_execution(
