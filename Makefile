@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 # and erratic with 2 on this 2-core machine), and they would compete with ONNX Runtime's.
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: setup test test-fast lint format demo serve bench synth deploy smoke bundle-demo system-deps clean
+.PHONY: setup test test-fast lint format demo backfill serve bench synth deploy smoke bundle-demo system-deps clean
 
 ## setup: venv + pinned Python packages, the pinned CDK CLI, system packages, the demo model bundle
 setup: $(VENV)/.installed node_modules/.installed system-deps $(DEMO_BUNDLE)/manifest.json
@@ -65,6 +65,10 @@ format: $(VENV)/.installed
 ## demo: the asynchronous pipeline end to end against moto (ARGS="--audio FILE --text '...'")
 demo: setup
 	$(PY) -m devstack.demo $(ARGS)
+
+## backfill: a backfill of N sample recordings, twice, through moto's state-machine interpreter (ARGS="--demo 20")
+backfill: setup
+	$(PY) -m devstack.backfill $(if $(ARGS),$(ARGS),--demo 20)
 
 ## serve: the HTTP API on 127.0.0.1:$${PORT:-8000} with the demo bundle and moto as the embedded AWS
 serve: setup

@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC
@@ -89,6 +90,8 @@ class LocalStack:
         self.notes: list[str] = []
         self.received_alerts: list[dict[str, Any]] = []
         self.standin = TranscribeStandIn(self)
+        self._inject_lock = threading.Lock()
+        self._injected_failures: dict[str, int] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -148,6 +151,14 @@ class LocalStack:
         self, name: str, event: dict[str, Any]
     ) -> tuple[Any, tuple[str, str] | None]:
         """A Lambda Invoke from the state machine → the real handler (moto runs no code)."""
+        action = str(event.get("action"))
+        with self._inject_lock:
+            injected = self._injected_failures.get(action, 0)
+            if injected:
+                self._injected_failures[action] = injected - 1
+        if injected:
+            self.note(f"backfill {action} step: failure injected")
+            return None, ("InjectedFailure", f"{action} failed (injected by the local stack)")
         invocation = self._handlers.invoke("backfill", "states", event)
         if invocation.ok:
             return invocation.response, None
@@ -363,6 +374,14 @@ class LocalStack:
         self.client("sqs").send_message(
             QueueUrl=self.queues["upload-events"], MessageBody=json.dumps({"Records": [record]})
         )
+
+    def fail_backfill_steps(self, action: str, times: int) -> None:
+        """The next `times` invocations of the backfill function for `action` (admit, check,
+        summarize) fail with ``InjectedFailure``, an error the definition does not retry:
+        the child workflow fails (the fault tests use it for the failure tolerance and
+        redrive)."""
+        with self._inject_lock:
+            self._injected_failures[action] = times
 
     def throttle_transcribe(self, times: int) -> None:
         """The next `times` StartTranscriptionJob calls answer LimitExceededException (moto

@@ -127,6 +127,10 @@ def install_interpreter_hooks() -> None:
     ``ResourceEvalS3._handle_list_objects_v2`` of the item reader."""
     if _installed:
         return
+    import logging
+
+    # moto's parser warns that it ignores ToleratedFailurePercentage: the hook enforces it
+    logging.getLogger("moto.stepfunctions.parser.asl.parse.preprocessor").setLevel(logging.ERROR)
     from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
         FailureEvent,
@@ -252,7 +256,7 @@ def install_interpreter_hooks() -> None:
                         typ=StatesErrorNameType.StatesExceedToleratedFailureThreshold
                     ),
                     event_type=HistoryEventType.MapRunFailed,
-                    event_details=EventDetails(
+                    event_details=EventDetails(  # type: ignore[typeddict-item]
                         executionFailedEventDetails=ExecutionFailedEventDetails(
                             error="States.ExceedToleratedFailureThreshold", cause=cause
                         )
@@ -262,8 +266,10 @@ def install_interpreter_hooks() -> None:
         merged = {**before, **outputs}
         env.stack.append([merged.get(first_key(b)) for b in batches])
 
-    component._map_run = batched_map_run
-    reader_s3.ResourceEvalS3._handle_list_objects_v2 = staticmethod(list_all_pages)
+    setattr(component, "_map_run", batched_map_run)  # noqa: B010 (a patch of moto's class)
+    setattr(  # noqa: B010
+        reader_s3.ResourceEvalS3, "_handle_list_objects_v2", staticmethod(list_all_pages)
+    )
     _installed.update(map_run=original_map_run, list_objects=original_list)
 
 
@@ -277,8 +283,12 @@ def remove_interpreter_hooks() -> None:
         distributed_iteration_component as dic,
     )
 
-    dic.DistributedIterationComponent._map_run = _installed["map_run"]
-    reader_s3.ResourceEvalS3._handle_list_objects_v2 = staticmethod(_installed["list_objects"])
+    setattr(dic.DistributedIterationComponent, "_map_run", _installed["map_run"])  # noqa: B010
+    setattr(  # noqa: B010
+        reader_s3.ResourceEvalS3,
+        "_handle_list_objects_v2",
+        staticmethod(_installed["list_objects"]),
+    )
     _installed.clear()
     with _state_lock:
         _BATCHERS.clear()
@@ -373,6 +383,6 @@ class RedriveGap:
         backend = stepfunctions_parser_backends[MOTO_ACCOUNT_ID][self._region]
         for machine in backend.state_machines:
             for execution in machine.executions:
-                if execution.exec_arn == arn:
+                if execution.execution_arn == arn:
                     return execution
         return None
