@@ -70,7 +70,7 @@ class Load:
     sweeper_memory_mb: int = 256
     log_bytes_per_invocation: int = 1500
     xray_traced_share: float = 0.06  # default sampling: 1 request/s + 5 %
-    alarms: int = 15  # what the stacks define (10 pipeline + 5 API)
+    alarms: int = 18  # what the stacks define (13 pipeline + 5 API)
     image_gb: float = 1.2
     fallback: bool = False
     alarm_topic: bool = True
