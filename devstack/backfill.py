@@ -1,6 +1,6 @@
 """`make backfill ARGS="--demo 20"`: a backfill through moto's state-machine interpreter.
 
-    python -m devstack.backfill --demo 20 [--bundle DIR] [--policy always|gated]
+    python -m devstack.backfill --demo 20 [--seconds 5] [--bundle DIR] [--policy always|gated]
 
 Starts the local stack (devstack.stack: moto as the embedded AWS, the pipeline's real
 handlers, the local Transcribe stand-in), uploads N sample recordings under
@@ -41,6 +41,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--demo", type=int, required=True, metavar="N", help="recordings to upload (1-2000)"
     )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        help="cut every recording to its first SECONDS (the target's five-second recordings)",
+    )
     parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="model bundle")
     parser.add_argument("--policy", choices=["always", "gated"], default="always")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
@@ -51,14 +56,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def demo_recordings(n: int) -> list[tuple[str, bytes, str]]:
-    """(key, bytes, transcript) of N recordings: the shipped samples in turn."""
+def _first_seconds(data: bytes, seconds: float) -> bytes:
+    """The recording's first `seconds`, as a 16-bit PCM WAV at its own rate and channels."""
+    import io
+
+    import soundfile
+
+    samples, rate = soundfile.read(io.BytesIO(data), dtype="int16", always_2d=True)
+    out = io.BytesIO()
+    soundfile.write(out, samples[: int(rate * seconds)], rate, format="WAV", subtype="PCM_16")
+    return out.getvalue()
+
+
+def demo_recordings(n: int, seconds: float | None = None) -> list[tuple[str, bytes, str]]:
+    """(key, bytes, transcript) of N recordings: the shipped samples in turn (each cut to its
+    first `seconds` when given; the stand-in still answers the sample's transcript)."""
     known: dict[str, str] = json.loads((SAMPLES / "transcripts.json").read_text("utf-8"))
     samples = sorted(p for p in SAMPLES.glob("*.wav") if p.name in known)
+    audio = {p.name: p.read_bytes() for p in samples}
+    if seconds is not None:
+        audio = {name: _first_seconds(data, seconds) for name, data in audio.items()}
     out = []
     for i in range(n):
-        path = samples[i % len(samples)]
-        out.append((f"{DEMO_PREFIX}{i:05d}-{path.name}", path.read_bytes(), known[path.name]))
+        name = samples[i % len(samples)].name
+        out.append((f"{DEMO_PREFIX}{i:05d}-{name}", audio[name], known[name]))
     return out
 
 
@@ -86,7 +107,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         warm = stack.warm()
         step(f"engine loaded in {warm['engine_ms']:.0f} ms ({args.bundle.name})")
         s3 = stack.client("s3")
-        for key, data, text in demo_recordings(args.demo):
+        for key, data, text in demo_recordings(args.demo, args.seconds):
             s3.put_object(Bucket=config.bucket, Key=key, Body=data, ContentType="audio/wav")
             stack.standin.plan(key, StandInOutcome.completed(text))
         step(f"{args.demo} recordings uploaded under s3://{config.bucket}/{DEMO_PREFIX}")
@@ -98,7 +119,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             started = service.start(DEMO_PREFIX, None)
             step(f"{run_name}: backfill {started.backfill_id} started")
             run_t0 = time.perf_counter()
-            code = watch(service, started.backfill_id, out, sys.stderr, poll=0.5)
+            code = watch(service, started.backfill_id, out, sys.stderr, poll=1.0)
             elapsed = time.perf_counter() - run_t0
             status = service.describe(started.backfill_id)
             new_transcribe = len(stack.transcribe_job_names()) - transcribe_before

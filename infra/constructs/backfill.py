@@ -203,7 +203,10 @@ class Backfill(Construct):
             {BACKFILL_PREFIX: bucket.objects_arn(BACKFILL_PREFIX)},
         )
         allow_list(self.role, bucket_arn, [BACKFILL_PREFIX])
-        allow_table(self.role, table.table.table_arn, TABLE_READ_WRITE_ACTIONS)
+        # a check reads its batch's jobs in one BatchGetItem
+        allow_table(
+            self.role, table.table.table_arn, [*TABLE_READ_WRITE_ACTIONS, "dynamodb:BatchGetItem"]
+        )
         acknowledge_xray(self.role)
         # the classifier reads backfilled audio, and Transcribe reads it with its role
         allow_backfill_reads(classifier_role, bucket_arn, config)

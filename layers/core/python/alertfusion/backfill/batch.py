@@ -217,8 +217,9 @@ def check(event: dict[str, Any], *, ctx: PipelineContext | None = None) -> dict[
     version = batch.bundle_version
     results: list[ItemResult] = []
     pending = 0
+    jobs = ctx.store.get_many([i.job_id for i in items if i.job_id])
     for item in items:
-        job = ctx.store.get(item.job_id) if item.job_id else None
+        job = jobs.get(item.job_id) if item.job_id else None
         state = _item_state(job, item, version, give_up, now)
         if state is None:
             pending += 1

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from alertfusion.dynamodb import call_dynamodb, from_attribute, now_utc, to_attribute, utc_iso
-from alertfusion.errors import JobStateError, ReasonCode
+from alertfusion.errors import JobStateError, ReasonCode, TransientError
 from alertfusion.jobs.model import (
     Job,
     JobStatus,
@@ -98,6 +98,28 @@ class JobStore:
         )
         item = response.get("Item")
         return None if item is None else self._job(item)
+
+    def get_many(self, job_ids: list[str]) -> dict[str, Job]:
+        """The jobs that exist among `job_ids`, read consistently, 100 ids per BatchGetItem
+        (what DynamoDB takes); keys DynamoDB leaves unprocessed are asked for again."""
+        found: dict[str, Job] = {}
+        unique = list(dict.fromkeys(job_ids))
+        for start in range(0, len(unique), 100):
+            keys = [{"job_id": {"S": job_id}} for job_id in unique[start : start + 100]]
+            request = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+            for _attempt in range(8):
+                answer = call_dynamodb(
+                    self._client, self.table_name, "batch_get_item", RequestItems=request
+                )
+                for item in answer.get("Responses", {}).get(self.table_name, []):
+                    job = self._job(item)
+                    found[job.job_id] = job
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            else:
+                raise TransientError("BatchGetItem left keys unprocessed after 8 attempts")
+        return found
 
     def stuck(self, status: JobStatus, older_than: datetime, *, limit: int = 500) -> list[str]:
         """Ids of jobs in `status` whose last write is older than `older_than` (oldest
