@@ -10,19 +10,41 @@ export HF_HUB_OFFLINE := 1
 # numpy's BLAS: the feature matrices are too small to gain from threads (measured 10x slower
 # and erratic with 2 on this 2-core machine), and they would compete with ONNX Runtime's.
 export OPENBLAS_NUM_THREADS := 1
+# An extra index for PyTorch's CPU build (model export only). Empty here, where pip already
+# finds the CPU wheel the lock hashes; on an ordinary Linux machine the default index's
+# torch is the CUDA build (gigabytes, and not the locked file):
+#   make setup TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+TORCH_INDEX_URL ?=
+PIP_TORCH_INDEX := $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
+LOCKS := locks/pip.txt locks/runtime.txt locks/export.txt locks/dev.txt
 
-.PHONY: setup test test-fast lint format demo backfill serve bench synth deploy smoke bundle-demo system-deps clean
+.PHONY: setup test test-fast test-bundles lint format demo backfill serve bench synth deploy smoke bundle-demo system-deps lock image-deps clean
 
-## setup: venv + pinned Python packages, the pinned CDK CLI, system packages, the demo model bundle
-setup: $(VENV)/.installed node_modules/.installed system-deps $(DEMO_BUNDLE)/manifest.json
+## setup: venv + locked Python packages, the pinned CDK CLI, system packages, the demo model
+## bundle, the tests' tiny bundles
+setup: $(VENV)/.installed node_modules/.installed system-deps $(DEMO_BUNDLE)/manifest.json test-bundles
 
-$(VENV)/.installed: requirements.txt requirements-export.txt requirements-dev.txt pyproject.toml
+# Every package from the hash locks (locks/*.txt, `make lock`): pip itself first, then the
+# runtime, export and dev layers in one resolution; pip refuses any file whose sha256 the
+# lock does not list.
+$(VENV)/.installed: $(LOCKS) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --no-deps -r requirements.txt
-	$(PY) -m pip install --quiet -r requirements-dev.txt -c requirements.txt
+	$(PY) -m pip install --quiet --require-hashes -r locks/pip.txt
+	$(PY) -m pip install --quiet --require-hashes $(PIP_TORCH_INDEX) \
+	  -r locks/runtime.txt -r locks/export.txt -r locks/dev.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
+
+## lock: rewrite locks/*.txt from requirements*.txt (pip-tools, with the network: PyPI)
+lock: $(VENV)/.installed
+	rm -rf build/lock-tools && $(PY) -m venv build/lock-tools
+	build/lock-tools/bin/pip install --quiet pip-tools==7.7.0
+	$(PY) tools/lockfiles.py --pip-compile build/lock-tools/bin/pip-compile \
+	  $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
+
+## image-deps: every runtime pin has a hashed wheel for the image's Python on x86_64 and arm64 (PyPI)
+image-deps: $(VENV)/.installed
+	$(PY) -m infra.image_deps
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -44,13 +66,18 @@ bundle-demo: $(DEMO_BUNDLE)/manifest.json
 $(DEMO_BUNDLE)/manifest.json: $(wildcard model_export/*.py) | $(VENV)/.installed
 	$(PY) -m model_export demo --out $(DEMO_BUNDLE) --force
 
-## test: every tier (unit, integration, infra, e2e, browser)
+## test: every tier (unit, export, integration, infra, e2e, browser)
 test: setup
 	$(PY) -m pytest
 
-## test-fast: unit tier only
-test-fast: $(VENV)/.installed
-	$(PY) -m pytest -m unit
+## test-bundles: the tiny bundles every tier tests with, cached in build/test-bundles/<key>; built
+## (with PyTorch) only when the export code, the samples, the packages or the CPU changed
+test-bundles: $(VENV)/.installed
+	$(PY) -m tests.bundle_cache
+
+## test-fast: the unit tier, refusing every import of PyTorch, transformers, librosa, SentencePiece
+test-fast: test-bundles
+	TESTS_REFUSE_IMPORTS=torch,transformers,librosa,sentencepiece $(PY) -m pytest tests/unit -m unit
 
 ## lint: ruff (lint + format check) and mypy
 lint: $(VENV)/.installed

@@ -218,21 +218,16 @@ def _image_botocore() -> Path:
 def _create_job(endpoint: str) -> str:
     import boto3
 
-    from alertfusion.jobs import JobStore
-    from alertfusion.keys import new_job_id
+    from alertfusion.jobs import JobStore, create_jobs_table
+    from alertfusion.keys import new_job_id, upload_key
 
     session = boto3.session.Session(
         aws_access_key_id="bench", aws_secret_access_key="bench", region_name=REGION
     )
     ddb = session.client("dynamodb", endpoint_url=endpoint)
-    ddb.create_table(
-        TableName=TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
-    )
+    create_jobs_table(ddb, TABLE)
     job_id = new_job_id()
-    JobStore(TABLE, ddb).create_pending(job_id, object_key=f"uploads/{job_id}.wav")
+    JobStore(TABLE, ddb).create_pending(job_id, object_key=upload_key(job_id, "wav"))
     return job_id
 
 

@@ -133,7 +133,7 @@ def _measure(session: Any, events: int) -> dict[str, Any]:
     import contextlib
     import io
 
-    from alertfusion.keys import new_job_id, transcript_key
+    from alertfusion.keys import new_job_id, transcript_key, upload_key
     from alertfusion.pipeline import finalize_job, get_context, reset_context, run_audio_stage
     from alertfusion.pipeline import sweep as run_sweep
     from functions.starter.app import handler as starter
@@ -182,7 +182,7 @@ def _measure(session: Any, events: int) -> dict[str, Any]:
     sink = io.StringIO()  # the EMF metric lines and logs go to stdout: keep the table readable
     for i in range(warmup + events):
         job_id = new_job_id()
-        key = f"uploads/{job_id}.wav"
+        key = upload_key(job_id, "wav")
         put = s3.put_object(Bucket=BUCKET, Key=key, Body=audio, ContentType="audio/wav")
         event = _event(key, len(audio), put["ETag"].strip('"'))
         classifier = InstantClassifier()

@@ -505,14 +505,14 @@ def table(report: dict[str, Any]) -> str:
         )
         for path_name, row in fid["int8_vs_fp32"].items():
             errors = ", ".join(
-                f"{m['model']} {m['max_logit_error']:.3g}/{m['tolerance']:.3g}"
+                f"{m['model']} {m['max_logit_spread']:.3g}/{m['tolerance']:.3g}"
                 for m in row["selfcheck"]["models"]
             )
             rows.append(
                 f"  int8 ({path_name}): {row['decisive']}/{row['decisions']} decisions decisive, "
                 f"{len(row['disagreements'])} disagree, {len(row['near_ties'])} near ties; "
                 f"self-check {'passed' if row['selfcheck']['passed'] else 'FAILED'} "
-                f"(largest logit error / build tolerance: {errors})"
+                f"(largest logit error spread / the build's: {errors})"
             )
             rows.extend(f"    disagrees: {d}" for d in row["disagreements"])
             rows.extend(f"    near tie: {d}" for d in row["near_ties"])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+
+from alertfusion.keys import DEFAULT_TRANSCRIBE_JOB_PREFIX
+from alertfusion.settings import DEFAULT_TRANSCRIBE_POLICY, TranscribePolicy
 
 
 @dataclass(frozen=True)
@@ -14,8 +16,8 @@ class LocalConfig:
     bucket: str = "alertfusion-local-audio"
     table: str = "alertfusion-local-jobs"
     bus: str = "alertfusion-local-emergency"
-    transcribe_job_prefix: str = "alert-"
-    transcribe_policy: Literal["always", "gated"] = "always"
+    transcribe_job_prefix: str = DEFAULT_TRANSCRIBE_JOB_PREFIX
+    transcribe_policy: TranscribePolicy = DEFAULT_TRANSCRIBE_POLICY
     #: the model bundle the classifier loads (MODEL_BUNDLE); None leaves the variable alone
     bundle: str | None = None
     #: the pipeline's deadlines, shorter than in AWS so that the sweeper acts within a demo

@@ -218,10 +218,11 @@ def run(args: argparse.Namespace, out: Console) -> int:
 
 def _result_file(stack: Any, job_id: str) -> dict[str, Any] | None:
     """The final verdict's full result (``results/{job_id}.json``): gate, text, windows."""
+    from alertfusion.keys import result_key
+
+    key = result_key(job_id)
     try:
-        body = stack.client("s3").get_object(
-            Bucket=stack.config.bucket, Key=f"results/{job_id}.json"
-        )["Body"]
+        body = stack.client("s3").get_object(Bucket=stack.config.bucket, Key=key)["Body"]
     except Exception:
         return None
     found: dict[str, Any] = json.loads(body.read())

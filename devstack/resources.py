@@ -6,14 +6,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from alertfusion import notify
+from alertfusion.keys import UPLOAD_PREFIX
+from alertfusion.transcribe import job_state_change_pattern
 from devstack.config import LocalConfig
 from devstack.moto_hooks import MOTO_ACCOUNT_ID
 from devstack.stepfunctions import prepare_definition
-from devstack.transcribe import (
-    TRANSCRIBE_DETAIL_TYPE,
-    TRANSCRIBE_FINAL_STATUSES,
-    TRANSCRIBE_SOURCE,
-)
 
 #: the local names of the backfill function and state machine
 BACKFILL_FUNCTION = "local-backfill"
@@ -115,7 +113,7 @@ class Resources:
             Name="emergency-to-alerts",
             EventBusName=c.bus,
             EventPattern=json.dumps(
-                {"source": ["alertfusion"], "detail-type": ["EmergencyDetected"]}
+                {"source": [notify.EVENT_SOURCE], "detail-type": [notify.DETAIL_TYPE]}
             ),
         )
         events.put_targets(
@@ -123,19 +121,11 @@ class Resources:
             EventBusName=c.bus,
             Targets=[{"Id": "alerts", "Arn": self.queue_arn(alerts)}],
         )
-        # the classifier's rule (infra: ClassifierFunction.transcribe_rule), on the default bus
+        # the classifier's rule (infra: ClassifierFunction.transcribe_rule, the same pattern),
+        # on the default bus
         events.put_rule(
             Name="transcribe-finished",
-            EventPattern=json.dumps(
-                {
-                    "source": [TRANSCRIBE_SOURCE],
-                    "detail-type": [TRANSCRIBE_DETAIL_TYPE],
-                    "detail": {
-                        "TranscriptionJobName": [{"prefix": c.transcribe_job_prefix}],
-                        "TranscriptionJobStatus": TRANSCRIBE_FINAL_STATUSES,
-                    },
-                }
-            ),
+            EventPattern=json.dumps(job_state_change_pattern(c.transcribe_job_prefix)),
         )
         events.put_targets(
             Rule="transcribe-finished",
@@ -150,7 +140,7 @@ class Resources:
                         "QueueArn": self.queue_arn(uploads),
                         "Events": ["s3:ObjectCreated:*"],
                         "Filter": {
-                            "Key": {"FilterRules": [{"Name": "prefix", "Value": "uploads/"}]}
+                            "Key": {"FilterRules": [{"Name": "prefix", "Value": UPLOAD_PREFIX}]}
                         },
                     }
                 ]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from alertfusion.transcribe import EVENT_DETAIL_TYPE, EVENT_SOURCE
 from devstack.moto_hooks import MOTO_ACCOUNT_ID, MotoTranscriptionJob
 
 if TYPE_CHECKING:
@@ -18,10 +19,6 @@ if TYPE_CHECKING:
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 STANDIN_LABEL = "[local Transcribe stand-in]"
-TRANSCRIBE_SOURCE = "aws.transcribe"
-TRANSCRIBE_DETAIL_TYPE = "Transcribe Job State Change"
-#: the classifier rule's statuses (infra.constructs.classifier_function)
-TRANSCRIBE_FINAL_STATUSES = ["COMPLETED", "FAILED"]
 
 log = logging.getLogger("alertfusion.local")
 
@@ -195,8 +192,8 @@ class TranscribeStandIn:
         response = self._stack.client("events").put_events(
             Entries=[
                 {
-                    "Source": TRANSCRIBE_SOURCE,
-                    "DetailType": TRANSCRIBE_DETAIL_TYPE,
+                    "Source": EVENT_SOURCE,
+                    "DetailType": EVENT_DETAIL_TYPE,
                     "Detail": json.dumps(
                         {"TranscriptionJobName": job_name, "TranscriptionJobStatus": status}
                     ),

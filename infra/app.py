@@ -72,8 +72,9 @@ def main(app: App | None = None) -> int:
     """Synthesise the app (the CDK CLI passes context and outdir through the environment)."""
     app = app or App()
     try:
-        load_config(app.node.get_all_context())  # refuse bad context before building anything
-        build_app(app, core_layer_dir=build_core_layer())
+        # refuse bad context before building anything
+        config = load_config(app.node.get_all_context())
+        build_app(app, core_layer_dir=build_core_layer(architecture=config.architecture))
     except ConfigError as exc:
         sys.stderr.write(f"alertfusion: {exc.message}\n")
         return 2

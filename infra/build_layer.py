@@ -1,7 +1,7 @@
 """Build the zip functions' core layer (`alertfusion` under `python/`) without docker.
 
 The zip functions (starter, sweeper) run with two layers: this one and AWS's published
-Powertools v3 layer (`AWSLambdaPowertoolsPythonV3-python314-x86_64`, the version that
+Powertools v3 layer (`AWSLambdaPowertoolsPythonV3-python312-<arch>`, the version that
 requirements.txt pins). AWS builds that layer from `aws-lambda-powertools[all]`, which at
 the pinned version already brings pydantic v2 (+ pydantic-core compiled for the layer's
 Python), pydantic-settings, python-dotenv and the X-Ray SDK; the Lambda runtime brings
@@ -9,7 +9,7 @@ boto3. So the core layer normally holds only the pure-Python `alertfusion` packa
 
 Anything the zip functions need that neither the runtime nor the Powertools layer provides
 (`ZIP_FUNCTION_REQUIREMENTS` minus both) is installed from PyPI for the Lambda platform
-(`--platform manylinux2014_x86_64 --only-binary=:all: --python-version 3.14`) at the exact
+(`--platform manylinux2014_<machine> --only-binary=:all: --python-version 3.12`) at the exact
 version requirements.txt pins; that is the only case that needs the network.
 
     python -m infra.build_layer [--out build/layers/core]
@@ -126,7 +126,11 @@ def missing_from_layers() -> list[str]:
     return [f"{name}=={pins[name]}" for name in missing]
 
 
-def _pip_install_for_lambda(specs: list[str], target: Path) -> None:
+#: `-c architecture=` -> the machine name of manylinux wheel tags
+WHEEL_MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}
+
+
+def _pip_install_for_lambda(specs: list[str], target: Path, architecture: str) -> None:
     subprocess.run(  # noqa: S603 - fixed argv, pinned specifiers from requirements.txt
         [
             sys.executable,
@@ -138,7 +142,7 @@ def _pip_install_for_lambda(specs: list[str], target: Path) -> None:
             "--no-compile",
             "--only-binary=:all:",
             "--platform",
-            "manylinux2014_x86_64",
+            f"manylinux2014_{WHEEL_MACHINES[architecture]}",
             "--implementation",
             "cp",
             "--python-version",
@@ -151,8 +155,9 @@ def _pip_install_for_lambda(specs: list[str], target: Path) -> None:
     )
 
 
-def build_core_layer(out: Path = DEFAULT_LAYER_DIR) -> Path:
-    """Write the layer directory (`out/python/alertfusion/...`) and return `out`.
+def build_core_layer(out: Path = DEFAULT_LAYER_DIR, architecture: str = "x86_64") -> Path:
+    """Write the layer directory (`out/python/alertfusion/...`) and return `out`; wheels it
+    must carry itself (normally none) are those for `architecture` (x86_64 or arm64).
 
     Built next to `out` and renamed into place, so a concurrent synth never sees half a layer.
     """
@@ -164,7 +169,7 @@ def build_core_layer(out: Path = DEFAULT_LAYER_DIR) -> Path:
         shutil.copytree(CORE_PACKAGE_DIR, python_dir / "alertfusion", ignore=_IGNORE)
         extra = missing_from_layers()
         if extra:
-            _pip_install_for_lambda(extra, python_dir)
+            _pip_install_for_lambda(extra, python_dir, architecture)
         for path in staging.rglob("*"):
             # Lambda runs as an unprivileged user: everything readable, nothing writable.
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
@@ -181,8 +186,9 @@ def build_core_layer(out: Path = DEFAULT_LAYER_DIR) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_LAYER_DIR)
+    parser.add_argument("--architecture", choices=sorted(WHEEL_MACHINES), default="x86_64")
     args = parser.parse_args(argv)
-    out = build_core_layer(args.out)
+    out = build_core_layer(args.out, args.architecture)
     sys.stdout.write(f"core layer: {out}\n")
     return 0
 

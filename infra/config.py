@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from alertfusion import limits
 from alertfusion.backfill.plan import (
     DEFAULT_BACKFILL_PREFIXES,
     TRANSCRIBE_CONCURRENT_JOBS_QUOTA,
@@ -25,14 +26,28 @@ from alertfusion.backfill.plan import (
     BackfillSettings,
 )
 from alertfusion.errors import ConfigError
+from alertfusion.keys import DEFAULT_TRANSCRIBE_JOB_PREFIX, TRANSCRIBE_JOB_PREFIX_PATTERN
+from alertfusion.settings import DEFAULT_TRANSCRIBE_POLICY, TranscribePolicy
+from alertfusion.transcribe import DEFAULT_LANGUAGE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS_FILE = REPO_ROOT / "requirements.txt"
 
-#: The Python of the image and of the zip functions: the newest Lambda runtime that
-#: aws-cdk-lib (Runtime.PYTHON_3_14), the Powertools v3 layer (python314) and every pin of
-#: requirements.txt (cp314 / abi3 manylinux x86_64 wheels) support.
-LAMBDA_PYTHON_VERSION = "3.14"
+#: The Python of the image and of the zip functions: the one closest to the tests' 3.11 that
+#: can run the runtime lock. Lambda's 3.11 is Amazon Linux 2 (glibc 2.26), for which
+#: onnxruntime and numpy at the pinned versions publish no wheel; 3.12 runs on Amazon Linux
+#: 2023 and is the first Python whose managed images coordinate SnapStart's runtime hooks.
+#: `make image-deps` checks every pin of requirements.txt against it (both architectures).
+LAMBDA_PYTHON_VERSION = "3.12"
+#: glibc of the Amazon Linux release under that Lambda Python (the newest manylinux wheel
+#: tag pip accepts there).
+LAMBDA_GLIBC = (2, 34)
+#: SnapStart's runtime hooks (snapshot_restore_py in the managed images) start at 3.12.
+SNAPSTART_MIN_PYTHON = (3, 12)
+#: Lambda functions' architectures (-c architecture=...) and the image platform of each.
+ARCHITECTURES: dict[str, str] = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
+#: SnapStart caps a function's /tmp at 512 MiB.
+SNAPSTART_MAX_EPHEMERAL_MIB = 512
 
 #: CloudWatch Logs accepts only these retention periods (days -> aws_logs.RetentionDays).
 LOG_RETENTION_DAYS: dict[int, str] = {
@@ -107,28 +122,39 @@ class InfraConfig(BaseModel):
     upload_retention_days: int = Field(
         7, ge=1, le=3650, description="days before uploads/, transcripts/, results/ expire"
     )
-    job_ttl_days: int = Field(30, ge=1, le=3650, description="days before a job record expires")
-    transcribe_policy: Literal["always", "gated"] = Field(
-        "always", description="always transcribe, or only when the audio gate says alert"
+    job_ttl_days: int = Field(
+        limits.JOB_TTL_DAYS, ge=1, le=3650, description="days before a job record expires"
+    )
+    transcribe_policy: TranscribePolicy = Field(
+        DEFAULT_TRANSCRIBE_POLICY,
+        description="always transcribe, or only when the audio gate says alert",
     )
     transcribe_language: str = Field(
-        "ko-KR", pattern=r"^[a-z]{2}-[A-Z]{2}$", description="Transcribe language code"
+        DEFAULT_LANGUAGE, pattern=r"^[a-z]{2}-[A-Z]{2}$", description="Transcribe language code"
     )
     transcribe_job_prefix: str = Field(
-        "alert-",
-        pattern=r"^[0-9a-zA-Z._-]{1,40}$",
+        DEFAULT_TRANSCRIBE_JOB_PREFIX,
+        pattern=TRANSCRIBE_JOB_PREFIX_PATTERN,
         description="Transcribe job-name prefix; the EventBridge rule matches only it",
     )
     max_upload_bytes: int = Field(
-        50 * 1024 * 1024, ge=1024, le=2 * 1024**3, description="largest accepted upload"
+        limits.MAX_UPLOAD_BYTES, ge=1024, le=2 * 1024**3, description="largest accepted upload"
     )
-    min_audio_seconds: float = Field(0.5, gt=0, description="shortest accepted recording")
-    max_audio_seconds: float = Field(600.0, gt=0, le=14400, description="longest recording")
+    min_audio_seconds: float = Field(
+        limits.MIN_AUDIO_SECONDS, gt=0, description="shortest accepted recording"
+    )
+    max_audio_seconds: float = Field(
+        limits.MAX_AUDIO_SECONDS, gt=0, le=14400, description="longest recording"
+    )
     stuck_after_seconds: int = Field(
-        300, ge=60, description="sweeper checks TRANSCRIBING jobs older than this"
+        limits.STUCK_AFTER_SECONDS,
+        ge=60,
+        description="sweeper checks TRANSCRIBING jobs older than this",
     )
     hard_timeout_seconds: int = Field(
-        3600, ge=300, description="a job not DONE after this ends FAILED (TIMEOUT)"
+        limits.HARD_TIMEOUT_SECONDS,
+        ge=300,
+        description="a job not DONE after this ends FAILED (TIMEOUT)",
     )
     cors_allowed_origins: CsvList = Field(
         default_factory=list,
@@ -157,6 +183,23 @@ class InfraConfig(BaseModel):
     )
     removal_policy: Literal["retain", "destroy"] = Field(
         "retain", description="what `cdk destroy` does with the buckets and the jobs table"
+    )
+    architecture: Literal["x86_64", "arm64"] = Field(
+        "x86_64",
+        description="every function's architecture (arm64: Graviton, lower price per "
+        "GB-second); the image is built for the same platform",
+    )
+    snapstart: bool = Field(
+        False,
+        description="SnapStart on the classifier and the API function: published versions "
+        "restored from a snapshot taken after the engine loaded",
+    )
+    provisioned: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="provisioned concurrency on the classifier's and the API function's "
+        "`live` alias (0: none)",
     )
     # ---- backfills (alertfusion.backfill.plan.BackfillSettings reads the same names) ----
     backfill_prefixes: CsvList = Field(
@@ -214,6 +257,7 @@ class InfraConfig(BaseModel):
                 '(or set "fallback_allowed_cidrs" in the context of cdk.json)'
             )
         self._check_bundle()
+        self._check_deploy_options()
         try:
             self.backfill_settings()
         except ValidationError as exc:
@@ -222,6 +266,28 @@ class InfraConfig(BaseModel):
             if prefix.startswith(("transcripts/", "results/", "backfills/")):
                 raise ValueError(f"backfill_prefixes: {prefix!r} holds the pipeline's outputs")
         return self
+
+    def _check_deploy_options(self) -> None:
+        if self.fallback and self.architecture != "x86_64":
+            raise ValueError(
+                "architecture=arm64 with fallback=true: the fallback is an x86_64 t2.medium "
+                "that runs the functions' image, which would then be built for arm64; deploy "
+                "the fallback with architecture=x86_64"
+            )
+        if self.snapstart:
+            python = tuple(int(part) for part in LAMBDA_PYTHON_VERSION.split("."))
+            if python < SNAPSTART_MIN_PYTHON:
+                raise ValueError(
+                    f"snapstart=true needs Python {'.'.join(map(str, SNAPSTART_MIN_PYTHON))} "
+                    f"or later in the image; it runs {LAMBDA_PYTHON_VERSION}"
+                )
+            if self.bundle_is_s3:
+                raise ValueError(
+                    "snapstart=true with an s3:// bundle: SnapStart allows at most "
+                    f"{SNAPSTART_MAX_EPHEMERAL_MIB} MiB of /tmp, where an S3 bundle is "
+                    "downloaded; bake the bundle into the image (a bundle directory under "
+                    "build/models/) to use SnapStart"
+                )
 
     def _check_bundle(self) -> None:
         if self.bundle.startswith("s3://"):
@@ -258,6 +324,17 @@ class InfraConfig(BaseModel):
                 "BACKFILL_PREFIXES": ",".join(self.backfill_prefixes),
             }
         )
+
+    @property
+    def versioned(self) -> bool:
+        """The image functions publish a version and a `live` alias that their callers
+        invoke (SnapStart restores only published versions; provisioned concurrency needs a
+        version or alias)."""
+        return self.snapstart or self.provisioned > 0
+
+    @property
+    def image_platform(self) -> str:
+        return ARCHITECTURES[self.architecture]
 
     @property
     def bundle_is_s3(self) -> bool:

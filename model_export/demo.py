@@ -41,14 +41,7 @@ import torch
 
 from alertfusion.bundle_files import sha256_file
 from alertfusion.manifest import BINARY_LABELS, CLASS_LABELS, AudioPreprocessing, Manifest
-from model_export.build import (
-    BuildOptions,
-    Sources,
-    build_bundle,
-    check_output,
-    output_lock,
-    publish,
-)
+from model_export.build import BuildOptions, Sources, build_bundle
 from model_export.calibration import (
     CalibrationImages,
     audio_files,
@@ -65,6 +58,7 @@ from model_export.densenet import DenseNet121, Size, densenet_config
 from model_export.errors import ExportError, ExportReason
 from model_export.kobert import KoBertClassifier, kobert_config
 from model_export.onnx_export import compute_threads, pad_batch
+from model_export.outputs import check_output, output_lock, publish
 from model_export.progress import Progress
 from model_export.quantize import DEFAULT_THRESHOLD
 from model_export.tokenizer import TokenizerArtifacts, convert_tokenizer, train_demo_spm

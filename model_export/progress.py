@@ -80,6 +80,7 @@ def summarize(report: QuantizationReport) -> str:
     )
     return (
         f"int8 vs fp32 on {report.n_inputs} inputs: {report.n_decisive} decisive ({agreement}), "
-        f"{report.near_ties} near ties (threshold {report.threshold:.0%}); max logit error "
-        f"{report.max_logit_error or 0.0:.3g}, max prob shift {report.max_probability_shift:.4f}"
+        f"{report.near_ties} near ties (threshold {report.threshold:.0%}); largest logit error "
+        f"spread {report.max_logit_spread or 0.0:.3g} (L2 {report.max_logit_error or 0.0:.3g}), "
+        f"max prob shift {report.max_probability_shift:.4f}"
     )

@@ -62,7 +62,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from alertfusion.agreement import judge_logits
+from alertfusion.agreement import judge_logits, measure
 from alertfusion.manifest import QuantizationReport
 from model_export.errors import ExportError, ExportReason
 from model_export.onnx_export import (
@@ -400,7 +400,8 @@ def agreement_report(
     threshold: float,
 ) -> QuantizationReport:
     """int8 against fp32 judged by margins (alertfusion.agreement, leave one out): an input's
-    top-1 must agree where fp32's margin is beyond the int8 error of the other inputs."""
+    top-1 must agree where fp32's margin is beyond the largest error spread of the other
+    inputs."""
     if fp32_logits.shape != int8_logits.shape or fp32_logits.ndim != 2 or not len(fp32_logits):
         raise ValueError(f"logit shapes differ: {fp32_logits.shape} vs {int8_logits.shape}")
     n = len(fp32_logits)
@@ -416,13 +417,15 @@ def agreement_report(
             near_ties=0,
         )
     judged = judge_logits(fp32_logits, int8_logits)
+    tolerance = measure(fp32_logits, int8_logits)
     return QuantizationReport(
         method=method,  # type: ignore[arg-type]
         n_inputs=n,
         top1_agreement=float((fp32_logits.argmax(axis=1) == int8_logits.argmax(axis=1)).mean()),
         max_probability_shift=float(np.abs(softmax(fp32_logits) - softmax(int8_logits)).max()),
         threshold=threshold,
-        max_logit_error=judged.max_error,
+        max_logit_spread=tolerance.spread,
+        max_logit_error=tolerance.l2,
         n_decisive=len(judged.decisive),
         decisive_agreement=judged.rate,
         near_ties=len(judged.near_ties),
@@ -438,8 +441,8 @@ def enforce_threshold(name: str, report: QuantizationReport) -> None:
         return
     if agreement is None:
         found = (
-            "no calibration input has an fp32 margin beyond the int8 error (largest L2 logit "
-            f"error {report.max_logit_error or 0.0:.3g})"
+            "no calibration input has an fp32 margin beyond the int8 error (largest spread of "
+            f"an input's logit errors {report.max_logit_spread or 0.0:.3g})"
         )
     else:
         found = (

@@ -31,7 +31,7 @@ tokenisation before SentencePiece, see `model_export.spm_vocab.ReferenceTokenize
 same steps preceded by BertNormalizer and spaces around punctuation, and a Metaspace
 pre-tokenizer that gives every basic token its own ``▁``.
 
-Known differences, measured (README, tests/unit/tokenizer): SentencePiece adds path scores
+Known differences, measured (README, tests/export/tokenizer): SentencePiece adds path scores
 in float32, so when two segmentations score *exactly* the same (``.`` + ``..`` vs ``..`` +
 ``.``) its rounding picks one and `tokenizers` (float64) possibly the other —
 `check_against_reference` proves each such case is an exact tie; and two exotic

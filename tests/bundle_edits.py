@@ -56,7 +56,7 @@ def strict_int8(bundle: Path) -> None:
 
     def edit(raw: dict[str, Any]) -> None:
         for name in ("audio_binary", "audio_multiclass"):
-            raw["models"][name]["quantization_report"]["max_logit_error"] = 1e-6
+            raw["models"][name]["quantization_report"]["max_logit_spread"] = 1e-6
 
     edit_manifest(bundle, edit)
 

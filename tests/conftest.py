@@ -1,9 +1,15 @@
-"""Fixtures every tier shares: repository paths, AWS isolation, and tiny model bundles."""
+"""Fixtures every tier shares: repository paths, AWS isolation, tiny model bundles, and the
+import block of `make test-fast`."""
 
 from __future__ import annotations
 
+import importlib.abc
 import os
+import shutil
+import sys
+from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -30,21 +36,74 @@ for _key, _value in {
 os.environ.pop("AWS_PROFILE", None)
 
 
+#: comma-separated top-level modules this test process refuses to import (`make test-fast`
+#: sets torch, transformers, librosa, sentencepiece: the unit tier must run without them)
+REFUSE_IMPORTS_ENV = "TESTS_REFUSE_IMPORTS"
+
+
+class RefusedImports(importlib.abc.MetaPathFinder):
+    """Fails every import of the listed packages (ModuleNotFoundError, so an optional import
+    falls back as it would without the package installed)."""
+
+    def __init__(self, names: frozenset[str]) -> None:
+        self.names = names
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> None:
+        if fullname.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(
+                f"import of {fullname} refused ({REFUSE_IMPORTS_ENV}): this tier must run "
+                "without it; a test that needs it belongs to the export tier (tests/export/)",
+                name=fullname,
+            )
+        return None
+
+
+def _refuse_imports() -> None:
+    names = frozenset(n.strip() for n in os.environ.get(REFUSE_IMPORTS_ENV, "").split(","))
+    names -= {""}
+    if not names:
+        return
+    loaded = sorted(m for m in sys.modules if m.partition(".")[0] in names)
+    if loaded:
+        raise RuntimeError(f"{REFUSE_IMPORTS_ENV}: {loaded} were imported before tests/conftest.py")
+    sys.meta_path.insert(0, RefusedImports(names))
+
+
+_refuse_imports()
+
+
 @pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny fp32 bundle made by the same code path as `model_export demo --size tiny`."""
-    from model_export.demo import build_demo_bundle
+def tiny_bundle_cache() -> Path:
+    """This checkout's entry of the tiny-bundle cache (tests/bundle_cache.py), built first when
+    missing and this process may import PyTorch."""
+    from tests.bundle_cache import CacheError, ensure
 
-    out = tmp_path_factory.mktemp("bundles") / "tiny-fp32"
-    build_demo_bundle(out, size="tiny", quantize="none")
-    return out
+    try:
+        return ensure()
+    except CacheError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def _session_copy(entry: Path, name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of one cached bundle and its demo checkpoints for this session: no test can
+    change the cache."""
+    out = tmp_path_factory.mktemp("bundles")
+    for part in (name, f"{name}-checkpoints"):
+        shutil.copytree(entry / part, out / part)
+    return out / name
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle_int8(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny int8 bundle (static QDQ audio models, dynamic int8 text model)."""
-    from model_export.demo import build_demo_bundle
+def tiny_bundle(tiny_bundle_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny fp32 bundle made by `model_export demo --size tiny --quantize none`, its demo
+    checkpoints beside it (`model_export.demo.demo_checkpoint_dir`)."""
+    return _session_copy(tiny_bundle_cache, "tiny-fp32", tmp_path_factory)
 
-    out = tmp_path_factory.mktemp("bundles") / "tiny-int8"
-    build_demo_bundle(out, size="tiny", quantize="int8")
-    return out
+
+@pytest.fixture(scope="session")
+def tiny_bundle_int8(tiny_bundle_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny int8 bundle (static QDQ audio models, dynamic int8 text model), built on this
+    CPU, its demo checkpoints beside it."""
+    return _session_copy(tiny_bundle_cache, "tiny-int8", tmp_path_factory)

@@ -2,7 +2,9 @@
 `handler` (Mangum, for API Gateway REST v1 and HTTP v2 events).
 
 Importing this module loads no model and imports neither numpy nor onnxruntime: the
-classifying routes import the engine on their first request (`deps._load_engine`).
+classifying routes import the engine on their first request (`deps._load_engine`), unless
+the stack asks for it during init (SnapStart, provisioned concurrency: ALERTFUSION_WARM_ON_INIT,
+alertfusion.runtime_hooks).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alertfusion import __version__
 from alertfusion.errors import AlertFusionError
+from alertfusion.runtime_hooks import prepare_sandbox
+from functions.api.deps import get_classifier_provider
 from functions.api.errors import handle_exception
 from functions.api.middleware import ContentLengthLimit, RequestContext, StagePrefix
 from functions.api.routers import backfills, health, jobs, page, predict, uploads
@@ -74,3 +78,4 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
 app = create_app()
 handler = Mangum(app, lifespan="off")
+prepare_sandbox(get_classifier_provider())

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from alertfusion.aws import error_code
 from alertfusion.dynamodb import call_dynamodb, now_utc, utc_iso
 from alertfusion.errors import AlertFusionError, ReasonCode, TransientError
 
@@ -73,7 +74,7 @@ class IdempotencyStore:
                 )
                 return Claim(new_job_id, replayed=False)
             except ClientError as exc:
-                if _code(exc) != "ConditionalCheckFailedException":
+                if error_code(exc) != "ConditionalCheckFailedException":
                     raise
             item = self._call(
                 "get_item",
@@ -93,7 +94,3 @@ class IdempotencyStore:
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         return call_dynamodb(self._client, self.table_name, operation, **kwargs)
-
-
-def _code(exc: Any) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from alertfusion.audio import SNIFF_BYTES, sniff_format
+from alertfusion.aws import S3_DENIED_CODES, S3_NOT_FOUND_CODES, error_code
 from alertfusion.errors import (
     AlertFusionError,
     AudioError,
@@ -23,8 +24,6 @@ from functions.api.log import logger
 MAX_KEY_BYTES = 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _LABEL_UNSAFE = re.compile(r"[^\w.\- ()\[\]]+")
-_S3_NOT_FOUND = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchVersion"})
-_S3_DENIED = frozenset({"AccessDenied", "403", "Forbidden"})
 
 
 def display_name(filename: str | None, default: str = "the audio") -> str:
@@ -123,9 +122,9 @@ def read_object(s3: Any, bucket: str, key: str, max_bytes: int) -> bytes:
     try:
         response = s3.get_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in _S3_NOT_FOUND or code in _S3_DENIED:
-            if code in _S3_DENIED:
+        code = error_code(exc)
+        if code in S3_NOT_FOUND_CODES or code in S3_DENIED_CODES:
+            if code in S3_DENIED_CODES:
                 logger.warning("S3 denied a read under an allowed prefix", extra={"s3": code})
             raise InputError(
                 "no object with this key (or it is not readable)",

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from alertfusion.errors import ReasonCode
-from alertfusion.jobs import JobStatus, UtcDateTime, Verdict
+from alertfusion.jobs import JobStatus, TranscribeState, UtcDateTime, Verdict
 from alertfusion.result import ClassificationResult, to_legacy
 
 _PROBS: dict[str, Any] = {
@@ -257,7 +257,7 @@ class JobFailure(_ApiModel):
 
 
 class JobTranscribe(_ApiModel):
-    status: Literal["STARTED", "COMPLETED", "FAILED", "SKIPPED"] | None = None
+    status: TranscribeState | None = None
     detail: str | None = None
 
 

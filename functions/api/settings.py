@@ -13,6 +13,8 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from alertfusion.keys import UPLOAD_PREFIX
+from alertfusion.limits import MAX_TEXT_CHARS
 from alertfusion.settings import load_settings
 
 #: API Gateway accepts 10 MB per request, a synchronous Lambda invocation at most 6 MB
@@ -50,10 +52,10 @@ class ApiSettings(BaseSettings):
         DEFAULT_MAX_BODY_BYTES, gt=0, le=1024**3, validation_alias="MAX_BODY_BYTES"
     )
     #: longest accepted text (characters); the engine reads the same variable
-    max_text_chars: int = Field(5000, gt=0, validation_alias="MAX_TEXT_CHARS")
+    max_text_chars: int = Field(MAX_TEXT_CHARS, gt=0, validation_alias="MAX_TEXT_CHARS")
     #: key prefixes `/predict_s3` may read in the pipeline's bucket (comma-separated)
     predict_s3_prefixes: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["uploads/"], validation_alias="PREDICT_S3_PREFIXES"
+        default_factory=lambda: [UPLOAD_PREFIX], validation_alias="PREDICT_S3_PREFIXES"
     )
     #: lifetime of the presigned POST that `POST /uploads` answers
     upload_url_expires_seconds: int = Field(

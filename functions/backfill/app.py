@@ -16,13 +16,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from alertfusion.backfill.batch import admit, check, summarize
 from alertfusion.errors import InputError, ReasonCode
-from alertfusion.observability import logger, metrics, tracer
+from alertfusion.observability import logger, metrics
 
 _ACTIONS = {"admit": admit, "check": check, "summarize": summarize}
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     action = event.get("action")

@@ -14,7 +14,8 @@ events → preliminary and final verdicts (alertfusion.pipeline), dispatched on 
 Permanent input problems (undecodable audio, a vanished upload) end the job FAILED inside
 the pipeline functions and return normally; what still raises here is transient (throttling,
 timeouts, a bundle that cannot load) or a malformed message, and is retried. The engine
-comes from ``alertfusion.engine.get_engine()`` on first use, never at import.
+comes from ``alertfusion.engine.get_engine()`` on first use, never at import, unless the
+stack asks for it during init (SnapStart, provisioned concurrency: alertfusion.runtime_hooks).
 """
 
 from __future__ import annotations
@@ -32,18 +33,16 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from alertfusion.errors import InputError, ReasonCode
-from alertfusion.observability import logger, metrics, tracer
+from alertfusion.observability import logger, metrics
 from alertfusion.pipeline.context import get_context
 from alertfusion.pipeline.outcomes import StageOutcome
 from alertfusion.pipeline.stages import finalize_job, reclassify_job, run_audio_stage
+from alertfusion.runtime_hooks import prepare_sandbox
 from alertfusion.tasks import AudioStageTask, FinalizeTask, parse_task
-from alertfusion.transcribe import parse_job_state_change
+from alertfusion.transcribe import is_job_state_change, parse_job_state_change
 
 if TYPE_CHECKING:
     from alertfusion.protocols import Classifier
-
-TRANSCRIBE_SOURCE = "aws.transcribe"
-TRANSCRIBE_DETAIL_TYPE = "Transcribe Job State Change"
 
 _processor = BatchProcessor(event_type=EventType.SQS)
 _frozen = False
@@ -76,14 +75,6 @@ def _is_sqs_event(event: dict[str, Any]) -> bool:
     )
 
 
-def _is_transcribe_event(event: dict[str, Any]) -> bool:
-    return (
-        event.get("source") == TRANSCRIBE_SOURCE
-        and event.get("detail-type") == TRANSCRIBE_DETAIL_TYPE
-    )
-
-
-@tracer.capture_method(capture_response=False)
 def handle_task(record: SQSRecord) -> dict[str, Any]:
     """One work-queue message: parse the task, run its stage. Raising fails the record."""
     try:
@@ -140,7 +131,6 @@ def _handle_transcribe_event(event: dict[str, Any]) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if _is_sqs_event(event):
@@ -150,7 +140,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 event=event, record_handler=handle_task, processor=_processor, context=context
             )
         )
-    if _is_transcribe_event(event):
+    if is_job_state_change(event):
         metrics.add_metric(name="TranscribeEvents", unit=MetricUnit.Count, value=1)
         return _handle_transcribe_event(event)
     # Not an event this function is wired to: fail loudly (the invocation lands in the
@@ -161,3 +151,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         f"got keys {sorted(event)[:10]}",
         code=ReasonCode.INVALID_INPUT,
     )
+
+
+# SnapStart snapshots / provisioned sandboxes: the engine loads during init (off by default).
+prepare_sandbox(get_classifier)

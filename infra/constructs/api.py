@@ -31,14 +31,18 @@ from infra.config import InfraConfig
 from infra.constructs.audio_bucket import UPLOADS_PREFIX
 from infra.constructs.backfill import allow_backfill_control, backfill_environment
 from infra.constructs.function_support import (
+    acknowledge_snapstart_publish,
     acknowledge_xray,
     api_environment,
     engine_environment,
     function_log_group,
     grant_bundle_read,
+    lambda_architecture,
     lambda_role,
+    live_target,
     log_retention,
     pipeline_environment,
+    snap_start,
 )
 from infra.constructs.permissions import TABLE_READ_WRITE_ACTIONS, allow_objects, allow_table
 from infra.constructs.service_image import API_COMMAND, ServiceImage
@@ -80,7 +84,8 @@ class AlertFusionApi(Construct):
             "Function",
             description="alertfusion HTTP API (FastAPI behind Mangum)",
             code=image.lambda_code(API_COMMAND),
-            architecture=lambda_.Architecture.X86_64,
+            architecture=lambda_architecture(config),
+            snap_start=snap_start(config),
             role=self.role,
             log_group=log_group,
             memory_size=config.api_memory_mb,
@@ -88,6 +93,9 @@ class AlertFusionApi(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             environment=environment,
         )
+        acknowledge_snapstart_publish(self.function, config)
+        #: what API Gateway invokes (the `live` alias when versioned)
+        self.target = live_target(self.function, config)
         # POST /uploads presigns a POST to uploads/<job>.<ext> (the signature carries this
         # role's s3:PutObject); /predict_s3 reads objects under uploads/ (PREDICT_S3_PREFIXES,
         # which the tests tie to this grant).
@@ -146,7 +154,7 @@ class AlertFusionApi(Construct):
             # One function behind every method: one invoke permission for the whole API
             # instead of two per method (Lambda's resource policy is capped at 20 KB).
             default_integration=apigw.LambdaIntegration(
-                self.function, scope_permission_to_method=False
+                self.target, scope_permission_to_method=False
             ),
             endpoint_types=[apigw.EndpointType.REGIONAL],
             binary_media_types=BINARY_MEDIA_TYPES,

@@ -15,9 +15,12 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-UPLOADS_PREFIX = "uploads/"
-TRANSCRIPTS_PREFIX = "transcripts/"
-RESULTS_PREFIX = "results/"
+from alertfusion import keys
+
+#: the key scheme is alertfusion.keys' (the functions write and read these prefixes)
+UPLOADS_PREFIX = keys.UPLOAD_PREFIX
+TRANSCRIPTS_PREFIX = keys.TRANSCRIPT_PREFIX
+RESULTS_PREFIX = keys.RESULT_PREFIX
 EXPIRING_PREFIXES = (UPLOADS_PREFIX, TRANSCRIPTS_PREFIX, RESULTS_PREFIX)
 
 ACCESS_LOG_RETENTION_DAYS = 90

@@ -21,15 +21,17 @@ from alertfusion.keys import BACKFILL_PREFIX
 from infra.config import REPO_ROOT, InfraConfig
 from infra.constructs.audio_bucket import AudioBucket
 from infra.constructs.function_support import (
-    PipelineResources,
+    PipelineFunctionProps,
     acknowledge_xray,
+    acknowledge_zip_runtime,
     function_log_group,
+    lambda_architecture,
     lambda_role,
     log_retention,
     pipeline_environment,
 )
 from infra.constructs.jobs_table import JobsTable
-from infra.constructs.layers import ZIP_ARCHITECTURE, ZIP_RUNTIME, FunctionLayers
+from infra.constructs.layers import ZIP_RUNTIME, FunctionLayers
 from infra.constructs.permissions import TABLE_READ_WRITE_ACTIONS, allow_objects, allow_table
 from infra.constructs.queues import PipelineQueues
 from infra.nag import acknowledge, acknowledge_wildcard_resource
@@ -158,28 +160,27 @@ class Backfill(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: InfraConfig,
+        props: PipelineFunctionProps,
         bucket: AudioBucket,
         table: JobsTable,
         queues: PipelineQueues,
         layers: FunctionLayers,
         classifier_role: iam.IRole,
-        resources: PipelineResources,
-        removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
+        config, removal_policy = props.config, props.removal_policy
         self.plan = backfill_plan(config)
         bucket_arn = bucket.bucket.bucket_arn
         log_group = function_log_group(self, "Logs", config, removal_policy)
         self.role = lambda_role(self, "Role", log_group)
-        environment = pipeline_environment(config, resources, service="backfill")
+        environment = pipeline_environment(config, props.resources, service="backfill")
         environment.update(backfill_environment(config))
         self.function = lambda_.Function(
             self,
             "Function",
             description="alertfusion backfill: admit a batch, check its jobs, summarize a run",
             runtime=ZIP_RUNTIME,
-            architecture=ZIP_ARCHITECTURE,
+            architecture=lambda_architecture(config),
             handler=BACKFILL_HANDLER,
             code=lambda_.Code.from_asset(str(BACKFILL_ASSET_DIR), exclude=ZIP_ASSET_EXCLUDES),
             layers=layers.all,
@@ -190,6 +191,7 @@ class Backfill(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             environment=environment,
         )
+        acknowledge_zip_runtime(self.function)
         acknowledge(
             self.function,
             "Serverless-LambdaDLQ",

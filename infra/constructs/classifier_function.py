@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Size
+from aws_cdk import Duration, Size
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
@@ -11,6 +11,7 @@ from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as sources
 from constructs import Construct
 
+from alertfusion.transcribe import job_state_change_pattern
 from infra.config import InfraConfig
 from infra.constructs.audio_bucket import (
     RESULTS_PREFIX,
@@ -20,14 +21,18 @@ from infra.constructs.audio_bucket import (
 )
 from infra.constructs.emergency_bus import EmergencyBus
 from infra.constructs.function_support import (
-    PipelineResources,
+    PipelineFunctionProps,
     acknowledge_destination_not_dlq,
+    acknowledge_snapstart_publish,
     acknowledge_xray,
     engine_environment,
     function_log_group,
     grant_bundle_read,
+    lambda_architecture,
     lambda_role,
+    live_target,
     pipeline_environment,
+    snap_start,
 )
 from infra.constructs.jobs_table import JobsTable
 from infra.constructs.permissions import (
@@ -41,9 +46,6 @@ from infra.constructs.queues import WORK_MAX_RECEIVE_COUNT, PipelineQueues
 from infra.constructs.service_image import CLASSIFIER_COMMAND, ServiceImage
 from infra.nag import acknowledge
 
-TRANSCRIBE_EVENT_SOURCE = "aws.transcribe"
-TRANSCRIBE_EVENT_DETAIL_TYPE = "Transcribe Job State Change"
-TRANSCRIBE_FINAL_STATUSES = ["COMPLETED", "FAILED"]
 #: EventBridge's retries of a Lambda target it could not invoke, and how long it keeps trying
 EVENT_RETRY_ATTEMPTS = 8
 EVENT_MAX_AGE_HOURS = 2
@@ -52,7 +54,7 @@ CLASSIFIER_ASYNC_RETRIES = 2
 CLASSIFIER_MAX_EVENT_AGE_HOURS = 6
 #: One task per invocation: a task can hold a long recording and must finish in the timeout.
 WORK_BATCH_SIZE = 1
-#: /tmp for an s3:// bundle (downloaded once per sandbox) next to the numba cache
+#: /tmp for an s3:// bundle (downloaded once per sandbox)
 S3_BUNDLE_EPHEMERAL_MIB = 2048
 
 
@@ -62,26 +64,26 @@ class ClassifierFunction(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: InfraConfig,
+        props: PipelineFunctionProps,
         image: ServiceImage,
         bucket: AudioBucket,
         table: JobsTable,
         queues: PipelineQueues,
         bus: EmergencyBus,
-        resources: PipelineResources,
-        removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        log_group = function_log_group(self, "Logs", config, removal_policy)
+        config = props.config
+        log_group = function_log_group(self, "Logs", config, props.removal_policy)
         self.role = lambda_role(self, "Role", log_group)
-        environment = pipeline_environment(config, resources, service="classifier")
+        environment = pipeline_environment(config, props.resources, service="classifier")
         environment.update(engine_environment(config))
         self.function = lambda_.DockerImageFunction(
             self,
             "Function",
             description="alertfusion classifier: audio stage + Transcribe finished -> verdict",
             code=image.lambda_code(CLASSIFIER_COMMAND),
-            architecture=lambda_.Architecture.X86_64,
+            architecture=lambda_architecture(config),
+            snap_start=snap_start(config),
             role=self.role,
             log_group=log_group,
             memory_size=config.classifier_memory_mb,
@@ -96,10 +98,19 @@ class ClassifierFunction(Construct):
             max_event_age=Duration.hours(CLASSIFIER_MAX_EVENT_AGE_HOURS),
         )
         acknowledge_destination_not_dlq(self.function)
+        acknowledge_snapstart_publish(self.function, config)
+        #: what the work queue and the Transcribe rule invoke (the `live` alias when versioned)
+        self.target = live_target(
+            self.function,
+            config,
+            on_failure=destinations.SqsDestination(queues.async_failures),
+            retry_attempts=CLASSIFIER_ASYNC_RETRIES,
+            max_event_age=Duration.hours(CLASSIFIER_MAX_EVENT_AGE_HOURS),
+        )
         work_source = sources.SqsEventSource(
             queues.work, batch_size=WORK_BATCH_SIZE, report_batch_item_failures=True
         )
-        self.function.add_event_source(work_source)
+        self.target.add_event_source(work_source)
         acknowledge(
             self.function,
             "Serverless-LambdaEventSourceMappingDestination",
@@ -107,21 +118,19 @@ class ClassifierFunction(Construct):
             "them for stream and Kafka sources); the work queue's redrive policy moves a task "
             f"to WorkDlq after {WORK_MAX_RECEIVE_COUNT} receives, and WorkDlq is alarmed.",
         )
+        pattern = job_state_change_pattern(config.transcribe_job_prefix)
         self.transcribe_rule = events.Rule(
             self,
             "TranscribeFinished",
             description="this pipeline's Transcribe jobs that finished (COMPLETED or FAILED)",
             event_pattern=events.EventPattern(
-                source=[TRANSCRIBE_EVENT_SOURCE],
-                detail_type=[TRANSCRIBE_EVENT_DETAIL_TYPE],
-                detail={
-                    "TranscriptionJobName": events.Match.prefix(config.transcribe_job_prefix),
-                    "TranscriptionJobStatus": TRANSCRIBE_FINAL_STATUSES,
-                },
+                source=pattern["source"],
+                detail_type=pattern["detail-type"],
+                detail=pattern["detail"],
             ),
             targets=[
                 targets.LambdaFunction(
-                    self.function,
+                    self.target,
                     dead_letter_queue=queues.events_dlq,
                     retry_attempts=EVENT_RETRY_ATTEMPTS,
                     max_event_age=Duration.hours(EVENT_MAX_AGE_HOURS),

@@ -5,8 +5,7 @@ from __future__ import annotations
 from aws_cdk import aws_events as events
 from constructs import Construct
 
-EMERGENCY_EVENT_SOURCE = "alertfusion"
-EMERGENCY_DETAIL_TYPE = "EmergencyDetected"
+from alertfusion.notify import DETAIL_TYPE, EVENT_SOURCE
 
 
 class EmergencyBus(Construct):
@@ -17,6 +16,5 @@ class EmergencyBus(Construct):
         self.bus = events.EventBus(
             self,
             "Bus",
-            description=f"{EMERGENCY_DETAIL_TYPE} events (source {EMERGENCY_EVENT_SOURCE}), "
-            "once per job and stage",
+            description=f"{DETAIL_TYPE} events (source {EVENT_SOURCE}), once per job and stage",
         )

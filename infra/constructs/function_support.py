@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -15,6 +16,13 @@ from infra.constructs.audio_bucket import UPLOADS_PREFIX
 from infra.nag import acknowledge
 
 POWERTOOLS_METRICS_NAMESPACE = "alertfusion"
+#: The alias callers invoke when the image functions publish versions (snapstart or
+#: provisioned concurrency): event sources, EventBridge targets and the API integration.
+LIVE_ALIAS = "live"
+#: Set on the image functions whose init runs ahead of the first request (a SnapStart
+#: snapshot, provisioned concurrency): the handler module loads the engine at import, so the
+#: snapshot / the prepared sandbox already holds the ONNX Runtime sessions.
+WARM_ON_INIT_ENV = "ALERTFUSION_WARM_ON_INIT"
 POWERTOOLS_LOG_LEVEL = "INFO"
 #: What `POST /predict_s3` may read: the API's role may read objects only under uploads/.
 PREDICT_S3_PREFIXES = (UPLOADS_PREFIX,)
@@ -33,6 +41,16 @@ class PipelineResources:
     table_name: str
     event_bus_name: str
     work_queue_url: str
+
+
+@dataclass(frozen=True)
+class PipelineFunctionProps:
+    """What the stack hands every pipeline function construct alike (starter, classifier,
+    sweeper); each construct takes its own resources (bucket, table, queues...) beside it."""
+
+    config: InfraConfig
+    resources: PipelineResources
+    removal_policy: RemovalPolicy
 
 
 def pipeline_environment(
@@ -87,12 +105,78 @@ def engine_environment(config: InfraConfig) -> dict[str, str]:
     too; repeating them here keeps a custom image from silently writing elsewhere)."""
     env = {
         "HOME": "/tmp",
-        "NUMBA_CACHE_DIR": "/tmp/numba-cache",
         "BUNDLE_CACHE_DIR": "/tmp/alertfusion-bundle",
     }
     if config.bundle_is_s3:
         env["MODEL_BUNDLE"] = config.bundle
+    if config.versioned:
+        env[WARM_ON_INIT_ENV] = "true"
     return env
+
+
+def lambda_architecture(config: InfraConfig) -> lambda_.Architecture:
+    """`-c architecture=`: every function, zip and image alike."""
+    return (
+        lambda_.Architecture.ARM_64
+        if config.architecture == "arm64"
+        else lambda_.Architecture.X86_64
+    )
+
+
+def snap_start(config: InfraConfig) -> lambda_.SnapStartConf | None:
+    """`-c snapstart=true`: Lambda snapshots each published version after its init."""
+    return lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if config.snapstart else None
+
+
+def acknowledge_zip_runtime(function: Construct) -> None:
+    """The zip functions run the same Python as the image, not the newest Lambda offers."""
+    reason = (
+        "Python 3.12 on purpose (infra.config.LAMBDA_PYTHON_VERSION): one Python for every "
+        "function, the closest to the tests' 3.11 that the image's runtime lock can run on "
+        "(Lambda's 3.11 is Amazon Linux 2, for which onnxruntime publishes no wheel); "
+        "supported by Lambda until 2028-10-31."
+    )
+    acknowledge(function, "AwsSolutions-L1", reason)
+    acknowledge(function, "Serverless-LambdaLatestVersion", reason)
+
+
+def acknowledge_snapstart_publish(function: Construct, config: InfraConfig) -> None:
+    """CDK warns that SnapStart needs a published version; `live_target` publishes one."""
+    if config.snapstart:
+        acknowledge(
+            function,
+            "@aws-cdk/aws-lambda:snapStartRequirePublish",
+            "The live alias (function_support.live_target) publishes the current version "
+            "and every caller invokes that alias, so SnapStart applies.",
+        )
+
+
+def live_target(
+    function: lambda_.Function,
+    config: InfraConfig,
+    *,
+    on_failure: lambda_.IDestination | None = None,
+    retry_attempts: int | None = None,
+    max_event_age: Duration | None = None,
+) -> lambda_.IFunction:
+    """What callers invoke. By default the function itself ($LATEST). With SnapStart or
+    provisioned concurrency: the `live` alias of the version published from the current
+    configuration (a new one whenever the code or the configuration changes), carrying the
+    provisioned concurrency and the same asynchronous-invocation settings as the function
+    (Lambda applies those per qualifier, so the alias needs its own)."""
+    if not config.versioned:
+        return function
+    return lambda_.Alias(
+        function,
+        "Live",
+        alias_name=LIVE_ALIAS,
+        version=function.current_version,
+        description="the version callers invoke (SnapStart restores / provisioned concurrency)",
+        provisioned_concurrent_executions=config.provisioned or None,
+        on_failure=on_failure,
+        retry_attempts=retry_attempts,
+        max_event_age=max_event_age,
+    )
 
 
 def log_retention(config: InfraConfig) -> logs.RetentionDays:

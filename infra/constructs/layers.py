@@ -9,15 +9,16 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.config import LAMBDA_PYTHON_VERSION, InfraConfig
+from infra.constructs.function_support import lambda_architecture
 
-ZIP_RUNTIME = lambda_.Runtime.PYTHON_3_14
-ZIP_ARCHITECTURE = lambda_.Architecture.X86_64
+ZIP_RUNTIME = lambda_.Runtime.PYTHON_3_12
 
 
-def powertools_layer_parameter(version: str) -> str:
-    """The public SSM parameter AWS publishes for each Powertools release and Python version;
-    its value is the layer ARN in the deployment region (resolved by CloudFormation)."""
-    return f"/aws/service/powertools/python/x86_64/python{LAMBDA_PYTHON_VERSION}/{version}"
+def powertools_layer_parameter(version: str, architecture: str = "x86_64") -> str:
+    """The public SSM parameter AWS publishes for each Powertools release, architecture and
+    Python version; its value is the layer ARN in the deployment region (resolved by
+    CloudFormation)."""
+    return f"/aws/service/powertools/python/{architecture}/python{LAMBDA_PYTHON_VERSION}/{version}"
 
 
 class FunctionLayers(Construct):
@@ -38,11 +39,11 @@ class FunctionLayers(Construct):
             "Core",
             code=lambda_.Code.from_asset(str(core_layer_dir)),
             compatible_runtimes=[ZIP_RUNTIME],
-            compatible_architectures=[ZIP_ARCHITECTURE],
+            compatible_architectures=[lambda_architecture(config)],
             description="alertfusion core library (pure Python; heavy imports are lazy)",
         )
         arn = ssm.StringParameter.value_for_string_parameter(
-            self, powertools_layer_parameter(config.powertools_version)
+            self, powertools_layer_parameter(config.powertools_version, config.architecture)
         )
         self.powertools = lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", arn)
 

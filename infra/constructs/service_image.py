@@ -1,7 +1,8 @@
 """The one container image (functions/Dockerfile): how CDK stages and builds it.
 
 `cdk synth` only stages the build context into cdk.out (no docker needed); `cdk deploy`
-builds it for linux/amd64 and pushes it to the CDK asset repository. The classifier, the
+builds it for the functions' platform (`-c architecture=`: linux/amd64 by default,
+linux/arm64) and pushes it to the CDK asset repository. The classifier, the
 API function and the EC2 fallback all name the same asset (same context, same options, so
 the same hash and one image).
 """
@@ -33,29 +34,38 @@ class ServiceImage:
 
     target: str
     build_args: dict[str, str]
+    #: the Dockerfile's PLATFORM build argument and the asset's platform ("linux/amd64")
+    platform: str = "linux/amd64"
     #: added to .dockerignore's allow-list: only the bundle this build bakes is staged
     exclude: list[str] = field(default_factory=list)
 
     @classmethod
     def for_config(cls, config: InfraConfig) -> ServiceImage:
+        platform = {"PLATFORM": config.image_platform}
         if config.bundle_is_s3:
             return cls(
                 target=S3_TARGET,
-                build_args={"MODEL_BUNDLE_URI": config.bundle},
+                build_args={**platform, "MODEL_BUNDLE_URI": config.bundle},
+                platform=config.image_platform,
                 exclude=["build/models"],
             )
         bundle = config.bundle_context_path
         return cls(
             target=BAKED_TARGET,
-            build_args={"BUNDLE_DIR": bundle},
+            build_args={**platform, "BUNDLE_DIR": bundle},
+            platform=config.image_platform,
             exclude=["build/models/*", f"!{bundle}"],
         )
+
+    @property
+    def asset_platform(self) -> ecr_assets.Platform:
+        return ecr_assets.Platform.custom(self.platform)
 
     def lambda_code(self, command: str) -> lambda_.DockerImageCode:
         return lambda_.DockerImageCode.from_image_asset(
             str(REPO_ROOT),
             file=DOCKERFILE,
-            platform=ecr_assets.Platform.LINUX_AMD64,
+            platform=self.asset_platform,
             target=self.target,
             build_args=self.build_args,
             exclude=self.exclude,
@@ -69,7 +79,7 @@ class ServiceImage:
             construct_id,
             directory=str(REPO_ROOT),
             file=DOCKERFILE,
-            platform=ecr_assets.Platform.LINUX_AMD64,
+            platform=self.asset_platform,
             target=self.target,
             build_args=self.build_args,
             exclude=self.exclude,

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from constructs import Construct
 
-from infra.config import REPO_ROOT, InfraConfig
+from infra.config import REPO_ROOT
 from infra.constructs.audio_bucket import TRANSCRIPTS_PREFIX, UPLOADS_PREFIX, AudioBucket
 from infra.constructs.function_support import (
-    PipelineResources,
+    PipelineFunctionProps,
     acknowledge_destination_not_dlq,
     acknowledge_xray,
+    acknowledge_zip_runtime,
     function_log_group,
+    lambda_architecture,
     lambda_role,
     pipeline_environment,
 )
 from infra.constructs.jobs_table import JobsTable
-from infra.constructs.layers import ZIP_ARCHITECTURE, ZIP_RUNTIME, FunctionLayers
+from infra.constructs.layers import ZIP_RUNTIME, FunctionLayers
 from infra.constructs.permissions import (
     TABLE_READ_WRITE_ACTIONS,
     allow_objects,
@@ -45,23 +47,22 @@ class StarterFunction(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: InfraConfig,
+        props: PipelineFunctionProps,
         bucket: AudioBucket,
         table: JobsTable,
         queues: PipelineQueues,
         layers: FunctionLayers,
-        resources: PipelineResources,
-        removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        log_group = function_log_group(self, "Logs", config, removal_policy)
+        config = props.config
+        log_group = function_log_group(self, "Logs", config, props.removal_policy)
         self.role = lambda_role(self, "Role", log_group)
         self.function = lambda_.Function(
             self,
             "Function",
             description="alertfusion starter: upload event -> job -> Transcribe + audio stage",
             runtime=ZIP_RUNTIME,
-            architecture=ZIP_ARCHITECTURE,
+            architecture=lambda_architecture(config),
             handler=STARTER_HANDLER,
             code=lambda_.Code.from_asset(str(STARTER_ASSET_DIR), exclude=ZIP_ASSET_EXCLUDES),
             layers=layers.all,
@@ -70,12 +71,13 @@ class StarterFunction(Construct):
             memory_size=config.starter_memory_mb,
             timeout=Duration.seconds(STARTER_TIMEOUT_SECONDS),
             tracing=lambda_.Tracing.ACTIVE,
-            environment=pipeline_environment(config, resources, service="starter"),
+            environment=pipeline_environment(config, props.resources, service="starter"),
             on_failure=destinations.SqsDestination(queues.async_failures),
             retry_attempts=STARTER_ASYNC_RETRIES,
             max_event_age=Duration.hours(STARTER_MAX_EVENT_AGE_HOURS),
         )
         acknowledge_destination_not_dlq(self.function)
+        acknowledge_zip_runtime(self.function)
         bucket.bucket.add_event_notification(
             s3.EventType.OBJECT_CREATED,
             s3n.LambdaDestination(self.function),

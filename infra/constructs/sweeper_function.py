@@ -3,24 +3,26 @@ fails jobs past the hard timeout."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from constructs import Construct
 
-from infra.config import REPO_ROOT, InfraConfig
+from infra.config import REPO_ROOT
 from infra.constructs.function_support import (
-    PipelineResources,
+    PipelineFunctionProps,
     acknowledge_destination_not_dlq,
     acknowledge_xray,
+    acknowledge_zip_runtime,
     function_log_group,
+    lambda_architecture,
     lambda_role,
     pipeline_environment,
 )
 from infra.constructs.jobs_table import JobsTable
-from infra.constructs.layers import ZIP_ARCHITECTURE, ZIP_RUNTIME, FunctionLayers
+from infra.constructs.layers import ZIP_RUNTIME, FunctionLayers
 from infra.constructs.permissions import allow_table, allow_transcribe_get
 from infra.constructs.queues import PipelineQueues
 from infra.constructs.starter_function import ZIP_ASSET_EXCLUDES
@@ -41,15 +43,14 @@ class SweeperFunction(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: InfraConfig,
+        props: PipelineFunctionProps,
         table: JobsTable,
         queues: PipelineQueues,
         layers: FunctionLayers,
-        resources: PipelineResources,
-        removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        log_group = function_log_group(self, "Logs", config, removal_policy)
+        config = props.config
+        log_group = function_log_group(self, "Logs", config, props.removal_policy)
         self.role = lambda_role(self, "Role", log_group)
         period = Duration.minutes(SWEEP_EVERY_MINUTES)
         self.function = lambda_.Function(
@@ -57,7 +58,7 @@ class SweeperFunction(Construct):
             "Function",
             description="alertfusion sweeper: re-drive or time out jobs stuck past a deadline",
             runtime=ZIP_RUNTIME,
-            architecture=ZIP_ARCHITECTURE,
+            architecture=lambda_architecture(config),
             handler=SWEEPER_HANDLER,
             code=lambda_.Code.from_asset(str(SWEEPER_ASSET_DIR), exclude=ZIP_ASSET_EXCLUDES),
             layers=layers.all,
@@ -66,12 +67,13 @@ class SweeperFunction(Construct):
             memory_size=config.sweeper_memory_mb,
             timeout=Duration.seconds(SWEEPER_TIMEOUT_SECONDS),
             tracing=lambda_.Tracing.ACTIVE,
-            environment=pipeline_environment(config, resources, service="sweeper"),
+            environment=pipeline_environment(config, props.resources, service="sweeper"),
             on_failure=destinations.SqsDestination(queues.async_failures),
             retry_attempts=SWEEPER_ASYNC_RETRIES,
             max_event_age=period,
         )
         acknowledge_destination_not_dlq(self.function)
+        acknowledge_zip_runtime(self.function)
         self.schedule = events.Rule(
             self,
             "Schedule",

@@ -14,7 +14,12 @@ from infra.constructs.backfill import Backfill
 from infra.constructs.classifier_function import ClassifierFunction
 from infra.constructs.client_api_key import ClientApiKey
 from infra.constructs.emergency_bus import EmergencyBus
-from infra.constructs.function_support import PipelineResources, log_retention, service_name
+from infra.constructs.function_support import (
+    PipelineFunctionProps,
+    PipelineResources,
+    log_retention,
+    service_name,
+)
 from infra.constructs.jobs_table import JobsTable
 from infra.constructs.layers import FunctionLayers
 from infra.constructs.queues import PipelineQueues
@@ -60,43 +65,43 @@ class PipelineStack(Stack):
             event_bus_name=self.bus.bus.event_bus_name,
             work_queue_url=self.queues.work.queue_url,
         )
-        common = {"config": config, "resources": resources, "removal_policy": removal}
+        props = PipelineFunctionProps(config=config, resources=resources, removal_policy=removal)
         self.starter = StarterFunction(
             self,
             "Starter",
+            props=props,
             bucket=self.audio,
             table=self.jobs,
             queues=self.queues,
             layers=layers,
-            **common,  # type: ignore[arg-type]
         )
         self.classifier = ClassifierFunction(
             self,
             "Classifier",
+            props=props,
             image=image,
             bucket=self.audio,
             table=self.jobs,
             queues=self.queues,
             bus=self.bus,
-            **common,  # type: ignore[arg-type]
         )
         self.backfill = Backfill(
             self,
             "Backfill",
+            props=props,
             bucket=self.audio,
             table=self.jobs,
             queues=self.queues,
             layers=layers,
             classifier_role=self.classifier.role,
-            **common,  # type: ignore[arg-type]
         )
         self.sweeper = SweeperFunction(
             self,
             "Sweeper",
+            props=props,
             table=self.jobs,
             queues=self.queues,
             layers=layers,
-            **common,  # type: ignore[arg-type]
         )
 
         self.alarm_topic = (

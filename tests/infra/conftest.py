@@ -150,3 +150,27 @@ def synth_s3_bundle(tmp_path_factory: pytest.TempPathFactory, core_layer_dir: Pa
         {"stage": TEST_STAGE, "bundle": S3_BUNDLE, "removal_policy": "destroy"},
         components=("pipeline", "api"),
     )
+
+
+#: the deploy options the `synth_options` fixture turns on
+OPTIONS_PROVISIONED = 2
+
+
+@pytest.fixture(scope="session")
+def synth_options(tmp_path_factory: pytest.TempPathFactory, placeholder_bundle: str) -> Synth:
+    """Every deploy option that is off by default: Graviton, SnapStart, provisioned
+    concurrency (no fallback: it is x86_64 and refuses arm64)."""
+    from infra.build_layer import build_core_layer
+
+    return synthesize(
+        tmp_path_factory.mktemp("cdk.out-options"),
+        build_core_layer(tmp_path_factory.mktemp("layer-arm64") / "core", "arm64"),
+        {
+            "stage": TEST_STAGE,
+            "bundle": placeholder_bundle,
+            "architecture": "arm64",
+            "snapstart": "true",
+            "provisioned": str(OPTIONS_PROVISIONED),
+        },
+        components=("pipeline", "api"),
+    )

@@ -147,7 +147,7 @@ def resolve(
     )
     for flag in flags:
         if flag.startswith("--platform="):
-            spec.base_platform = flag.split("=", 1)[1]
+            spec.base_platform = _substitute(flag.split("=", 1)[1], global_args)
     spec.env = dict(LAMBDA_BASE_ENV)
     for _, body in chain:
         stage_args: dict[str, str] = {}

@@ -9,6 +9,14 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def as_env(variables: dict[str, Any]) -> dict[str, str]:
+    """A function's template variables as the function would see them (references become
+    placeholders)."""
+    return {
+        k: v if isinstance(v, str) else f"placeholder-{k.lower()}" for k, v in variables.items()
+    }
+
+
 def ref_id(value: Any) -> str | None:
     """The logical id a Ref / Fn::GetAtt points at (None for anything else)."""
     if isinstance(value, dict):

@@ -12,6 +12,7 @@ from infra.constructs.api import BINARY_MEDIA_TYPES
 from tests.infra.conftest import CORS_ORIGIN, TEST_STAGE, Synth
 from tests.infra.templates import (
     api_methods,
+    as_env,
     find_one,
     flatten,
     function_role_id,
@@ -246,13 +247,6 @@ def _api_env(synth: Synth) -> dict[str, Any]:
     return dict(props["Properties"]["Environment"]["Variables"])
 
 
-def _as_env(variables: dict[str, Any]) -> dict[str, str]:
-    """Template values as the function would see them (references become placeholders)."""
-    return {
-        k: v if isinstance(v, str) else f"placeholder-{k.lower()}" for k, v in variables.items()
-    }
-
-
 def test_api_function_settings_are_set_for_the_gateway(synth: Synth) -> None:
     from functions.api.settings import ApiSettings
 
@@ -261,10 +255,27 @@ def test_api_function_settings_are_set_for_the_gateway(synth: Synth) -> None:
     assert "API_KEY" not in env  # the function never holds the client key
     assert env["CORS_ALLOW_ORIGINS"] == CORS_ORIGIN
     assert env["PREDICT_S3_PREFIXES"] == "uploads/"
-    settings = ApiSettings.model_validate(_as_env(env))
+    settings = ApiSettings.model_validate(as_env(env))
     assert settings.checks_api_key is False
     assert settings.cors_allow_origins == [CORS_ORIGIN]
     assert settings.predict_s3_prefixes == ["uploads/"]
+
+
+def test_the_api_function_applies_the_core_limits(synth: Synth) -> None:
+    """The limits the API function's settings end up with (set by the stack or kept) are
+    alertfusion.limits': the API and the engine check the same text limit."""
+    from alertfusion import limits
+    from alertfusion.settings import EngineSettings, PipelineSettings
+    from functions.api.settings import ApiSettings
+
+    env = as_env(_api_env(synth))
+    api = ApiSettings.model_validate(env)
+    engine = EngineSettings.model_validate({"MODEL_BUNDLE": "/var/task/bundle", **env})
+    pipeline = PipelineSettings.model_validate(env)
+    assert api.max_text_chars == engine.max_text_chars == limits.MAX_TEXT_CHARS
+    assert engine.min_audio_seconds == pipeline.min_audio_seconds == limits.MIN_AUDIO_SECONDS
+    assert engine.max_audio_seconds == pipeline.max_audio_seconds == limits.MAX_AUDIO_SECONDS
+    assert pipeline.max_upload_bytes == limits.MAX_UPLOAD_BYTES
 
 
 def test_every_api_setting_is_either_set_by_the_stack_or_a_chosen_default(synth: Synth) -> None:
@@ -300,7 +311,7 @@ def test_no_cors_origins_means_no_cors_in_the_app(synth_s3_bundle: Synth) -> Non
 
     env = _api_env(synth_s3_bundle)
     assert env["CORS_ALLOW_ORIGINS"] == ""
-    assert ApiSettings.model_validate(_as_env(env)).cors_allow_origins == []
+    assert ApiSettings.model_validate(as_env(env)).cors_allow_origins == []
 
 
 def _api_function_id(synth: Synth) -> str:

@@ -65,5 +65,8 @@ def test_the_powertools_layer_is_the_version_requirements_pin() -> None:
     version = powertools_version_from_requirements()
     assert version == pinned_versions()["aws-lambda-powertools"]
     assert powertools_layer_parameter(version) == (
-        f"/aws/service/powertools/python/x86_64/python3.14/{version}"
+        f"/aws/service/powertools/python/x86_64/python3.12/{version}"
+    )
+    assert powertools_layer_parameter(version, "arm64") == (
+        f"/aws/service/powertools/python/arm64/python3.12/{version}"
     )

@@ -20,7 +20,7 @@ from tests.infra.conftest import (
 
 pytestmark = pytest.mark.infra
 
-SYNTHS = ["synth", "synth_s3_bundle"]
+SYNTHS = ["synth", "synth_s3_bundle", "synth_options"]
 
 
 @pytest.mark.parametrize("fixture", SYNTHS)

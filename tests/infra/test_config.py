@@ -140,6 +140,23 @@ def test_an_s3_bundle_needs_no_directory() -> None:
     assert config.bundle_s3_parts == ("models-example", "alertfusion/v1")
 
 
+def test_settings_the_functions_read_default_to_the_functions_own_defaults() -> None:
+    """A context setting the stack passes to the functions has the default they use without
+    it (both come from the core library): a second default that drifts fails here."""
+    from alertfusion.settings import PipelineSettings
+
+    app = PipelineSettings.model_json_schema(by_alias=False)["properties"]
+    infra = InfraConfig.model_json_schema()["properties"]
+    shared = set(InfraConfig.model_fields) & set(PipelineSettings.model_fields)
+    assert {"min_audio_seconds", "max_audio_seconds", "transcribe_job_prefix"} <= shared
+    for name in shared:
+        assert InfraConfig.model_fields[name].get_default(
+            call_default_factory=True
+        ) == PipelineSettings.model_fields[name].get_default(call_default_factory=True), name
+        if "pattern" in app[name] and "pattern" in infra[name]:
+            assert app[name]["pattern"] == infra[name]["pattern"], name
+
+
 def test_every_setting_is_documented() -> None:
     for name in SETTINGS:
         assert InfraConfig.model_fields[name].description, name

@@ -12,7 +12,12 @@ from typing import Any
 
 import pytest
 
-from infra.build_layer import LAMBDA_RUNTIME_DISTRIBUTIONS, powertools_layer_distributions
+from infra.build_layer import (
+    LAMBDA_RUNTIME_DISTRIBUTIONS,
+    pinned_versions,
+    powertools_layer_distributions,
+)
+from infra.config import LAMBDA_PYTHON_VERSION
 from infra.constructs.service_image import ASGI_APP, BAKED_TARGET, DOCKERFILE, S3_TARGET
 from tests.conftest import FIXTURES, REPO
 from tests.infra import image_layout, runtime_env
@@ -22,6 +27,7 @@ from tests.infra.templates import flatten
 pytestmark = pytest.mark.infra
 
 REQUIREMENTS = REPO / "requirements.txt"
+RUNTIME_LOCK = "locks/runtime.txt"
 #: references and tooling: never in the runtime (ARCHITECTURE.md, common standards)
 FORBIDDEN_AT_RUNTIME = {"torch", "librosa", "scipy", "skimage", "numba", "moto", "model_export"}
 FORBIDDEN_DISTRIBUTIONS = {"torch", "librosa", "scipy", "scikit-image", "numba", "moto"}
@@ -95,7 +101,7 @@ def image(synth: Synth, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     root = base / "root"
     copied = image_layout.materialize(spec, context, root)
     site = runtime_env.link_site(
-        runtime_env.requirement_names(context / "requirements.txt"), base / "site-packages"
+        runtime_env.requirement_names(context / RUNTIME_LOCK), base / "site-packages"
     )
     # the pip step's botocore trim (test_botocore_keeps_every_service_the_code_calls checks
     # the Dockerfile runs it)
@@ -161,19 +167,38 @@ def _assert_resolved(results: dict[str, Any], targets: list[str], task_root: Pat
 # ---- the Dockerfile itself -------------------------------------------------------------
 
 
-def test_base_image_is_the_pinned_lambda_python_for_amd64(image: dict[str, Any]) -> None:
+def test_base_image_is_the_lambda_python_of_the_stacks_for_the_functions_platform(
+    image: dict[str, Any],
+) -> None:
+    """The Python the zip functions and `make image-deps` assume; the platform the CDK asset
+    builds for is the one the FROM line pulls (a build argument, never the build machine's).
+    The digest is optional here only until the first build fills it (see the Dockerfile)."""
     spec = image["spec"]
-    assert spec.base_platform == "linux/amd64"
+    assert spec.base_platform == image["source"]["platform"] == "linux/amd64"
+    assert image["source"]["dockerBuildArgs"]["PLATFORM"] == "linux/amd64"
+    version = re.escape(LAMBDA_PYTHON_VERSION)
     assert re.fullmatch(
-        r"public\.ecr\.aws/lambda/python:3\.14\.[0-9.]+@sha256:[0-9a-f]{64}", spec.base_image
+        rf"public\.ecr\.aws/lambda/python:{version}(\.[0-9.]+)?(@sha256:[0-9a-f]{{64}})?",
+        spec.base_image,
     ), spec.base_image
-    assert image["source"]["platform"] == "linux/amd64"
+
+
+def test_the_platform_argument_defaults_to_what_lambda_runs_by_default() -> None:
+    """A plain `docker build` (no build argument) still gives the x86_64 image."""
+    spec = image_layout.resolve(
+        image_layout.parse((REPO / DOCKERFILE).read_text()), target=BAKED_TARGET, build_args={}
+    )
+    assert spec.base_platform == "linux/amd64"
 
 
 def test_runtime_installs_only_the_lock_without_resolution(image: dict[str, Any]) -> None:
     (pip_run,) = [run for run in image["spec"].runs if "pip install" in run]
     assert "--no-deps" in pip_run and "--only-binary=:all:" in pip_run
-    assert '-r "${LAMBDA_TASK_ROOT}/requirements.txt"' in pip_run
+    assert "--require-hashes" in pip_run
+    assert f"--mount=type=bind,source={RUNTIME_LOCK},target=/build/runtime.txt" in pip_run
+    assert "-r /build/runtime.txt" in pip_run
+    # the lock is requirements.txt with hashes: the same distributions at the same versions
+    assert pinned_versions(image["context"] / RUNTIME_LOCK) == pinned_versions(REQUIREMENTS)
     names = set(runtime_env.requirement_names(REQUIREMENTS))
     assert not names & FORBIDDEN_DISTRIBUTIONS
     assert {"onnxruntime", "mangum", "uvicorn", "fastapi"} <= names
@@ -204,7 +229,8 @@ def test_botocore_keeps_every_service_the_code_calls(image: dict[str, Any]) -> N
 
 def test_every_writable_path_is_under_tmp(image: dict[str, Any]) -> None:
     env = image["spec"].env
-    for key in ("HOME", "NUMBA_CACHE_DIR", "XDG_CACHE_HOME", "BUNDLE_CACHE_DIR"):
+    assert "NUMBA_CACHE_DIR" not in env  # numba is not in the runtime
+    for key in ("HOME", "XDG_CACHE_HOME", "BUNDLE_CACHE_DIR"):
         assert env[key] == "/tmp" or env[key].startswith("/tmp/"), key
 
 
@@ -222,7 +248,8 @@ def test_bundle_is_copied_last_and_named_by_model_bundle(image: dict[str, Any]) 
 def test_build_context_holds_only_what_the_image_copies(image: dict[str, Any]) -> None:
     context: Path = image["context"]
     top = {p.name for p in context.iterdir()}
-    assert top == {".dockerignore", "requirements.txt", "layers", "functions", "build"}
+    assert top == {".dockerignore", "locks", "layers", "functions", "build"}
+    assert {p.name for p in (context / "locks").iterdir()} == {"runtime.txt"}
     staged = {p.relative_to(context).as_posix() for p in context.rglob("*")}
     for unwanted in ("tests", ".venv", "node_modules", "cdk.out", ".git", "devstack"):
         assert not any(s == unwanted or s.startswith(unwanted + "/") for s in staged), unwanted
@@ -376,7 +403,7 @@ def test_zip_handlers_resolve_from_their_asset_and_the_layers(synth: Synth, tmp_
         lid: r
         for lid, r in resources.items()
         if r["Type"] == "AWS::Lambda::Function"
-        and r["Properties"].get("Runtime", "").startswith("python3.14")
+        and r["Properties"].get("Runtime", "") == f"python{LAMBDA_PYTHON_VERSION}"
     }
     assert len(zips) == 2, sorted(zips)
     home = tmp_path / "home"

@@ -7,10 +7,12 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
+from alertfusion import limits
 from alertfusion.settings import PipelineSettings
+from infra.config import LAMBDA_PYTHON_VERSION
 from infra.constructs.queues import VISIBILITY_TIMEOUT_FACTOR, WORK_MAX_RECEIVE_COUNT
 from tests.infra.conftest import ALARM_EMAIL, CORS_ORIGIN, Synth
-from tests.infra.templates import find_one, flatten, ref_id
+from tests.infra.templates import as_env, find_one, flatten, ref_id
 
 pytestmark = pytest.mark.infra
 
@@ -170,9 +172,11 @@ def test_work_queue_hides_a_task_six_classifier_timeouts_and_redrives_to_its_dlq
 
 
 @pytest.mark.parametrize("prefix", ["StarterFunction", "SweeperFunction"])
-def test_zip_functions_run_python_314_on_x86_with_both_layers(synth: Synth, prefix: str) -> None:
+def test_zip_functions_run_the_lambda_python_on_x86_with_both_layers(
+    synth: Synth, prefix: str
+) -> None:
     props = _function(synth, prefix)[1]["Properties"]
-    assert props["Runtime"] == "python3.14"
+    assert props["Runtime"] == f"python{LAMBDA_PYTHON_VERSION}" == "python3.12"
     assert props["Architectures"] == ["x86_64"]
     assert props["Handler"] == "app.handler"
     layers = props["Layers"]
@@ -184,7 +188,7 @@ def test_zip_functions_run_python_314_on_x86_with_both_layers(synth: Synth, pref
         for layer in layers
         if ref_id(layer) in parameters
         and parameters[ref_id(layer)]["Default"]
-        == "/aws/service/powertools/python/x86_64/python3.14/" + synth.config.powertools_version
+        == "/aws/service/powertools/python/x86_64/python3.12/" + synth.config.powertools_version
     ]
     assert len(powertools) == 1
 
@@ -197,7 +201,8 @@ def test_classifier_is_the_x86_image_with_context_memory_and_timeout(synth: Synt
     assert props["MemorySize"] == synth.config.classifier_memory_mb
     assert props["Timeout"] == synth.config.classifier_timeout_seconds
     env = props["Environment"]["Variables"]
-    assert env["HOME"] == "/tmp" and env["NUMBA_CACHE_DIR"].startswith("/tmp/")
+    assert env["HOME"] == "/tmp" and env["BUNDLE_CACHE_DIR"].startswith("/tmp/")
+    assert "NUMBA_CACHE_DIR" not in env  # numba is not in the runtime
     (image,) = synth.assets["pipeline"]["dockerImages"].values()
     assert image["source"]["platform"] == "linux/amd64"
 
@@ -217,6 +222,11 @@ def test_functions_trace_log_with_retention_and_get_the_pipeline_settings(
     }
     assert required <= set(props["Environment"]["Variables"])
     assert props["Environment"]["Variables"]["TRANSCRIBE_JOB_PREFIX"] == "alert-"
+    # the default context deploys the core library's limits (alertfusion.limits)
+    settings = PipelineSettings.model_validate(as_env(props["Environment"]["Variables"]))
+    assert settings.min_audio_seconds == limits.MIN_AUDIO_SECONDS
+    assert settings.max_audio_seconds == limits.MAX_AUDIO_SECONDS
+    assert settings.max_upload_bytes == limits.MAX_UPLOAD_BYTES
 
 
 def test_every_function_in_every_stack_logs_with_retention(synth: Synth) -> None:

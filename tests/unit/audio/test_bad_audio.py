@@ -24,9 +24,7 @@ from tests.corpus.bad_audio import (
     wav_bytes,
 )
 from tests.unit.audio.helpers import (
-    FIXTURE_FILES,
     SR,
-    librosa_load,
     make_signal,
     pyav_encode,
     soundfile_encode,
@@ -217,17 +215,6 @@ def test_long_high_rate_audio_is_resampled_as_a_stream(monkeypatch: pytest.Monke
     assert isinstance(oneshot, DecodedAudio) and isinstance(streamed, DecodedAudio)
     np.testing.assert_array_equal(streamed.samples, oneshot.samples)
     assert oneshot_peak > 15_000_000 and stream_peak < 8_000_000, (oneshot_peak, stream_peak)
-
-
-@pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
-def test_the_streamed_resampling_equals_librosa(
-    path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import alertfusion.audio
-
-    monkeypatch.setattr(alertfusion.audio, "_ONESHOT_MAX_SAMPLES", 10_000)
-    decoded = decode_audio(path, sample_rate=SR, min_seconds=0.0)
-    np.testing.assert_array_equal(decoded.samples, librosa_load(path))
 
 
 def test_too_long_in_a_container() -> None:

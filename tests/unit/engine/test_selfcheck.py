@@ -13,7 +13,7 @@ import pytest
 from alertfusion.cli import main
 from alertfusion.engine import Engine
 from alertfusion.errors import BundleError, ReasonCode
-from alertfusion.selfcheck import check_before_serving, cpu_info
+from alertfusion.selfcheck import SelfCheck, check_before_serving, cpu_info
 from tests.bundle_edits import (
     copy_bundle,
     edit_manifest,
@@ -59,7 +59,7 @@ def test_selfcheck_passes_on_the_cpu_that_built_the_bundle(tiny_bundle_int8: Pat
     assert {m["model"] for m in report["models"]} == {"audio_binary", "audio_multiclass", "text"}
     for model in report["models"]:
         assert model["disagreements"] == []
-        assert model["max_logit_error"] <= model["limit"]
+        assert model["max_logit_spread"] <= model["limit"]
         # the build's own CPU: only float rounding apart (the build ran the images as a batch)
         assert model["max_build_difference"] <= 1e-4
 
@@ -70,7 +70,7 @@ def test_fp32_bundle_selfcheck_holds_fp32_to_the_parity_tolerance(tiny_bundle: P
     assert code == 0, out
     for model in report["models"]:
         assert model["quantization"] == "none"
-        assert model["max_logit_error"] <= model["limit"] < 1e-2
+        assert model["max_logit_spread"] <= model["limit"] < 1e-2
 
 
 @pytest.mark.parametrize("damage", ["missing", "truncated", "changed"])
@@ -137,6 +137,10 @@ def test_serving_falls_back_to_fp32_where_the_bundle_carries_it(
         assert readiness.status == "fallback" and readiness.serving
         assert readiness.fallback == ("audio_binary", "audio_multiclass")
         assert engine.unready is None
+        # served in fp32, the fallback models are checked against fp32's own tolerance
+        again = engine.self_check()
+        assert again.passed
+        assert [m.quantization for m in again.models] == ["none", "none", "int8_dynamic"]
         result = engine.classify(HELP_WAV, text=HELP_TEXT)
         assert result.model.quantization == {
             "audio_binary": "none",
@@ -208,3 +212,43 @@ def test_get_engine_runs_the_selfcheck_unless_told_not_to(
 def test_main_dispatches_selfcheck(tiny_bundle_int8: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["selfcheck", "--bundle", str(tiny_bundle_int8)]) == 0
     assert "PASSED" in capsys.readouterr().out
+
+
+def test_a_restored_sandbox_checks_the_bundle_again_on_its_own_cpu(
+    tiny_bundle_int8: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SnapStart: the snapshot's self-check ran on the snapshot host's CPU. A copy restored
+    where int8 fails must stop answering; one restored where it passes serves again."""
+    from alertfusion.engine import get_engine, reset_engine
+    from alertfusion.runtime_hooks import after_restore
+    from alertfusion.settings import engine_settings
+
+    monkeypatch.setenv("MODEL_BUNDLE", str(tiny_bundle_int8))
+    engine_settings.cache_clear()
+    reset_engine()
+    try:
+        engine = get_engine()
+        assert engine.readiness is not None and engine.readiness.status == "passed"
+        # restored on a CPU whose int8 misbehaves (simulated: a self-check that fails)
+        failing = engine.self_check
+        monkeypatch.setattr(engine, "self_check", lambda names=None: _failed(failing(names)))
+        after_restore()
+        assert engine.readiness.status == "failed" and engine.unready is not None
+        with pytest.raises(BundleError):
+            engine.classify(HELP_WAV)
+        # and restored again on a good one
+        monkeypatch.setattr(engine, "self_check", failing)
+        after_restore()
+        assert engine.readiness.status == "passed" and engine.unready is None
+        assert engine.classify(HELP_WAV).label
+    finally:
+        reset_engine()
+        engine_settings.cache_clear()
+
+
+def _failed(check: SelfCheck) -> SelfCheck:
+    """`check` with its first model's tolerance shrunk so that it fails."""
+    import dataclasses
+
+    first = dataclasses.replace(check.models[0], tolerance=1e-9)
+    return dataclasses.replace(check, models=(first, *check.models[1:]))

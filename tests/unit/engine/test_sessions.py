@@ -97,6 +97,8 @@ def test_get_engine_is_process_wide_and_reads_the_settings(
     monkeypatch.setenv("MODEL_BUNDLE", str(tiny_bundle))
     monkeypatch.setenv("FUSION_GATE", "none")
     monkeypatch.setenv("MAX_TEXT_CHARS", "100")
+    # the self-check (on by default) creates the sessions: tests/unit/engine/test_selfcheck.py
+    monkeypatch.setenv("SELFCHECK", "false")
     engine_settings.cache_clear()
     reset_engine()
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from model_export.build import output_lock
+from model_export.outputs import output_lock
 from model_export.progress import Progress
 
 pytestmark = pytest.mark.unit

@@ -19,7 +19,6 @@ from model_export.calibration import (
     read_text_lines,
     recording_transcripts,
 )
-from model_export.demo import cluster_labels
 from model_export.errors import ExportError, ExportReason
 from tests.conftest import SAMPLES
 
@@ -89,13 +88,3 @@ def test_generated_sentences_are_deterministic_and_cycle_through_the_themes() ->
     assert a != generated_texts(30, seed=6)
     assert [theme for _, theme in a[:12]] == list(range(6)) * 2
     assert all(text.strip() for text, _ in a)
-
-
-def test_cluster_labels_group_look_alike_images() -> None:
-    rng = np.random.default_rng(0)
-    quiet = rng.normal(0, 0.01, (6, 1, 192, 64)).astype(np.float32)
-    loud = rng.normal(5, 0.01, (6, 1, 192, 64)).astype(np.float32)
-    labels = cluster_labels(np.concatenate([quiet, loud]), 2, seed=0)
-    assert len(set(labels[:6].tolist())) == 1 and len(set(labels[6:].tolist())) == 1
-    assert labels[0] != labels[6]
-    assert np.array_equal(labels, cluster_labels(np.concatenate([quiet, loud]), 2, seed=0))

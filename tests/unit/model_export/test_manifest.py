@@ -12,7 +12,6 @@ import pytest
 
 from alertfusion.errors import BundleError, ReasonCode
 from alertfusion.manifest import Manifest
-from model_export.verify import verify_bundle
 
 pytestmark = pytest.mark.unit
 
@@ -101,13 +100,3 @@ def test_unchanged_manifest_round_trips(tiny_bundle_int8: Path, tmp_path: Path) 
     m = Manifest.load(tiny_bundle_int8 / "manifest.json")
     m.dump(tmp_path / "manifest.json")
     assert Manifest.load(tmp_path / "manifest.json") == m
-
-
-def test_verify_reports_a_manifest_that_does_not_parse(tmp_path: Path) -> None:
-    from model_export.errors import ExportError, ExportReason
-
-    (tmp_path / "manifest.json").write_text("{not json")
-    with pytest.raises(ExportError) as info:
-        verify_bundle(tmp_path)
-    assert info.value.reason == ExportReason.BUNDLE_INVALID
-    assert "not a readable JSON manifest" in info.value.message

@@ -16,6 +16,8 @@ from alertfusion.transcribe import (
     TranscribeRequestError,
     TranscriptError,
     backoff_delay,
+    is_job_state_change,
+    job_state_change_pattern,
     parse_job_state_change,
     parse_transcript,
     start_transcription,
@@ -181,3 +183,43 @@ def test_job_state_change_events() -> None:
     }
     assert parse_job_state_change(running, "alert-") is None
     assert parse_job_state_change({**completed, "source": "aws.s3"}, "alert-") is None
+
+
+def _matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
+    """EventBridge's matching, for what the rule's pattern uses (exact values, prefix)."""
+    for key, allowed in pattern.items():
+        value = event.get(key)
+        if isinstance(allowed, dict):
+            if not isinstance(value, dict) or not _matches(allowed, value):
+                return False
+        elif not any(
+            isinstance(value, str) and value.startswith(a["prefix"])
+            if isinstance(a, dict)
+            else a == value
+            for a in allowed
+        ):
+            return False
+    return True
+
+
+def test_the_rule_passes_exactly_the_events_the_classifier_finalises() -> None:
+    """The classifier's rule (AWS and the local stack build it from one function) and the
+    handler's parsing agree on which events are this pipeline's finished jobs."""
+    completed = json.loads((FIXTURES / "events" / "transcribe-job-completed.json").read_text())
+    failed = json.loads((FIXTURES / "events" / "transcribe-job-failed.json").read_text())
+    detail = completed["detail"]
+    events = [
+        completed,
+        failed,
+        {**completed, "detail": {**detail, "TranscriptionJobStatus": "IN_PROGRESS"}},
+        {
+            **completed,
+            "detail": {**detail, "TranscriptionJobName": "other-" + detail["TranscriptionJobName"]},
+        },
+        {**completed, "source": "aws.s3"},
+    ]
+    pattern = job_state_change_pattern("alert-")
+    for event in events:
+        assert is_job_state_change(event) == (event["source"] == "aws.transcribe")
+        assert _matches(pattern, event) == (parse_job_state_change(event, "alert-") is not None)
+    assert [_matches(pattern, e) for e in events] == [True, True, False, False, False]

@@ -8,21 +8,22 @@ agreement makes a near tie in fp32 decide a pass or a failure by rounding. Here 
 decisive decisions must agree, and near ties are reported with their margin, never counted as
 agreement and never failing.
 
-Errors are L2 norms of the logit difference (int8 - fp32) of one input. With an error of at
-most ``e``:
+Two measures of one input's error, the logit difference ``d = int8 - fp32``:
 
-* the difference of two logits moves by at most ``sqrt(2) * e`` (`margin_bound`);
-* a softmax probability moves by at most ``tanh(sqrt(2) * e / 4)`` (`probability_bound`):
-  ``p_k = sigmoid(z_k - logsumexp(z_j, j != k))`` and that argument moves by at most
-  ``sqrt(2) * e``, over which the sigmoid rises by at most ``tanh(sqrt(2) * e / 4)``;
-* ``x / ||x||`` moves by at most ``2e / (2||x|| - e)`` (`normalised_error`, the inner-product
-  form of the Dunkl-Williams inequality with ``||y|| >= ||x|| - e``), and never more than 2.
+* its *spread* ``max(d) - min(d)``: the difference of two logits moves by at most the spread,
+  so a top-1 decision is decisive when fp32's margin exceeds it; a softmax probability moves by
+  at most ``tanh(spread / 4)`` (`probability_bound`): ``p_k = sigmoid(z_k - logsumexp(z_j,
+  j != k))`` and that argument moves by at most the spread;
+* its L2 norm, for the fused ``a/||a|| + t/||t||`` (normalising is not shift-invariant):
+  ``x / ||x||`` moves by at most ``2e / (2||x|| - e)`` in L2 (`normalised_error`, the
+  inner-product form of the Dunkl-Williams inequality with ``||y|| >= ||x|| - e``, never more
+  than 2), and a vector that moves by ``e`` in L2 has a spread of at most ``sqrt(2) * e``.
 
-A model's tolerance is the largest error measured on it (`logit_errors`); where no separate
+A model's tolerance is the largest of each measured on it (`Tolerance`); where no separate
 measurement exists (the build's own calibration inputs), each input is judged with the largest
-error of the *other* inputs (`judge_logits` without a tolerance), so a disagreement is real
-when that input's int8 error is larger than every other input's — the rule cannot be
-satisfied by the very error it judges.
+spread of the *other* inputs (`judge_logits` without a tolerance), so a disagreement is real
+when that input's int8 error is larger than every other input's: the rule cannot be satisfied
+by the very error it judges.
 """
 
 from __future__ import annotations
@@ -41,18 +42,26 @@ if TYPE_CHECKING:
 Status = Literal["agree", "disagree", "near_tie"]
 
 
-def margin_bound(error: float) -> float:
-    """The most the difference of two logits moves when the logit vector moves by `error`."""
-    return math.sqrt(2.0) * error
+@dataclass(frozen=True)
+class Tolerance:
+    """A model's int8 error: the largest spread and the largest L2 norm of (int8 - fp32)."""
+
+    spread: float
+    l2: float
+
+    @classmethod
+    def exact(cls) -> Tolerance:
+        return cls(0.0, 0.0)
 
 
-def probability_bound(error: float) -> float:
-    """The most any softmax probability moves when the logit vector moves by `error` (L2)."""
-    return math.tanh(math.sqrt(2.0) * error / 4.0)
+def probability_bound(spread: float) -> float:
+    """The most any softmax probability moves when no two logits move apart by more than
+    `spread`."""
+    return math.tanh(spread / 4.0)
 
 
 def normalised_error(norm: float, error: float) -> float:
-    """The most ``x / ||x||`` moves when ``x`` (of L2 norm `norm`) moves by `error`."""
+    """The most ``x / ||x||`` moves (L2) when ``x`` (of L2 norm `norm`) moves by `error`."""
     if error <= 0.0:
         return 0.0
     if 2.0 * norm <= error:
@@ -64,27 +73,41 @@ def logit_errors(fp32: np.ndarray, int8: np.ndarray) -> np.ndarray:
     """Per input (row), the L2 norm of int8 - fp32; infinite where int8 is not finite."""
     import numpy as np
 
-    a, b = _rows(fp32), _rows(int8)
-    if a.shape != b.shape:
-        raise ValueError(f"output shapes differ: {a.shape} vs {b.shape}")
+    a, b = _pair(fp32, int8)
     errors = np.linalg.norm(b - a, axis=1)
     errors[~np.isfinite(b).all(axis=1)] = np.inf
     return np.asarray(errors)
 
 
-def model_tolerances(manifest: Manifest) -> dict[str, float]:
-    """Each model's int8 tolerance from the bundle (the largest L2 logit error its build
-    measured); 0 for a model that is not quantized. A quantized model without a measured error
-    (a bundle built before the margin rule) cannot be judged: ValueError naming it."""
-    found: dict[str, float] = {}
+def logit_spreads(fp32: np.ndarray, int8: np.ndarray) -> np.ndarray:
+    """Per input (row), max - min of int8 - fp32; infinite where int8 is not finite."""
+    import numpy as np
+
+    a, b = _pair(fp32, int8)
+    d = b - a
+    spreads = d.max(axis=1) - d.min(axis=1)
+    spreads[~np.isfinite(b).all(axis=1)] = np.inf
+    return np.asarray(spreads)
+
+
+def measure(fp32: np.ndarray, int8: np.ndarray) -> Tolerance:
+    """The largest spread and L2 error over the rows."""
+    return Tolerance(float(logit_spreads(fp32, int8).max()), float(logit_errors(fp32, int8).max()))
+
+
+def model_tolerances(manifest: Manifest) -> dict[str, Tolerance]:
+    """Each model's int8 tolerance from the bundle (what its build measured); exact for a
+    model that is not quantized. A quantized model without measured errors (a bundle built
+    before the margin rule) cannot be judged: ValueError naming it."""
+    found: dict[str, Tolerance] = {}
     for name, entry in manifest.models:
         report = entry.quantization_report
         if entry.quantization == "none":
-            found[name] = 0.0
-        elif report is None or report.max_logit_error is None:
+            found[name] = Tolerance.exact()
+        elif report is None or report.max_logit_error is None or report.max_logit_spread is None:
             raise ValueError(f"{name} is {entry.quantization} with no measured int8 error")
         else:
-            found[name] = report.max_logit_error
+            found[name] = Tolerance(report.max_logit_spread, report.max_logit_error)
     return found
 
 
@@ -126,7 +149,7 @@ class Agreement:
     """Decisions judged by the margin rule."""
 
     decisions: tuple[Decision, ...]
-    #: the largest error seen (L2 logit error, or probability shift for results)
+    #: the largest error seen (logit spread, or emergency-probability shift for results)
     max_error: float = 0.0
 
     @property
@@ -173,49 +196,50 @@ def judge_logits(
     tolerance: float | None = None,
     labels: Sequence[str] | None = None,
 ) -> Agreement:
-    """Each input's top-1 class, fp32 against int8. `tolerance`: the model's measured error
-    (`logit_errors`, max) from elsewhere; None judges each input with the largest error of the
-    other inputs (leave one out)."""
+    """Each input's top-1 class, fp32 against int8. `tolerance`: the model's largest spread
+    (`Tolerance.spread`) measured elsewhere; None judges each input with the largest spread of
+    the other inputs (leave one out)."""
     import numpy as np
 
-    a, b = _rows(fp32), _rows(int8)
-    errors = logit_errors(a, b)
+    a, b = _pair(fp32, int8)
+    spreads = logit_spreads(a, b)
     decisions = []
     for i in range(len(a)):
         if tolerance is not None:
-            tol = tolerance
+            bound = tolerance
         else:
-            others = np.delete(errors, i)
-            tol = float(others.max()) if len(others) else math.inf
+            others = np.delete(spreads, i)
+            bound = float(others.max()) if len(others) else math.inf
         decisions.append(
             Decision(
                 what=f"input {i}",
                 fp32=_name(int(np.argmax(a[i])), labels),
                 int8=_name(int(np.argmax(b[i])), labels) if np.isfinite(b[i]).all() else "NaN",
                 margin=top2_margin(a[i]),
-                bound=margin_bound(tol),
+                bound=bound,
             )
         )
-    return Agreement(tuple(decisions), float(errors.max()) if len(errors) else 0.0)
+    return Agreement(tuple(decisions), float(spreads.max()))
 
 
 def judge_results(
     fp32: ClassificationResult,
     int8: ClassificationResult,
-    tolerances: Mapping[str, float],
+    tolerances: Mapping[str, Tolerance],
     *,
     name: str = "",
 ) -> Agreement:
     """One recording's verdicts: each window's gate and label, the selected window and the
-    recording's label. `tolerances`: each model's error (L2 logits) by model name
-    (``audio_binary``, ``audio_multiclass``, ``text``; 0 for a model that is not int8)."""
+    recording's label. `tolerances`: each model's by name (``audio_binary``,
+    ``audio_multiclass``, ``text``; a missing one counts as exact). `max_error` of the answer
+    is the largest emergency-probability shift seen."""
     import numpy as np
 
     if len(fp32.windows) != len(int8.windows):
         raise ValueError(f"{name}: {len(fp32.windows)} windows in fp32, {len(int8.windows)} int8")
     prefix = f"{name}: " if name else ""
     text_logits = fp32.text.logits if fp32.text.status == "used" else None
-    gate_tol = tolerances.get("audio_binary", 0.0)
+    gate_spread = tolerances.get("audio_binary", Tolerance.exact()).spread
     decisions: list[Decision] = []
     gates: dict[int, Decision] = {}
     labels: dict[int, Decision] = {}
@@ -230,12 +254,12 @@ def judge_results(
                 fp32=w32.gate.label,
                 int8=w8.gate.label,
                 margin=top2_margin(w32.gate.logits),
-                bound=margin_bound(gate_tol),
+                bound=gate_spread,
             )
             decisions.append(gates[i])
         if w32.probabilities is not None and w32.audio_logits is not None:
-            error = _window_logit_error(w32.audio_logits, text_logits, tolerances)
-            shift[i] = probability_bound(error)
+            spread = _window_spread(w32.audio_logits, text_logits, tolerances)
+            shift[i] = probability_bound(spread)
             if w8.probabilities is not None:
                 log_p = np.log(np.maximum(list(w32.probabilities.values()), 1e-300))
                 labels[i] = Decision(
@@ -243,11 +267,11 @@ def judge_results(
                     fp32=w32.label,
                     int8=w8.label,
                     margin=top2_margin(log_p),
-                    bound=margin_bound(error),
+                    bound=spread,
                 )
                 decisions.append(labels[i])
         else:
-            shift[i] = probability_bound(gate_tol)
+            shift[i] = probability_bound(gate_spread)
         max_error = max(max_error, abs(w32.emergency_probability - w8.emergency_probability))
 
     selection = _judge_selection(fp32, int8, gates, shift, prefix)
@@ -303,27 +327,34 @@ def _judge_selection(
     )
 
 
-def _window_logit_error(
-    audio_logits: Sequence[float], text_logits: Sequence[float] | None, tol: Mapping[str, float]
+def _window_spread(
+    audio_logits: Sequence[float],
+    text_logits: Sequence[float] | None,
+    tolerances: Mapping[str, Tolerance],
 ) -> float:
-    """The most a window's fused logits (or the audio model's own, without text) can move."""
+    """The most two of a window's fused logits (or the audio model's own, without text) can
+    move apart."""
     import numpy as np
 
-    audio = tol.get("audio_multiclass", 0.0)
+    audio = tolerances.get("audio_multiclass", Tolerance.exact())
     if text_logits is None:
-        return audio
-    return normalised_error(float(np.linalg.norm(audio_logits)), audio) + normalised_error(
-        float(np.linalg.norm(text_logits)), tol.get("text", 0.0)
+        return audio.spread
+    text = tolerances.get("text", Tolerance.exact())
+    l2 = normalised_error(float(np.linalg.norm(audio_logits)), audio.l2) + normalised_error(
+        float(np.linalg.norm(text_logits)), text.l2
     )
+    return math.sqrt(2.0) * l2
 
 
-def _rows(x: np.ndarray) -> np.ndarray:
+def _pair(fp32: np.ndarray, int8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     import numpy as np
 
-    a = np.asarray(x, dtype=np.float64)
+    a, b = np.asarray(fp32, dtype=np.float64), np.asarray(int8, dtype=np.float64)
     if a.ndim != 2 or not len(a):
         raise ValueError(f"expected a non-empty (inputs, classes) array, got shape {a.shape}")
-    return a
+    if a.shape != b.shape:
+        raise ValueError(f"output shapes differ: {a.shape} vs {b.shape}")
+    return a, b
 
 
 def _name(index: int, labels: Sequence[str] | None) -> str:

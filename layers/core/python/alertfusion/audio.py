@@ -9,6 +9,7 @@ import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from alertfusion import limits
 from alertfusion.errors import AudioError, ReasonCode
 from alertfusion.sniff import SNIFF_BYTES as SNIFF_BYTES  # re-exported: callers sniff this much
 from alertfusion.sniff import Container, sniff_bytes
@@ -71,9 +72,9 @@ def decode_audio(
     source: bytes | bytearray | memoryview | str | os.PathLike[str],
     *,
     sample_rate: int,
-    min_seconds: float = 0.5,
-    max_seconds: float = 600.0,
-    max_bytes: int = 100 * 1024 * 1024,
+    min_seconds: float = limits.MIN_AUDIO_SECONDS,
+    max_seconds: float = limits.MAX_AUDIO_SECONDS,
+    max_bytes: int = limits.MAX_AUDIO_BYTES,
     filename: str | None = None,
 ) -> DecodedAudio:
     """Decode `source` (the bytes of a file, or a path) to mono float32 at `sample_rate`.

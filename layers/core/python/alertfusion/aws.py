@@ -1,4 +1,5 @@
-"""Cached AWS clients: created on first use (never at import), resettable for tests.
+"""Cached AWS clients: created on first use (never at import), resettable for tests; and
+what their errors' codes mean.
 
 The clients come from a botocore session, not a boto3 one: they are the same low-level
 clients, but importing boto3 also imports s3transfer (about 15 ms of a cold start), and the
@@ -27,6 +28,21 @@ _READ_TIMEOUT_S = 20
 #: meaning "already started"), and two stacked retry loops would multiply the attempts.
 _MAX_ATTEMPTS = {"transcribe": 1}
 _DEFAULT_MAX_ATTEMPTS = 3
+
+#: S3 error codes for "no such object (or version)"; a HEAD request's error has no body, so
+#: botocore names it by its HTTP status
+S3_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NotFound", "404"})
+#: S3 error codes for "not allowed"; without s3:ListBucket S3 answers a missing key so too
+S3_DENIED_CODES = frozenset({"AccessDenied", "Forbidden", "403"})
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a botocore ClientError (``Error.Code``); None for other errors."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code else None
+    return None
 
 
 def client(service: str) -> Any:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alertfusion.aws import S3_DENIED_CODES, S3_NOT_FOUND_CODES, error_code
 from alertfusion.bundle_files import check_file_sums
 from alertfusion.errors import BundleError, ReasonCode, TransientError
 from alertfusion.manifest import MANIFEST_FILE, Manifest
@@ -28,9 +29,7 @@ S3_SCHEME = "s3://"
 MAX_MANIFEST_BYTES = 1 << 20
 _CHUNK = 1 << 20
 #: S3 error codes that mean "there is nothing (readable) at that URI"
-_NOT_FOUND_CODES = frozenset(
-    {"NoSuchKey", "NoSuchBucket", "404", "NotFound", "AccessDenied", "403"}
-)
+_NOT_FOUND_CODES = S3_NOT_FOUND_CODES | S3_DENIED_CODES | {"NoSuchBucket"}
 
 
 @dataclass(frozen=True)
@@ -147,7 +146,7 @@ def _key(prefix: str, name: str) -> str:
 def _client_error(exc: Exception, uri: str, key: str) -> Exception:
     """A typed error for a failed S3 call: missing or forbidden is BUNDLE_NOT_FOUND (a
     configuration problem), anything else may pass with a retry."""
-    code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+    code = error_code(exc)
     if code in _NOT_FOUND_CODES:
         return BundleError(
             f"cannot read {key} of the model bundle {uri} ({code})",

@@ -16,6 +16,7 @@ from decimal import (
 )
 from typing import Any
 
+from alertfusion.aws import error_code
 from alertfusion.errors import ConfigError, TransientError
 
 _THROTTLING = frozenset(
@@ -38,7 +39,7 @@ def call_dynamodb(client: Any, table_name: str, operation: str, **kwargs: Any) -
     try:
         result: dict[str, Any] = getattr(client, operation)(**kwargs)
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+        code = error_code(exc)
         if code in _THROTTLING:
             raise TransientError(f"DynamoDB {operation}: {code}") from exc
         if code == "ResourceNotFoundException":

@@ -16,9 +16,10 @@ gate (starting it speculatively is `Tuning.speculative_text`: it cost more wall 
 audio than it saved on alerts, measured).
 
 Windows: consecutive `window_seconds` windows as in training. A trailing window shorter than
-`min_window_seconds` (default 0.5 s, the shortest recording the service accepts at all) is not
-scored unless it is the only window: such a tail is a few STFT frames stretched to 64 pixels,
-and under "the highest emergency window decides" noise like that must not decide a verdict.
+`min_window_seconds` (default `limits.MIN_WINDOW_SECONDS`, the shortest recording the service
+accepts at all) is not scored unless it is the only window: such a tail is a few STFT frames
+stretched to 64 pixels, and under "the highest emergency window decides" noise like that must
+not decide a verdict.
 The result's explanation says when a tail was left out.
 """
 
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
+from alertfusion import limits
 from alertfusion.errors import AudioError, BundleError, InputError, ReasonCode, TextError
 from alertfusion.result import (
     AudioResult,
@@ -66,14 +68,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 Gate = Literal["binary", "none"]
 _GATES: tuple[str, ...] = ("binary", "none")
 
-#: defaults of EngineSettings, for engines made without settings (tests, the CLI)
-DEFAULT_MIN_AUDIO_SECONDS = 0.5
-DEFAULT_MAX_AUDIO_SECONDS = 600.0
-DEFAULT_MAX_TEXT_CHARS = 5000
-DEFAULT_MIN_WINDOW_SECONDS = 0.5
-#: audio files larger than this are refused before decoding
-DEFAULT_MAX_AUDIO_BYTES = 100 * 1024 * 1024
-
 
 @dataclass(frozen=True)
 class Tuning:
@@ -103,11 +97,11 @@ class Engine:
         *,
         gate: Gate | None = None,
         threads: int = 0,
-        min_audio_seconds: float = DEFAULT_MIN_AUDIO_SECONDS,
-        max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS,
-        max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
-        min_window_seconds: float = DEFAULT_MIN_WINDOW_SECONDS,
-        max_audio_bytes: int = DEFAULT_MAX_AUDIO_BYTES,
+        min_audio_seconds: float = limits.MIN_AUDIO_SECONDS,
+        max_audio_seconds: float = limits.MAX_AUDIO_SECONDS,
+        max_text_chars: int = limits.MAX_TEXT_CHARS,
+        min_window_seconds: float = limits.MIN_WINDOW_SECONDS,
+        max_audio_bytes: int = limits.MAX_AUDIO_BYTES,
         tuning: Tuning | None = None,
     ) -> None:
         from alertfusion.sessions import BundleSessions
@@ -194,7 +188,9 @@ class Engine:
         from alertfusion.selfcheck import run_selfcheck
 
         self.warm_up()
-        return run_selfcheck(self.bundle, self._sessions.run, names=names)
+        return run_selfcheck(
+            self.bundle, self._sessions.run, names=names, fallback=self._sessions.fallback
+        )
 
     def use_fp32_fallback(self, names: list[str]) -> None:
         """Serve `names` with their fp32 fallback models (BUNDLE_INVALID without one)."""
@@ -709,6 +705,23 @@ def get_engine() -> Engine:
                     _engine.readiness = check_before_serving(_engine)
             engine = _engine
     return engine
+
+
+def current_engine() -> Engine | None:
+    """The process-wide engine if `get_engine` made it, without making one."""
+    return _engine
+
+
+def recheck_engine() -> None:
+    """Run the process-wide engine's self-check again (a sandbox restored from a snapshot
+    taken on another CPU): it serves, falls back or refuses by what this CPU gives."""
+    engine = _engine
+    if engine is None or engine.readiness is None:
+        return
+    from alertfusion.selfcheck import check_before_serving
+
+    engine.unready = None
+    engine.readiness = check_before_serving(engine)
 
 
 def reset_engine() -> None:

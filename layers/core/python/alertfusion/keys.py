@@ -39,6 +39,10 @@ JOB_ID_RE = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
 #: what Amazon Transcribe accepts as a job name
 TRANSCRIBE_JOB_NAME_RE = re.compile(r"^[0-9a-zA-Z._-]+$")
 TRANSCRIBE_JOB_NAME_MAX = 200
+#: Transcribe job name = prefix + job id; the EventBridge rule matches only this prefix
+DEFAULT_TRANSCRIBE_JOB_PREFIX = "alert-"
+#: a prefix keeps the name within Transcribe's characters and leaves room for the job id
+TRANSCRIBE_JOB_PREFIX_PATTERN = r"^[0-9a-zA-Z._-]{1,40}$"
 
 #: extensions the pipeline accepts for uploads (lower case, no dot); what the file really
 #: is gets sniffed from its bytes (alertfusion.probe), the name is only a first filter

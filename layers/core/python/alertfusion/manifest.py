@@ -142,9 +142,11 @@ class QuantizationReport(_Strict):
     max_probability_shift: float = Field(..., ge=0)
     #: the build refuses int8 when `decisive_agreement` is below this
     threshold: float = Field(..., ge=0, le=1)
-    #: the largest L2 norm of (int8 - fp32) logits of one input: the model's int8 tolerance
+    #: the model's int8 tolerance (alertfusion.agreement.Tolerance): the largest spread
+    #: (max - min) and the largest L2 norm of one input's (int8 - fp32) logits
+    max_logit_spread: float | None = Field(None, ge=0)
     max_logit_error: float | None = Field(None, ge=0)
-    #: inputs whose fp32 margin is beyond the int8 error of the other inputs
+    #: inputs whose fp32 margin is beyond the largest spread of the other inputs
     n_decisive: int | None = Field(None, ge=0)
     #: agreement among the decisive inputs (near ties are not counted)
     decisive_agreement: float | None = Field(None, ge=0, le=1)

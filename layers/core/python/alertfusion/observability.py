@@ -1,9 +1,16 @@
-"""Powertools Logger, Tracer and Metrics shared by the pipeline's handlers and core functions.
+"""Powertools Logger and Metrics shared by the pipeline's handlers and core functions.
 
 Service name and metrics namespace come from ``POWERTOOLS_SERVICE_NAME`` and
 ``POWERTOOLS_METRICS_NAMESPACE`` (set per function by the infrastructure). Metrics are
 emitted one EMF line each (``single_metric``) so that dimensions such as the verdict
 label or the failure reason never leak into unrelated metrics.
+
+Tracing is Lambda's active tracing (the stacks set it on every function and the API stage):
+Lambda records each invocation's init, run and overhead with no SDK in the function. The
+X-Ray SDK (what Powertools' Tracer wraps) reaches end of support on 2027-02-25, and in a
+sandbox it imported and patched botocore and its other targets at start-up; in-function
+spans, if ever needed, go through OpenTelemetry (opentelemetry-api is already in the
+runtime, FastAPI and Starlette depend on it) with the ADOT layer or collector.
 """
 
 from __future__ import annotations
@@ -11,13 +18,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
+from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
 DEFAULT_NAMESPACE = "alertfusion"
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "alertfusion"))
-tracer = Tracer()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", DEFAULT_NAMESPACE))
 
 

@@ -13,9 +13,16 @@ from typing import Literal, TypeVar
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from alertfusion import limits
 from alertfusion.errors import ConfigError
+from alertfusion.keys import DEFAULT_TRANSCRIBE_JOB_PREFIX, TRANSCRIBE_JOB_PREFIX_PATTERN
+from alertfusion.transcribe import DEFAULT_LANGUAGE
 
 S = TypeVar("S", bound=BaseSettings)
+
+#: transcribe every upload, or only those the audio gate did not call regular
+TranscribePolicy = Literal["always", "gated"]
+DEFAULT_TRANSCRIBE_POLICY: TranscribePolicy = "always"
 
 
 class _Settings(BaseSettings):
@@ -32,12 +39,18 @@ class EngineSettings(_Settings):
     fusion_gate: Literal["binary", "none"] | None = Field(None, validation_alias="FUSION_GATE")
     #: ONNX Runtime intra-op threads; 0 = the measured default (see the README)
     ort_threads: int = Field(0, ge=0, le=64, validation_alias="ORT_THREADS")
-    min_audio_seconds: float = Field(0.5, gt=0, validation_alias="MIN_AUDIO_SECONDS")
-    max_audio_seconds: float = Field(600.0, gt=0, validation_alias="MAX_AUDIO_SECONDS")
-    max_text_chars: int = Field(5000, gt=0, validation_alias="MAX_TEXT_CHARS")
+    min_audio_seconds: float = Field(
+        limits.MIN_AUDIO_SECONDS, gt=0, validation_alias="MIN_AUDIO_SECONDS"
+    )
+    max_audio_seconds: float = Field(
+        limits.MAX_AUDIO_SECONDS, gt=0, validation_alias="MAX_AUDIO_SECONDS"
+    )
+    max_text_chars: int = Field(limits.MAX_TEXT_CHARS, gt=0, validation_alias="MAX_TEXT_CHARS")
     #: a trailing window shorter than this is not scored unless it is the only one (a few
     #: STFT frames stretched to a full image must not decide a verdict; see alertfusion.engine)
-    min_window_seconds: float = Field(0.5, ge=0, validation_alias="MIN_WINDOW_SECONDS")
+    min_window_seconds: float = Field(
+        limits.MIN_WINDOW_SECONDS, ge=0, validation_alias="MIN_WINDOW_SECONDS"
+    )
     #: run the bundle's golden set on this CPU before the process-wide engine serves
     #: (alertfusion.selfcheck); off only to investigate a failing one
     selfcheck: bool = Field(True, validation_alias="SELFCHECK")
@@ -51,22 +64,34 @@ class PipelineSettings(_Settings):
     event_bus_name: str = Field(..., min_length=1, validation_alias="EVENT_BUS_NAME")
     #: SQS queue of classifier tasks (audio stage from the starter, re-drives from the sweeper)
     work_queue_url: str = Field(..., min_length=1, validation_alias="WORK_QUEUE_URL")
-    transcribe_policy: Literal["always", "gated"] = Field(
-        "always", validation_alias="TRANSCRIBE_POLICY"
+    transcribe_policy: TranscribePolicy = Field(
+        DEFAULT_TRANSCRIBE_POLICY, validation_alias="TRANSCRIBE_POLICY"
     )
-    transcribe_language: str = Field("ko-KR", validation_alias="TRANSCRIBE_LANGUAGE")
+    transcribe_language: str = Field(DEFAULT_LANGUAGE, validation_alias="TRANSCRIBE_LANGUAGE")
     #: Transcribe job name = prefix + job id; the EventBridge rule matches only this prefix
     transcribe_job_prefix: str = Field(
-        "alert-", pattern=r"^[0-9a-zA-Z._-]{1,40}$", validation_alias="TRANSCRIBE_JOB_PREFIX"
+        DEFAULT_TRANSCRIBE_JOB_PREFIX,
+        pattern=TRANSCRIBE_JOB_PREFIX_PATTERN,
+        validation_alias="TRANSCRIBE_JOB_PREFIX",
     )
-    max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, validation_alias="MAX_UPLOAD_BYTES")
-    min_audio_seconds: float = Field(0.5, gt=0, validation_alias="MIN_AUDIO_SECONDS")
-    max_audio_seconds: float = Field(600.0, gt=0, validation_alias="MAX_AUDIO_SECONDS")
-    job_ttl_days: int = Field(30, gt=0, validation_alias="JOB_TTL_DAYS")
+    max_upload_bytes: int = Field(
+        limits.MAX_UPLOAD_BYTES, gt=0, validation_alias="MAX_UPLOAD_BYTES"
+    )
+    min_audio_seconds: float = Field(
+        limits.MIN_AUDIO_SECONDS, gt=0, validation_alias="MIN_AUDIO_SECONDS"
+    )
+    max_audio_seconds: float = Field(
+        limits.MAX_AUDIO_SECONDS, gt=0, validation_alias="MAX_AUDIO_SECONDS"
+    )
+    job_ttl_days: int = Field(limits.JOB_TTL_DAYS, gt=0, validation_alias="JOB_TTL_DAYS")
     #: a TRANSCRIBING job older than this is checked by the sweeper
-    stuck_after_seconds: int = Field(300, gt=0, validation_alias="STUCK_AFTER_SECONDS")
+    stuck_after_seconds: int = Field(
+        limits.STUCK_AFTER_SECONDS, gt=0, validation_alias="STUCK_AFTER_SECONDS"
+    )
     #: a job not DONE after this ends FAILED with reason TIMEOUT
-    hard_timeout_seconds: int = Field(3600, gt=0, validation_alias="HARD_TIMEOUT_SECONDS")
+    hard_timeout_seconds: int = Field(
+        limits.HARD_TIMEOUT_SECONDS, gt=0, validation_alias="HARD_TIMEOUT_SECONDS"
+    )
 
 
 def load_settings(cls: type[S]) -> S:

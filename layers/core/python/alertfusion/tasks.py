@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from alertfusion.errors import InputError, ReasonCode
 from alertfusion.keys import JOB_ID_RE
+from alertfusion.transcribe import TerminalStatus
 
 JobId = Annotated[str, Field(pattern=JOB_ID_RE.pattern)]
 TASK_SCHEMA_VERSION: Literal[1] = 1
@@ -37,7 +38,7 @@ class FinalizeTask(_Task):
     """Transcribe has finished (or never will): write the final verdict."""
 
     type: Literal["finalize"] = "finalize"
-    transcribe_status: Literal["COMPLETED", "FAILED"]
+    transcribe_status: TerminalStatus
     #: Transcribe's FailureReason when known
     failure_reason: str | None = Field(None, max_length=2000)
 

@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
+from alertfusion.aws import S3_NOT_FOUND_CODES, error_code
 from alertfusion.errors import AlertFusionError, ReasonCode, TransientError
 from alertfusion.keys import job_id_from_transcribe_job_name
 
@@ -36,7 +37,14 @@ RETRYABLE_CODES = frozenset(
         "RequestTimeoutException",
     }
 )
-TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED"})
+#: a Transcribe job's status once it ended; the only ones the classifier's rule passes on
+TerminalStatus = Literal["COMPLETED", "FAILED"]
+TERMINAL_STATUSES: tuple[TerminalStatus, ...] = get_args(TerminalStatus)
+#: what EventBridge puts in the event a Transcribe job sends when its status changes
+EVENT_SOURCE = "aws.transcribe"
+EVENT_DETAIL_TYPE = "Transcribe Job State Change"
+#: the recordings are Korean
+DEFAULT_LANGUAGE = "ko-KR"
 MAX_ATTEMPTS = 6
 BASE_DELAY_S = 0.2
 MAX_DELAY_S = 4.0
@@ -71,19 +79,11 @@ class TranscriptionJobInfo:
         return self.status in TERMINAL_STATUSES
 
 
-def _error_code(exc: Exception) -> str | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        return str(code) if code else None
-    return None
-
-
 def _is_retryable(exc: Exception) -> bool:
     from botocore.exceptions import BotoCoreError, ClientError
 
     if isinstance(exc, ClientError):
-        code = _error_code(exc)
+        code = error_code(exc)
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         return code in RETRYABLE_CODES or int(status or 0) >= 500
     return isinstance(exc, BotoCoreError)  # connection errors, timeouts
@@ -129,7 +129,7 @@ def start_transcription(
             client.start_transcription_job(**request)
             return StartOutcome.STARTED
         except Exception as exc:
-            code = _error_code(exc)
+            code = error_code(exc)
             if code == "ConflictException":
                 return StartOutcome.ALREADY_STARTED
             if isinstance(exc, ClientError) and code == "BadRequestException":
@@ -143,7 +143,7 @@ def start_transcription(
                 sleep(backoff_delay(attempt, rng=rng))
     raise TransientError(
         f"StartTranscriptionJob {job_name}: still failing after {max_attempts} attempts "
-        f"({_error_code(last) if last else 'unknown'})",
+        f"({error_code(last) if last else 'unknown'})",
         details={"attempts": max_attempts},
     ) from last
 
@@ -156,10 +156,10 @@ def get_transcription(client: Any, job_name: str) -> TranscriptionJobInfo | None
         job = client.get_transcription_job(TranscriptionJobName=job_name)["TranscriptionJob"]
     except ClientError as exc:
         # Transcribe answers "The requested job couldn't be found" as a BadRequestException
-        if _error_code(exc) in ("BadRequestException", "NotFoundException"):
+        if error_code(exc) in ("BadRequestException", "NotFoundException"):
             return None
         if _is_retryable(exc):
-            raise TransientError(f"GetTranscriptionJob {job_name}: {_error_code(exc)}") from exc
+            raise TransientError(f"GetTranscriptionJob {job_name}: {error_code(exc)}") from exc
         raise
     except Exception as exc:
         if _is_retryable(exc):
@@ -197,8 +197,8 @@ def read_transcript(s3: Any, bucket: str, key: str, *, max_bytes: int = 5 * 1024
     try:
         response = s3.get_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        code = _error_code(exc)
-        if code in ("NoSuchKey", "404", "NotFound"):
+        code = error_code(exc)
+        if code in S3_NOT_FOUND_CODES:
             raise TranscriptError(f"transcript file {key} does not exist") from exc
         if _is_retryable(exc):
             raise TransientError(f"GetObject {key}: {code}") from exc
@@ -220,14 +220,32 @@ class JobStateChange:
 
     job_id: str
     job_name: str
-    status: Literal["COMPLETED", "FAILED"]
+    status: TerminalStatus
     failure_reason: str | None = None
+
+
+def job_state_change_pattern(prefix: str) -> dict[str, Any]:
+    """The EventBridge pattern of this pipeline's finished Transcribe jobs (names starting
+    with `prefix`): the classifier's rule in AWS and in the local stack."""
+    return {
+        "source": [EVENT_SOURCE],
+        "detail-type": [EVENT_DETAIL_TYPE],
+        "detail": {
+            "TranscriptionJobName": [{"prefix": prefix}],
+            "TranscriptionJobStatus": list(TERMINAL_STATUSES),
+        },
+    }
+
+
+def is_job_state_change(event: dict[str, Any]) -> bool:
+    """Whether `event` is a Transcribe job's state-change event (of any job or status)."""
+    return event.get("source") == EVENT_SOURCE and event.get("detail-type") == EVENT_DETAIL_TYPE
 
 
 def parse_job_state_change(event: dict[str, Any], prefix: str) -> JobStateChange | None:
     """The job a Transcribe EventBridge event is about; None when it is not one of this
     pipeline's jobs or not a terminal status (the rule filters those too)."""
-    if event.get("source") != "aws.transcribe":
+    if event.get("source") != EVENT_SOURCE:
         return None
     detail = event.get("detail") or {}
     name = detail.get("TranscriptionJobName")

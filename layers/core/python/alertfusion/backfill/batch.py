@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from alertfusion.aws import error_code
 from alertfusion.backfill.plan import start_delay_seconds
 from alertfusion.backfill.summary import (
     AdmitAction,
@@ -29,7 +30,6 @@ from alertfusion.keys import (
 from alertfusion.observability import count, logger
 from alertfusion.pipeline.context import PipelineContext, get_context
 from alertfusion.pipeline.starter import record_object
-from alertfusion.pipeline.storage import _client_error_code
 from alertfusion.tasks import AudioStageTask, ReclassifyTask, encode_task
 
 #: the pipeline's own outputs are never recordings
@@ -319,7 +319,7 @@ def read_batches(s3: Any, bucket: str, backfill_id: str) -> tuple[list[ItemResul
                 break
             kwargs["ContinuationToken"] = page["NextContinuationToken"]
     except (ClientError, BotoCoreError) as exc:
-        raise TransientError(f"reading {prefix}: {_client_error_code(exc) or exc}") from exc
+        raise TransientError(f"reading {prefix}: {error_code(exc) or exc}") from exc
     items.sort(key=lambda i: i.index)
     return items, batches, checks
 

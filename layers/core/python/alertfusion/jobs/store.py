@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from alertfusion.aws import error_code
 from alertfusion.dynamodb import call_dynamodb, from_attribute, now_utc, to_attribute, utc_iso
 from alertfusion.errors import JobStateError, ReasonCode, TransientError
 from alertfusion.jobs.model import (
@@ -21,6 +22,7 @@ from alertfusion.jobs.model import (
     version_verdict_attribute,
 )
 from alertfusion.jobs.table import STATUS_INDEX, STATUS_INDEX_PARTITION_KEY, STATUS_INDEX_SORT_KEY
+from alertfusion.limits import JOB_TTL_DAYS
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")
 
@@ -81,7 +83,7 @@ class JobStore:
     (the write is conditioned on the attribute's absence), so a retried or duplicated stage
     cannot change a verdict that readers may already have seen."""
 
-    def __init__(self, table_name: str, client: Any, *, ttl_days: int = 30) -> None:
+    def __init__(self, table_name: str, client: Any, *, ttl_days: int = JOB_TTL_DAYS) -> None:
         self.table_name = table_name
         self._client = client
         self._ttl = timedelta(days=ttl_days)
@@ -415,7 +417,7 @@ class JobStore:
         try:
             response = self._call("update_item", **kwargs)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 return None
             raise
         return self._job(response["Attributes"])

@@ -12,14 +12,19 @@ from alertfusion.errors import AlertFusionError, ReasonCode, TextError
 from alertfusion.jobs import Job, JobStatus, Stage, Verdict, now_utc
 from alertfusion.keys import transcribe_job_name, transcript_key
 from alertfusion.notify import publish_pending_alerts
-from alertfusion.observability import count, logger, milliseconds, tracer
+from alertfusion.observability import count, logger, milliseconds
 from alertfusion.pipeline.context import PipelineContext, get_context
 from alertfusion.pipeline.outcomes import StageAction, StageOutcome, TranscribeAction
 from alertfusion.pipeline.storage import _load_audio, _write_result_file
 from alertfusion.pipeline.transcription import _ensure_transcription
 from alertfusion.protocols import Classifier
 from alertfusion.result import ClassificationResult
-from alertfusion.transcribe import TranscriptError, get_transcription, read_transcript
+from alertfusion.transcribe import (
+    TerminalStatus,
+    TranscriptError,
+    get_transcription,
+    read_transcript,
+)
 
 
 def _ms_between(start: datetime | None, end: datetime) -> float | None:
@@ -168,7 +173,6 @@ def _client_transcript_stage(
     return replace(done, alerts_sent=alerts + done.alerts_sent, transcribe="skipped")
 
 
-@tracer.capture_method(capture_response=False)
 def run_audio_stage(
     job_id: str, classifier: Classifier, *, ctx: PipelineContext | None = None
 ) -> StageOutcome:
@@ -272,10 +276,9 @@ def _run_audio_stage(ctx: PipelineContext, job_id: str, classifier: Classifier) 
     )
 
 
-@tracer.capture_method(capture_response=False)
 def finalize_job(
     job_id: str,
-    transcribe_status: Literal["COMPLETED", "FAILED"],
+    transcribe_status: TerminalStatus,
     classifier: Classifier,
     *,
     failure_reason: str | None = None,
@@ -296,7 +299,7 @@ def finalize_job(
 def _finalize_job(
     ctx: PipelineContext,
     job_id: str,
-    transcribe_status: Literal["COMPLETED", "FAILED"],
+    transcribe_status: TerminalStatus,
     classifier: Classifier,
     failure_reason: str | None,
 ) -> StageOutcome:
@@ -377,7 +380,6 @@ def _failure_reason(ctx: PipelineContext, job: Job) -> str | None:
     return info.failure_reason if info else None
 
 
-@tracer.capture_method(capture_response=False)
 def reclassify_job(
     job_id: str,
     bundle_version: str,

@@ -7,6 +7,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from alertfusion.aws import S3_NOT_FOUND_CODES, error_code
 from alertfusion.errors import AudioError, ReasonCode, TransientError
 from alertfusion.jobs import Job, UploadInfo, now_utc
 from alertfusion.keys import (
@@ -15,10 +16,10 @@ from alertfusion.keys import (
     job_id_for_upload,
     parse_upload_key,
 )
-from alertfusion.observability import count, logger, milliseconds, tracer
+from alertfusion.observability import count, logger, milliseconds
 from alertfusion.pipeline.context import PipelineContext, get_context
 from alertfusion.pipeline.outcomes import TranscribeAction, UploadOutcome
-from alertfusion.pipeline.storage import _client_error_code, _send_task
+from alertfusion.pipeline.storage import _send_task
 from alertfusion.pipeline.transcription import _ensure_transcription
 from alertfusion.probe import ProbeResult, S3RangeReader, probe_audio, read_object_head
 from alertfusion.tasks import AudioStageTask
@@ -89,7 +90,6 @@ def _validate(
     return probe
 
 
-@tracer.capture_method(capture_response=False)
 def handle_upload(record: S3EventRecord, *, ctx: PipelineContext | None = None) -> UploadOutcome:
     """One S3 ``ObjectCreated`` record: validate the object (size, type and header probe
     from S3 itself; the event is not trusted), record the job, queue the audio stage,
@@ -179,7 +179,7 @@ def record_object(
     try:
         head = read_object_head(ctx.s3, settings.audio_bucket, key, version_id=version_id)
     except ClientError as exc:
-        if _client_error_code(exc) in ("404", "NoSuchKey", "NotFound", "NoSuchVersion"):
+        if error_code(exc) in S3_NOT_FOUND_CODES:
             # deleted (or replaced by a later upload) before this record was handled
             detail = "the object was deleted before it could be processed"
             if store.reject(job_id, ReasonCode.OBJECT_NOT_FOUND, detail, now=now) is None:
@@ -187,7 +187,7 @@ def record_object(
             count("JobsFailed", reason=ReasonCode.OBJECT_NOT_FOUND.value, stage="starter")
             outcome = UploadOutcome(key, job_id, "rejected", ReasonCode.OBJECT_NOT_FOUND, detail)
             return outcome, None
-        raise TransientError(f"GetObject: {_client_error_code(exc)}") from exc
+        raise TransientError(f"GetObject: {error_code(exc)}") from exc
     except BotoCoreError as exc:
         raise TransientError(f"GetObject: {type(exc).__name__}") from exc
     size, content_type = head.size, head.content_type

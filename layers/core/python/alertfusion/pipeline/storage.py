@@ -8,17 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from alertfusion.aws import S3_NOT_FOUND_CODES, error_code
 from alertfusion.errors import AudioError, InputError, ReasonCode, TransientError
 from alertfusion.jobs import Job
 from alertfusion.keys import result_key
 from alertfusion.pipeline.context import PipelineContext
 from alertfusion.result import ClassificationResult
 from alertfusion.tasks import AudioStageTask, FinalizeTask, encode_task
-
-
-def _client_error_code(exc: Exception) -> str | None:
-    response = getattr(exc, "response", None)
-    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
 
 
 def _send_task(ctx: PipelineContext, task: AudioStageTask | FinalizeTask) -> None:
@@ -41,11 +37,11 @@ def _load_audio(ctx: PipelineContext, job: Job) -> bytes:
     try:
         response = ctx.s3.get_object(**kwargs)
     except ClientError as exc:
-        if _client_error_code(exc) in ("NoSuchKey", "NoSuchVersion", "404", "NotFound"):
+        if error_code(exc) in S3_NOT_FOUND_CODES:
             raise InputError(
                 f"the upload {job.object_key} no longer exists", code=ReasonCode.OBJECT_NOT_FOUND
             ) from exc
-        raise TransientError(f"GetObject: {_client_error_code(exc)}") from exc
+        raise TransientError(f"GetObject: {error_code(exc)}") from exc
     except BotoCoreError as exc:
         raise TransientError(f"GetObject: {type(exc).__name__}") from exc
     limit = ctx.settings.max_upload_bytes

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from alertfusion.errors import ReasonCode
 from alertfusion.jobs import Job, JobStatus, now_utc
 from alertfusion.keys import transcribe_job_name
-from alertfusion.observability import count, logger, tracer
+from alertfusion.observability import count, logger
 from alertfusion.pipeline.context import PipelineContext, get_context
 from alertfusion.pipeline.outcomes import SweepReport
 from alertfusion.pipeline.storage import _send_task
@@ -16,7 +16,6 @@ from alertfusion.tasks import AudioStageTask, FinalizeTask
 from alertfusion.transcribe import get_transcription
 
 
-@tracer.capture_method(capture_response=False)
 def sweep(
     now: datetime | None = None, *, ctx: PipelineContext | None = None, limit: int = 500
 ) -> SweepReport:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from alertfusion.aws import error_code
+
 #: read granularity: one ranged GET fetches at least this much
 BLOCK_BYTES = 64 * 1024
 MAX_REQUESTS = 12
@@ -65,7 +67,7 @@ def read_object_head(
     try:
         response = client.get_object(Range=f"bytes=0-{BLOCK_BYTES - 1}", **kwargs)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "InvalidRange":
+        if error_code(exc) != "InvalidRange":
             raise
         head = client.head_object(**kwargs)
         return ObjectHead(

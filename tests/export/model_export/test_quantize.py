@@ -10,7 +10,7 @@ import onnx
 import pytest
 import torch
 
-from alertfusion.agreement import judge_logits, logit_errors
+from alertfusion.agreement import judge_logits, logit_spreads
 from alertfusion.manifest import AudioPreprocessing
 from alertfusion.text import TextEncoder
 from model_export.calibration import CalibrationImages, calibration_images, calibration_texts
@@ -40,7 +40,7 @@ from model_export.quantize import (
 )
 from tests.conftest import SAMPLES
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.export
 
 
 def test_agreement_report_counts_top1_and_the_largest_probability_shift() -> None:
@@ -54,9 +54,10 @@ def test_agreement_report_counts_top1_and_the_largest_probability_shift() -> Non
     assert want == pytest.approx(
         abs(softmax(np.array([[1.0, 1.1]]))[0, 0] - softmax(np.array([[1.2, 1.0]]))[0, 0])
     )
-    # judged by margins, each input against the other inputs' largest error: the flipped
-    # third input's fp32 margin (0.1) is within what an error of 0.1 can move (0.141)
+    # judged by margins, each input against the other inputs' largest error spread: the
+    # flipped third input's fp32 margin (0.1) is not beyond the others' spread (0.1)
     assert report.max_logit_error == pytest.approx(np.sqrt(0.2**2 + 0.1**2))
+    assert report.max_logit_spread == pytest.approx(0.3)
     assert (report.n_decisive, report.near_ties, report.decisive_agreement) == (3, 1, 1.0)
     enforce_threshold("audio_binary", report)  # a near tie never refuses a build
 
@@ -189,7 +190,9 @@ def test_static_qdq_quantization_of_a_trained_like_densenet(
     assert next(n for n in graph.node if "logits" in n.output).op_type == "Gemm"
     reference = run_audio(ort_session(fp32), calibration)
     # this CPU's int8 kernels, and the QDQ graph through float kernels (another CPU's exact
-    # integer arithmetic, up to rounding): judged by margins, both must agree with fp32
+    # integer arithmetic, up to rounding): judged by margins, neither may really disagree with
+    # fp32 (near ties are reported, not failed)
+    decisive = 0
     for path in ("kernels", "reference"):
         report = agreement_report(
             reference,
@@ -198,8 +201,12 @@ def test_static_qdq_quantization_of_a_trained_like_densenet(
             threshold=0.9,
         )
         assert report.n_inputs == len(calibration)
-        assert report.decisive_agreement is not None, path
-        assert report.decisive_agreement >= 0.9, (path, report)
+        assert report.decisive_agreement is None or report.decisive_agreement >= 0.9, (
+            path,
+            report,
+        )
+        decisive += report.n_decisive or 0
+    assert decisive > 0  # not every answer a near tie: the check has teeth
     assert not list(tmp_path.glob("*.pre.onnx"))  # the pre-processed copy is cleaned up
     # per-tensor ranges: timm's Concats, left as exported (chained, each would requantize)
     plain = tmp_path / "plain.onnx"
@@ -321,7 +328,7 @@ def test_dynamic_int8_of_the_text_model(tmp_path: Path, tiny_bundle_int8: Path) 
     measured, judged_texts = texts[::2], texts[1::2]
     for path in ("kernels", "reference"):
         session = ort_session(int8, reference=path == "reference")
-        tolerance = logit_errors(
+        tolerance = logit_spreads(
             run_text(ort_session(fp32), measured, pad_id=1), run_text(session, measured, pad_id=1)
         ).max()
         judged = judge_logits(

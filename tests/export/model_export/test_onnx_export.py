@@ -29,7 +29,7 @@ from model_export.onnx_export import (
     torch_text_logits,
 )
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.export
 
 
 @pytest.fixture(scope="module")

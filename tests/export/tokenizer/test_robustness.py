@@ -12,7 +12,7 @@ from tokenizers import Tokenizer
 from alertfusion.text import TextEncoder
 from model_export.tokenizer import PIPELINES, convert_tokenizer
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.export
 
 # Arbitrary Unicode (no surrogates), weighted towards what breaks normalisers: marks, jamo,
 # controls, whitespace and the start/end of the string.

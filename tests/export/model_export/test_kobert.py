@@ -10,7 +10,7 @@ from transformers import BertModel
 
 from model_export.kobert import KoBertClassifier, kobert_config
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.export
 
 
 def test_full_config_is_kobert_base() -> None:

@@ -17,7 +17,7 @@ from model_export.tokenizer import (
     reference_encode,
 )
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.export
 
 
 def _without_step(tokenizer_json: str, step_type: str) -> str:

@@ -27,10 +27,10 @@ from model_export.checkpoints import (
 )
 from model_export.onnx_export import ort_session, run_audio, run_text, torch_audio_logits
 from tests.conftest import REPO, SAMPLES
-from tests.unit.model_export.conftest import CliResult, Sources, leftovers
-from tests.unit.tokenizer.conftest import legacy_vocab_json
+from tests.export.model_export.conftest import CliResult, Sources, leftovers
+from tests.export.tokenizer.conftest import legacy_vocab_json
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.export
 
 Run = Callable[..., CliResult]
 TEXTS = [
@@ -392,7 +392,9 @@ def test_existing_output_needs_force_and_force_replaces_only_bundles(
 def test_verify_passes_on_a_fresh_bundle(run_cli: Run, tiny_bundle: Path) -> None:
     result = run_cli("verify", tiny_bundle)
     assert result.code == 0, result.err
-    assert "OK" in result.out and "sha256 of 4 files" in result.out
+    files = len(Manifest.load(tiny_bundle / "manifest.json").files())
+    assert files == 5  # three models, the tokenizer, the golden set
+    assert "OK" in result.out and f"sha256 of {files} files" in result.out
     for name in ("audio_binary", "audio_multiclass", "text"):
         assert f"{name}: onnx.checker, inputs/outputs, one run" in result.out
 

@@ -25,9 +25,9 @@ from model_export.onnx_export import (
 )
 from model_export.tokenizer import train_demo_spm
 from tests.conftest import SAMPLES
-from tests.unit.model_export.conftest import CliResult
+from tests.export.model_export.conftest import CliResult
 
-pytestmark = [pytest.mark.unit, pytest.mark.slow]
+pytestmark = [pytest.mark.export, pytest.mark.slow]
 
 
 def test_full_size_round_trip_through_the_cli(

@@ -9,7 +9,7 @@ import pytest
 from model_export.spm_vocab import load_processor
 from model_export.tokenizer import convert_tokenizer, train_demo_spm
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.export
 
 
 def test_same_arguments_same_bytes(tmp_path: Path, kobert_like_model: Path) -> None:

@@ -18,9 +18,9 @@ from model_export.checkpoints import (
 from model_export.densenet import DenseNet121, densenet_config
 from model_export.errors import ExportError, ExportReason
 from model_export.kobert import KoBertClassifier, kobert_config
-from tests.unit.model_export.conftest import Sources
+from tests.export.model_export.conftest import Sources
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.export
 
 
 def _raises(reason: ExportReason, fn, *args, **kwargs) -> str:  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from model_export.densenet import CheckpointWrapper, DenseNet121, densenet_config
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.export
 
 
 def _bn(prefix: str, channels: int) -> list[tuple[str, tuple[int, ...]]]:

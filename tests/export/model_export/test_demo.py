@@ -25,9 +25,9 @@ from model_export.errors import ExportError, ExportReason
 from model_export.onnx_export import compute_threads, ort_session, run_audio, run_text
 from model_export.tokenizer import convert_tokenizer
 from tests.conftest import SAMPLES
-from tests.unit.model_export.conftest import leftovers
+from tests.export.model_export.conftest import leftovers
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.export
 
 
 def test_demo_int8_manifest_is_untrained_with_measured_agreement(tiny_bundle_int8: Path) -> None:
@@ -43,6 +43,7 @@ def test_demo_int8_manifest_is_untrained_with_measured_agreement(tiny_bundle_int
         assert report.n_decisive is not None and report.near_ties is not None
         assert report.n_decisive + report.near_ties == report.n_inputs
         assert report.max_logit_error is not None and report.max_logit_error > 0
+        assert report.max_logit_spread is not None and report.max_logit_spread > 0
         assert entry.parity_max_abs_diff is not None and entry.parity_max_abs_diff <= 1e-4
     assert m.models.audio_binary.quantization_report.n_inputs == 36  # type: ignore[union-attr]
     ckpt = tiny_bundle_int8.parent / m.producer["demo_checkpoints"]

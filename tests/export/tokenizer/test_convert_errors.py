@@ -8,9 +8,9 @@ import pytest
 
 from model_export.errors import ExportError, ExportReason
 from model_export.tokenizer import convert_tokenizer
-from tests.unit.tokenizer.conftest import train_spm
+from tests.export.tokenizer.conftest import train_spm
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.export
 
 
 def _refused(model: Path, *needles: str) -> str:

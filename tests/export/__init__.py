@@ -1,0 +1,1 @@
+"""The export tier: model export and the references it is checked against."""

@@ -1,0 +1,1 @@
+"""Decoding and features against the librosa reference."""

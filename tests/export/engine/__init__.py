@@ -1,0 +1,1 @@
+"""Engine fidelity against the PyTorch + librosa seed path."""

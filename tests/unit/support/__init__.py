@@ -1,0 +1,1 @@
+"""The tests' own machinery: the tiny-bundle cache and the import block."""
