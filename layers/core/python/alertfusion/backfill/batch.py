@@ -89,13 +89,25 @@ def _extension(key: str) -> str:
     return ext.lower() if dot and stem else ""
 
 
-def _admit_one(
-    ctx: PipelineContext, item: ListedObject, batch: BatchInput, now: datetime
-) -> tuple[Admitted, AudioStageTask | ReclassifyTask | None]:
-    stamp = utc_iso(now)
+def _listed_job_id(item: ListedObject) -> str | None:
+    """The object's job id; None for folders and the pipeline's own outputs."""
     if item.key.endswith("/") or item.key.startswith(RESERVED_PREFIXES):
+        return None
+    return job_id_for_listed_object(item.key, item.etag)
+
+
+def _admit_one(
+    ctx: PipelineContext,
+    item: ListedObject,
+    batch: BatchInput,
+    now: datetime,
+    job: Job | None,
+) -> tuple[Admitted, AudioStageTask | ReclassifyTask | None]:
+    """`job`: the object's job as the batch read found it (None: none yet)."""
+    stamp = utc_iso(now)
+    job_id = _listed_job_id(item)
+    if job_id is None:
         return Admitted(key=item.key, index=item.index, action="skipped", admitted_at=stamp), None
-    job_id = job_id_for_listed_object(item.key, item.etag)
 
     def admitted(action: AdmitAction, reason: str | None = None) -> Admitted:
         return Admitted(
@@ -107,7 +119,6 @@ def _admit_one(
             admitted_at=stamp,
         )
 
-    job = ctx.store.get(job_id)
     if job is not None and job.backfill_id != batch.backfill_id:
         return _existing(job, batch, admitted)
     if job is not None and job.status is JobStatus.FAILED:
@@ -164,8 +175,11 @@ def admit(event: dict[str, Any], *, ctx: PipelineContext | None = None) -> dict[
     admitted: list[dict[str, Any]] = []
     tasks: list[dict[str, Any]] = []
     with logger.append_context_keys(backfill_id=batch.backfill_id, stage="backfill-admit"):
+        # one read for the whole batch: most objects of a re-run have their job already
+        jobs = ctx.store.get_many([j for j in map(_listed_job_id, items) if j is not None])
         for item in items:
-            decision, task = _admit_one(ctx, item, batch, now)
+            job_id = _listed_job_id(item)
+            decision, task = _admit_one(ctx, item, batch, now, jobs.get(job_id or ""))
             admitted.append(decision.model_dump(mode="json"))
             if task is not None:
                 delay = start_delay_seconds(item.index, batch.start_rate_per_second, batch.window)
