@@ -18,7 +18,7 @@ TORCH_INDEX_URL ?=
 PIP_TORCH_INDEX := $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
 LOCKS := locks/pip.txt locks/runtime.txt locks/export.txt locks/dev.txt
 
-.PHONY: setup test test-fast test-bundles lint format demo serve bench synth deploy smoke bundle-demo system-deps lock image-deps clean
+.PHONY: setup test test-fast test-bundles lint format demo backfill serve bench synth deploy smoke bundle-demo system-deps lock image-deps clean
 
 ## setup: venv + locked Python packages, the pinned CDK CLI, system packages, the demo model
 ## bundle, the tests' tiny bundles
@@ -92,6 +92,10 @@ format: $(VENV)/.installed
 ## demo: the asynchronous pipeline end to end against moto (ARGS="--audio FILE --text '...'")
 demo: setup
 	$(PY) -m devstack.demo $(ARGS)
+
+## backfill: a backfill of N sample recordings, twice, through moto's state-machine interpreter (ARGS="--demo 20")
+backfill: setup
+	$(PY) -m devstack.backfill $(if $(ARGS),$(ARGS),--demo 20)
 
 ## serve: the HTTP API on 127.0.0.1:$${PORT:-8000} with the demo bundle and moto as the embedded AWS
 serve: setup

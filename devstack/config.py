@@ -35,3 +35,13 @@ class LocalConfig:
     standin_poll_s: float = 1.0
     #: extra environment for the handlers (e.g. MAX_UPLOAD_BYTES)
     env: dict[str, str] = field(default_factory=dict)
+    #: the backfill's sizing and pacing here (alertfusion.backfill.plan.BackfillSettings):
+    #: the stand-in has no StartTranscriptionJob rate quota, and a child checks its jobs
+    #: every 2 s instead of every 20 s (the local handlers run one at a time: checks of a
+    #: dozen children every second would take the classifier's turns)
+    backfill_env: dict[str, str] = field(
+        default_factory=lambda: {
+            "TRANSCRIBE_START_TPS_QUOTA": "1000",
+            "BACKFILL_POLL_SECONDS": "2",
+        }
+    )

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from devstack.moto_hooks import MOTO_ACCOUNT_ID
 
-Function = Literal["starter", "classifier", "sweeper"]
+Function = Literal["starter", "classifier", "sweeper", "backfill"]
 
 
 @dataclass
@@ -28,6 +28,8 @@ class Invocation:
     error: str | None = None
     response: Any = None
     job_ids: tuple[str, ...] = ()
+    #: the exception's class name when the handler raised (Lambda's ``errorType``)
+    error_type: str | None = None
 
     @property
     def overhead_ms(self) -> float:
@@ -63,6 +65,9 @@ class InferenceClock:
         clock = self
 
         class Timed:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(classifier, name)  # manifest, readiness... as the engine has
+
             def classify(self, audio: bytes, **kwargs: Any) -> Any:
                 start = time.perf_counter()
                 try:
@@ -134,20 +139,33 @@ class Handlers:
             from functions.starter.app import handler
         elif function == "classifier":
             from functions.classifier.app import handler
+        elif function == "backfill":
+            from functions.backfill.app import handler
         else:
             from functions.sweeper.app import handler
         with self._lock:
             self._clock.ms, self._clock.calls = 0.0, 0
             started = time.time()
             start = time.perf_counter()
+            error_type: str | None = None
             try:
                 response = handler(event, LambdaContext(function_name=f"local-{function}"))
                 ok, error = True, None
             except Exception as exc:
                 response, ok, error = None, False, f"{type(exc).__name__}: {exc}"
+                error_type = type(exc).__name__
             wall = (time.perf_counter() - start) * 1000
             invocation = Invocation(
-                function, trigger, started, wall, self._clock.ms, ok, error, response, job_ids
+                function,
+                trigger,
+                started,
+                wall,
+                self._clock.ms,
+                ok,
+                error,
+                response,
+                job_ids,
+                error_type,
             )
             self.invocations.append(invocation)
         if self._on_invocation is not None:

@@ -10,13 +10,20 @@ from alertfusion import notify
 from alertfusion.keys import UPLOAD_PREFIX
 from alertfusion.transcribe import job_state_change_pattern
 from devstack.config import LocalConfig
+from devstack.moto_hooks import MOTO_ACCOUNT_ID
+from devstack.stepfunctions import prepare_definition
+
+#: the local names of the backfill function and state machine
+BACKFILL_FUNCTION = "local-backfill"
+BACKFILL_STATE_MACHINE = "alertfusion-local-backfill"
 
 
 class Resources:
     """The audio bucket (its uploads notify the ``upload-events`` queue), the jobs table with
-    its ``by_status`` index and TTL, the emergency bus (``EmergencyDetected`` → the ``alerts``
-    queue), the classifier's Transcribe rule on the default bus (→ ``transcribe-events``) and
-    the work queue, each consumed queue with its dead-letter queue."""
+        its ``by_status`` index and TTL, the emergency bus (``EmergencyDetected`` → the ``alerts``
+        queue), the classifier's Transcribe rule on the default bus (→ ``transcribe-events``) and
+        the work queue, each consumed queue with its dead-letter queue; the backfill state
+    machine (moto runs it: devstack.stepfunctions)."""
 
     def __init__(self, client: Callable[[str], Any], config: LocalConfig) -> None:
         self._client = client
@@ -24,6 +31,8 @@ class Resources:
         self._arns: dict[str, str] = {}
         #: queue name → URL
         self.queues: dict[str, str] = {}
+        #: the backfill state machine's ARN (after :meth:`create`)
+        self.backfill_state_machine_arn = ""
 
     def queue_arn(self, url: str) -> str:
         found = self._arns.get(url)
@@ -36,6 +45,38 @@ class Resources:
 
     def forget_arns(self) -> None:
         self._arns.clear()
+        self.backfill_state_machine_arn = ""
+
+    def backfill_function_arn(self) -> str:
+        c = self._config
+        return f"arn:aws:lambda:{c.region}:{MOTO_ACCOUNT_ID}:function:{BACKFILL_FUNCTION}"
+
+    def create_backfill_state_machine(self) -> str:
+        """The definition CDK deploys (alertfusion.backfill.definition), sized by this
+        stack's settings, its placeholders filled with this stack's resources, prepared
+        for moto's parser (devstack.stepfunctions.prepare_definition)."""
+        from alertfusion.backfill.definition import definition_text, substitute
+        from alertfusion.backfill.plan import BackfillSettings, plan_for
+
+        c = self._config
+        plan = plan_for(c.transcribe_policy, BackfillSettings.model_validate(c.backfill_env))
+        text = substitute(
+            definition_text(plan),
+            {
+                "BackfillFunctionArn": self.backfill_function_arn(),
+                "WorkQueueUrl": self.queues["work"],
+                "AudioBucket": c.bucket,
+            },
+        )
+        definition = prepare_definition(json.loads(text))
+        answer = self._client("stepfunctions").create_state_machine(
+            name=BACKFILL_STATE_MACHINE,
+            definition=json.dumps(definition),
+            roleArn=f"arn:aws:iam::{MOTO_ACCOUNT_ID}:role/{BACKFILL_STATE_MACHINE}",
+            type="STANDARD",
+        )
+        self.backfill_state_machine_arn = str(answer["stateMachineArn"])
+        return self.backfill_state_machine_arn
 
     def _queue(self, name: str, *, dlq: bool) -> str:
         sqs = self._client("sqs")
@@ -63,6 +104,7 @@ class Resources:
         )
         create_jobs_table(ddb, c.table)
         self._queue("work", dlq=True)
+        self.create_backfill_state_machine()
         uploads = self._queue("upload-events", dlq=True)
         transcribe_events = self._queue("transcribe-events", dlq=True)
         alerts = self._queue("alerts", dlq=False)

@@ -18,7 +18,10 @@ Where moto differs from AWS and the stack fills the gap, it says so here:
 * moto's Transcribe: see ``transcribe.TranscribeStandIn``; its GetTranscriptionJob leaves out
   ``FailureReason`` (filled in), it never throttles (:meth:`LocalStack.throttle_transcribe`
   makes the server answer LimitExceededException): ``moto_hooks.TranscribeGaps``;
-* presigned POST conditions are not enforced by moto (the API's tests check the policy).
+* presigned POST conditions are not enforced by moto (the API's tests check the policy);
+* moto's state-machine interpreter runs the backfill; what it lacks (Lambda invocations,
+  ItemBatcher, failure tolerance, the item reader's pages, redrive) is filled in by
+  devstack.stepfunctions.
 
 Every hook into moto's internals is in devstack.moto_hooks, which names the moto version it
 was written for; the stack refuses to start with another.
@@ -30,6 +33,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC
@@ -47,7 +51,14 @@ from devstack.moto_hooks import (
     release_transcribe_progression,
 )
 from devstack.pumps import Pumps
-from devstack.resources import Resources
+from devstack.resources import BACKFILL_FUNCTION, Resources
+from devstack.stepfunctions import (
+    LambdaInvokeGap,
+    RedriveGap,
+    enable_interpreter,
+    install_interpreter_hooks,
+    remove_interpreter_hooks,
+)
 from devstack.transcribe import TranscribeStandIn
 
 
@@ -79,6 +90,8 @@ class LocalStack:
         self.notes: list[str] = []
         self.received_alerts: list[dict[str, Any]] = []
         self.standin = TranscribeStandIn(self)
+        self._inject_lock = threading.Lock()
+        self._injected_failures: dict[str, int] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -100,8 +113,12 @@ class LocalStack:
         self._server = MotoServer(self._wrap_moto)
         self.endpoint_url = self._server.start()
         self._server.reset()  # moto's state is process-wide: start from nothing
+        enable_interpreter(self.endpoint_url)
+        install_interpreter_hooks()
         self._set_env(
             {
+                # where moto's interpreter sends its service integrations' calls
+                "MOTO_PORT": self.endpoint_url.rsplit(":", 1)[-1],
                 "AWS_ENDPOINT_URL": self.endpoint_url,
                 "AWS_ACCESS_KEY_ID": "local",
                 "AWS_SECRET_ACCESS_KEY": "local",
@@ -124,7 +141,28 @@ class LocalStack:
         self._gaps = TranscribeGaps(
             AtomicDynamoDB(app), region=self.config.region, on_started=self._pumps.wake_standin
         )
-        return self._gaps
+        return LambdaInvokeGap(
+            RedriveGap(self._gaps, region=self.config.region),
+            functions=[BACKFILL_FUNCTION],
+            invoke=self._invoke_function,
+        )
+
+    def _invoke_function(
+        self, name: str, event: dict[str, Any]
+    ) -> tuple[Any, tuple[str, str] | None]:
+        """A Lambda Invoke from the state machine → the real handler (moto runs no code)."""
+        action = str(event.get("action"))
+        with self._inject_lock:
+            injected = self._injected_failures.get(action, 0)
+            if injected:
+                self._injected_failures[action] = injected - 1
+        if injected:
+            self.note(f"backfill {action} step: failure injected")
+            return None, ("InjectedFailure", f"{action} failed (injected by the local stack)")
+        invocation = self._handlers.invoke("backfill", "states", event)
+        if invocation.ok:
+            return invocation.response, None
+        return None, (invocation.error_type or "Exception", invocation.error or "")
 
     def stop(self) -> None:
         problems: list[str] = []
@@ -140,6 +178,7 @@ class LocalStack:
             self._server.stop()
             self._server = None
             release_transcribe_progression()
+            remove_interpreter_hooks()
         self._clients.clear()
         self._resources.forget_arns()
         self._restore_env()
@@ -178,6 +217,8 @@ class LocalStack:
             "TRANSCRIBE_POLICY": c.transcribe_policy,
             "STUCK_AFTER_SECONDS": str(c.stuck_after_seconds),
             "HARD_TIMEOUT_SECONDS": str(c.hard_timeout_seconds),
+            "BACKFILL_STATE_MACHINE_ARN": self._resources.backfill_state_machine_arn,
+            **c.backfill_env,
         }
         if c.bundle is not None:
             env["MODEL_BUNDLE"] = str(c.bundle)
@@ -199,11 +240,13 @@ class LocalStack:
 
     def _reset_runtime(self) -> None:
         """Forget cached settings, clients and the engine, so they follow the environment."""
+        from alertfusion.backfill.plan import backfill_settings
         from alertfusion.pipeline import reset_context
         from alertfusion.settings import engine_settings
 
         reset_context()
         engine_settings.cache_clear()
+        backfill_settings.cache_clear()
         api_deps = sys.modules.get("functions.api.deps")
         if api_deps is not None:  # the API's own cache of the pipeline's clients
             api_deps.reset_pipeline()
@@ -331,6 +374,14 @@ class LocalStack:
         self.client("sqs").send_message(
             QueueUrl=self.queues["upload-events"], MessageBody=json.dumps({"Records": [record]})
         )
+
+    def fail_backfill_steps(self, action: str, times: int) -> None:
+        """The next `times` invocations of the backfill function for `action` (admit, check,
+        summarize) fail with ``InjectedFailure``, an error the definition does not retry:
+        the child workflow fails (the fault tests use it for the failure tolerance and
+        redrive)."""
+        with self._inject_lock:
+            self._injected_failures[action] = times
 
     def throttle_transcribe(self, times: int) -> None:
         """The next `times` StartTranscriptionJob calls answer LimitExceededException (moto

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-KEEP_SERVICES = frozenset({"dynamodb", "events", "s3", "sqs", "sts", "transcribe"})
+KEEP_SERVICES = frozenset({"dynamodb", "events", "s3", "sqs", "stepfunctions", "sts", "transcribe"})
 
 
 def _tree_bytes(path: Path) -> int:

@@ -19,6 +19,12 @@ from pydantic import (
 )
 
 from alertfusion import limits
+from alertfusion.backfill.plan import (
+    DEFAULT_BACKFILL_PREFIXES,
+    TRANSCRIBE_CONCURRENT_JOBS_QUOTA,
+    TRANSCRIBE_START_TPS_QUOTA,
+    BackfillSettings,
+)
 from alertfusion.errors import ConfigError
 from alertfusion.keys import DEFAULT_TRANSCRIBE_JOB_PREFIX, TRANSCRIBE_JOB_PREFIX_PATTERN
 from alertfusion.settings import DEFAULT_TRANSCRIBE_POLICY, TranscribePolicy
@@ -196,6 +202,32 @@ class InfraConfig(BaseModel):
         description="provisioned concurrency on the classifier's and the API function's "
         "`live` alias (0: none)",
     )
+    # ---- backfills (alertfusion.backfill.plan.BackfillSettings reads the same names) ----
+    backfill_prefixes: CsvList = Field(
+        default_factory=lambda: list(DEFAULT_BACKFILL_PREFIXES),
+        description="prefixes of the audio bucket a backfill may read (comma-separated "
+        "folders ending in /); the functions may read exactly these",
+    )
+    transcribe_concurrent_jobs_quota: int = Field(
+        TRANSCRIBE_CONCURRENT_JOBS_QUOTA,
+        ge=1,
+        description="the account's Transcribe concurrent batch jobs quota (sizes backfills)",
+    )
+    transcribe_start_tps_quota: float = Field(
+        TRANSCRIBE_START_TPS_QUOTA,
+        gt=0,
+        description="the account's StartTranscriptionJob requests-per-second quota",
+    )
+    backfill_quota_share: float = Field(
+        0.5, gt=0, le=1, description="share of both Transcribe quotas a backfill may use"
+    )
+    backfill_batch_size: int = Field(10, ge=1, le=100, description="objects per child workflow")
+    backfill_tolerated_failure_percentage: float = Field(
+        5.0, ge=0, le=100, description="failed child workflows a backfill tolerates (%)"
+    )
+    backfill_poll_seconds: int = Field(
+        20, ge=1, le=3600, description="seconds between a child workflow's checks of its jobs"
+    )
 
     @field_validator("alarm_email", "account", mode="before")
     @classmethod
@@ -227,6 +259,13 @@ class InfraConfig(BaseModel):
             )
         self._check_bundle()
         self._check_deploy_options()
+        try:
+            self.backfill_settings()
+        except ValidationError as exc:
+            raise ValueError(f"backfill settings: {exc.errors()[0]['msg']}") from None
+        for prefix in self.backfill_prefixes:
+            if prefix.startswith(("transcripts/", "results/", "backfills/")):
+                raise ValueError(f"backfill_prefixes: {prefix!r} holds the pipeline's outputs")
         return self
 
     def _check_deploy_options(self) -> None:
@@ -272,6 +311,20 @@ class InfraConfig(BaseModel):
             )
 
     # ---- derived values -------------------------------------------------------------------
+
+    def backfill_settings(self) -> BackfillSettings:
+        """The backfill sizing these settings give (the state machine and the functions)."""
+        return BackfillSettings.model_validate(
+            {
+                "TRANSCRIBE_CONCURRENT_JOBS_QUOTA": self.transcribe_concurrent_jobs_quota,
+                "TRANSCRIBE_START_TPS_QUOTA": self.transcribe_start_tps_quota,
+                "BACKFILL_QUOTA_SHARE": self.backfill_quota_share,
+                "BACKFILL_BATCH_SIZE": self.backfill_batch_size,
+                "BACKFILL_TOLERATED_FAILURE_PERCENTAGE": self.backfill_tolerated_failure_percentage,
+                "BACKFILL_POLL_SECONDS": self.backfill_poll_seconds,
+                "BACKFILL_PREFIXES": ",".join(self.backfill_prefixes),
+            }
+        )
 
     @property
     def versioned(self) -> bool:

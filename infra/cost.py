@@ -20,45 +20,20 @@ import math
 import sys
 from dataclasses import asdict, dataclass, fields
 
-PRICES_WRITTEN = "2026-11-21"
+# the price table lives in the core library, which the API and the backfill estimate read too
+from alertfusion.pricing import PRICES, PRICES_WRITTEN, TRANSCRIBE_MINIMUM_SECONDS
 
-#: (USD, unit, source): the service's public pricing page for ap-northeast-2 as known on
-#: PRICES_WRITTEN (not fetched by this script).
-PRICES: dict[str, tuple[float, str, str]] = {
-    "lambda_gb_second_x86": (0.0000166667, "per GB-second", "AWS Lambda pricing page"),
-    "lambda_request": (0.20 / 1e6, "per request", "AWS Lambda pricing page"),
-    "transcribe_minute": (
-        0.024,
-        "per audio minute, billed per second, minimum 15 s per job (tier 1)",
-        "Amazon Transcribe pricing page (batch, standard)",
-    ),
-    "apigw_rest_request": (3.50 / 1e6, "per REST API request (first 333M)", "API Gateway pricing"),
-    "s3_storage_gb_month": (0.025, "per GB-month, S3 Standard", "Amazon S3 pricing page"),
-    "s3_put_request": (0.0045 / 1000, "per PUT/POST/COPY/LIST", "Amazon S3 pricing page"),
-    "s3_get_request": (0.00035 / 1000, "per GET/HEAD", "Amazon S3 pricing page"),
-    "dynamodb_write_unit": (0.7125 / 1e6, "per on-demand write request unit", "DynamoDB pricing"),
-    "dynamodb_read_unit": (0.1425 / 1e6, "per on-demand read request unit", "DynamoDB pricing"),
-    "sqs_request": (0.40 / 1e6, "per standard-queue request", "Amazon SQS pricing page"),
-    "eventbridge_custom_event": (1.00 / 1e6, "per custom event published", "EventBridge pricing"),
-    "logs_ingest_gb": (0.76, "per GB ingested (standard)", "CloudWatch pricing page"),
-    "alarm_month": (0.10, "per standard-resolution metric alarm", "CloudWatch pricing page"),
-    "xray_trace": (5.00 / 1e6, "per trace recorded", "AWS X-Ray pricing page"),
-    "secret_month": (0.40, "per secret", "Secrets Manager pricing page"),
-    "kms_key_month": (1.00, "per customer-managed key (alarm topic)", "AWS KMS pricing page"),
-    "ecr_storage_gb_month": (0.10, "per GB-month", "Amazon ECR pricing page"),
-    "ec2_t2_medium_hour": (
-        0.0576,
-        "per hour, Linux on-demand",
-        "EC2 on-demand pricing; cross-checked with two public Seoul price tables",
-    ),
-    "ebs_gp3_gb_month": (0.0912, "per GB-month", "Amazon EBS pricing page"),
-    "public_ipv4_hour": (0.005, "per public IPv4 address-hour", "Amazon VPC pricing page"),
-    "ec2_detailed_monitoring_month": (2.10, "7 metrics x 0.30 USD", "CloudWatch pricing page"),
-}
+__all__ = [
+    "PRICES",
+    "PRICES_WRITTEN",
+    "TRANSCRIBE_MINIMUM_SECONDS",
+    "Load",
+    "main",
+    "monthly_cost",
+]
 
 HOURS_PER_MONTH = 730
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
-TRANSCRIBE_MINIMUM_SECONDS = 15
 #: Lambda's SQS event source long-polls with 5 pollers even when the queue is empty
 #: (one 20 s ReceiveMessage per poller): 5 * 3 per minute.
 SQS_IDLE_POLLS_PER_MONTH = 5 * 3 * 60 * HOURS_PER_MONTH
@@ -95,7 +70,7 @@ class Load:
     sweeper_memory_mb: int = 256
     log_bytes_per_invocation: int = 1500
     xray_traced_share: float = 0.06  # default sampling: 1 request/s + 5 %
-    alarms: int = 15  # what the stacks define (10 pipeline + 5 API)
+    alarms: int = 18  # what the stacks define (13 pipeline + 5 API)
     image_gb: float = 1.2
     fallback: bool = False
     alarm_topic: bool = True

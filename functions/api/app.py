@@ -21,7 +21,7 @@ from alertfusion.runtime_hooks import prepare_sandbox
 from functions.api.deps import get_classifier_provider
 from functions.api.errors import handle_exception
 from functions.api.middleware import ContentLengthLimit, RequestContext, StagePrefix
-from functions.api.routers import health, jobs, page, predict, uploads
+from functions.api.routers import backfills, health, jobs, page, predict, uploads
 from functions.api.settings import ApiSettings, api_settings
 
 DESCRIPTION = """\
@@ -32,6 +32,8 @@ sexual assault, theft, violence) or not (regular).
   `POST /predict_s3` (an object of the pipeline's bucket) answer the verdict.
 * Asynchronous: `POST /uploads` gives a presigned POST to upload the recording straight
   to S3; `GET /jobs/{job_id}` answers the preliminary (audio-only) and final verdicts.
+* Backfills: `POST /backfills` classifies every recording under a prefix of the bucket
+  (Step Functions Distributed Map; `dry_run` estimates first); `GET /backfills/{id}`.
 
 Errors always have the shape `{"error": {"code", "message", "request_id"}}`; `code` is a
 stable reason code.
@@ -56,7 +58,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     # FastAPI's body limit on every route rather than on the app: the app-level one sits
     # outside the middleware below and turns any answer to a request declaring a larger
     # Content-Length (ContentLengthLimit's 413 included) into its own plain-text 413
-    for module in (health, predict, uploads, jobs, page):
+    for module in (health, predict, uploads, jobs, backfills, page):
         app.include_router(module.router, max_body_size=settings.max_body_bytes)
     # added innermost first: RequestContext wraps everything
     app.add_middleware(ContentLengthLimit, max_bytes=settings.max_body_bytes)

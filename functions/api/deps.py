@@ -16,6 +16,7 @@ from alertfusion.protocols import Classifier
 from functions.api.settings import ApiSettings
 
 if TYPE_CHECKING:
+    from alertfusion.backfill.service import BackfillService
     from alertfusion.jobs import JobStore
     from alertfusion.settings import PipelineSettings
 
@@ -111,8 +112,35 @@ def get_pipeline() -> PipelineResources:
 
 def reset_pipeline() -> None:
     """Forget the cached resources (tests, after changing the environment or moto)."""
-    global _resources
+    global _resources, _backfills
     _resources = None
+    _backfills = None
 
 
 PipelineDep = Annotated[PipelineResources, Depends(get_pipeline)]
+
+_backfills: BackfillService | None = None
+
+
+def get_backfills() -> BackfillService:
+    """Backfills of the pipeline's bucket (BACKFILL_STATE_MACHINE_ARN, BACKFILL_PREFIXES...),
+    built on first use; the Step Functions client only then."""
+    global _backfills
+    if _backfills is None:
+        from alertfusion import aws
+        from alertfusion.backfill.plan import backfill_settings
+        from alertfusion.backfill.service import BackfillService
+
+        pipeline = get_pipeline()
+        backfill_settings.cache_clear()
+        _backfills = BackfillService(
+            pipeline=pipeline.settings,
+            settings=backfill_settings(),
+            s3=pipeline.s3,
+            sfn=aws.stepfunctions(),
+            store=pipeline.store,
+        )
+    return _backfills
+
+
+BackfillsDep = Annotated["BackfillService", Depends(get_backfills)]

@@ -147,7 +147,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         401: "missing or wrong `x-api-key` (UNAUTHORIZED)",
         403: "a location the API may not read (FORBIDDEN_LOCATION)",
-        404: "not found (NOT_FOUND, OBJECT_NOT_FOUND, JOB_NOT_FOUND)",
+        404: "not found (NOT_FOUND, OBJECT_NOT_FOUND, JOB_NOT_FOUND, BACKFILL_NOT_FOUND)",
         413: "body above the limit: use POST /uploads (PAYLOAD_TOO_LARGE, FILE_TOO_LARGE)",
         415: "not audio, judged from the bytes (UNSUPPORTED_FORMAT)",
         422: "invalid fields or unusable audio/text (INVALID_INPUT, EMPTY_AUDIO, "

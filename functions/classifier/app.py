@@ -2,7 +2,8 @@
 events → preliminary and final verdicts (alertfusion.pipeline), dispatched on the event shape.
 
 * An SQS event (``Records`` with ``eventSource: aws:sqs``) of work-queue tasks: each record's
-  task (``audio_stage`` → :func:`run_audio_stage`, ``finalize`` → :func:`finalize_job`) runs
+  task (``audio_stage`` → :func:`run_audio_stage`, ``finalize`` → :func:`finalize_job`,
+  ``reclassify`` → :func:`reclassify_job`) runs
   on its own; a record that raises is reported in ``batchItemFailures`` (Powertools batch
   utility), so only it is redelivered, and after the queue's ``maxReceiveCount`` it moves
   to the dead-letter queue.
@@ -35,9 +36,9 @@ from alertfusion.errors import InputError, ReasonCode
 from alertfusion.observability import logger, metrics
 from alertfusion.pipeline.context import get_context
 from alertfusion.pipeline.outcomes import StageOutcome
-from alertfusion.pipeline.stages import finalize_job, run_audio_stage
+from alertfusion.pipeline.stages import finalize_job, reclassify_job, run_audio_stage
 from alertfusion.runtime_hooks import prepare_sandbox
-from alertfusion.tasks import AudioStageTask, parse_task
+from alertfusion.tasks import AudioStageTask, FinalizeTask, parse_task
 from alertfusion.transcribe import is_job_state_change, parse_job_state_change
 
 if TYPE_CHECKING:
@@ -89,13 +90,15 @@ def handle_task(record: SQSRecord) -> dict[str, Any]:
             outcome: StageOutcome
             if isinstance(task, AudioStageTask):
                 outcome = run_audio_stage(task.job_id, get_classifier())
-            else:
+            elif isinstance(task, FinalizeTask):
                 outcome = finalize_job(
                     task.job_id,
                     task.transcribe_status,
                     get_classifier(),
                     failure_reason=task.failure_reason,
                 )
+            else:
+                outcome = reclassify_job(task.job_id, task.bundle_version, get_classifier())
         except Exception:
             logger.exception("task failed; it will be redelivered")
             metrics.add_metric(name="TaskFailures", unit=MetricUnit.Count, value=1)

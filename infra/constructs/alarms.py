@@ -14,6 +14,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.constructs.function_support import POWERTOOLS_METRICS_NAMESPACE
@@ -114,6 +115,21 @@ class Alarms(Construct):
                     treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
                 )
             )
+
+    def state_machine_failed(self, name: str, machine: sfn.StateMachine) -> cloudwatch.Alarm:
+        """A run of the state machine failed (redrive it once the cause is fixed)."""
+        return self._add(
+            cloudwatch.Alarm(
+                self,
+                f"{name}RunsFailed",
+                alarm_description=f"{name}: a run failed in the last 5 minutes",
+                metric=machine.metric_failed(period=PERIOD, statistic="Sum"),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+        )
 
     def api_health(self, name: str, api: apigw.RestApi) -> None:
         self._add(

@@ -29,6 +29,7 @@ from constructs import Construct
 
 from infra.config import InfraConfig
 from infra.constructs.audio_bucket import UPLOADS_PREFIX
+from infra.constructs.backfill import allow_backfill_control, backfill_environment
 from infra.constructs.function_support import (
     acknowledge_snapstart_publish,
     acknowledge_xray,
@@ -75,6 +76,9 @@ class AlertFusionApi(Construct):
         environment = pipeline_environment(config, refs.resources, service="api")
         environment.update(engine_environment(config))
         environment.update(api_environment(config, gateway_checks_key=True))
+        # POST /backfills and GET /backfills/{id} (infra/constructs/backfill.py)
+        environment.update(backfill_environment(config))
+        environment["BACKFILL_STATE_MACHINE_ARN"] = refs.backfill_state_machine_arn
         self.function = lambda_.DockerImageFunction(
             self,
             "Function",
@@ -101,6 +105,13 @@ class AlertFusionApi(Construct):
             {UPLOADS_PREFIX: refs.objects_arn(UPLOADS_PREFIX)},
         )
         allow_table(self.role, refs.table_arn, TABLE_READ_WRITE_ACTIONS)
+        allow_backfill_control(
+            self,
+            self.role,
+            state_machine_arn=refs.backfill_state_machine_arn,
+            bucket_arn=refs.bucket_arn,
+            config=config,
+        )
         grant_bundle_read(config, self.role)
         acknowledge_xray(self.role)
         acknowledge(

@@ -10,6 +10,7 @@ from constructs import Construct
 from infra.config import InfraConfig
 from infra.constructs.alarms import Alarms, AlarmTopic
 from infra.constructs.audio_bucket import AudioBucket
+from infra.constructs.backfill import Backfill
 from infra.constructs.classifier_function import ClassifierFunction
 from infra.constructs.client_api_key import ClientApiKey
 from infra.constructs.emergency_bus import EmergencyBus
@@ -84,6 +85,16 @@ class PipelineStack(Stack):
             queues=self.queues,
             bus=self.bus,
         )
+        self.backfill = Backfill(
+            self,
+            "Backfill",
+            props=props,
+            bucket=self.audio,
+            table=self.jobs,
+            queues=self.queues,
+            layers=layers,
+            classifier_role=self.classifier.role,
+        )
         self.sweeper = SweeperFunction(
             self,
             "Sweeper",
@@ -103,8 +114,10 @@ class PipelineStack(Stack):
             ("Starter", self.starter),
             ("Classifier", self.classifier),
             ("Sweeper", self.sweeper),
+            ("Backfill", self.backfill),
         ):
             alarms.function_health(name, construct.function)
+        alarms.state_machine_failed("Backfill", self.backfill.state_machine)
         alarms.selfcheck_failed("Classifier", service_name("classifier"))
 
         self._outputs()
@@ -128,6 +141,12 @@ class PipelineStack(Stack):
             self.api_key.secret.secret_arn,
             "client API key (aws secretsmanager get-secret-value --secret-id ...)",
         )
+        shared.export(
+            self,
+            shared.BACKFILL_STATE_MACHINE_ARN,
+            self.backfill.state_machine.state_machine_arn,
+            "backfill state machine (python -m alertfusion backfill, POST /backfills)",
+        )
         if self.alarm_topic is not None:
             shared.export(
                 self, shared.ALARM_TOPIC_ARN, self.alarm_topic.topic.topic_arn, "alarm topic"
@@ -140,5 +159,6 @@ class PipelineStack(Stack):
             ("StarterFunctionName", self.starter.function.function_name),
             ("ClassifierFunctionName", self.classifier.function.function_name),
             ("SweeperFunctionName", self.sweeper.function.function_name),
+            ("BackfillFunctionName", self.backfill.function.function_name),
         ):
             CfnOutput(self, key, value=value)

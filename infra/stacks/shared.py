@@ -22,6 +22,7 @@ EVENT_BUS_NAME = "EmergencyBusName"
 WORK_QUEUE_URL = "WorkQueueUrl"
 API_KEY_SECRET_ARN = "ClientApiKeySecretArn"
 ALARM_TOPIC_ARN = "AlarmTopicArn"
+BACKFILL_STATE_MACHINE_ARN = "BackfillStateMachineArn"
 
 
 def removal_policy(config: InfraConfig) -> RemovalPolicy:
@@ -55,6 +56,7 @@ class PipelineRefs:
     work_queue_url: str
     api_key_secret_arn: str
     alarm_topic_arn: str | None
+    backfill_state_machine_arn: str = ""
 
     @classmethod
     def imported(cls, pipeline_stack_name: str, *, has_alarm_topic: bool) -> PipelineRefs:
@@ -70,6 +72,7 @@ class PipelineRefs:
             work_queue_url=value(WORK_QUEUE_URL),
             api_key_secret_arn=value(API_KEY_SECRET_ARN),
             alarm_topic_arn=value(ALARM_TOPIC_ARN) if has_alarm_topic else None,
+            backfill_state_machine_arn=value(BACKFILL_STATE_MACHINE_ARN),
         )
 
     @property

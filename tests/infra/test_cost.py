@@ -62,3 +62,12 @@ def test_cli_prints_json_for_any_load(capsys: pytest.CaptureFixture[str]) -> Non
     assert out["load"]["recordings"] == 1000
     assert out["load"]["classifier_audio_ms"] == 321.0
     assert out["total"] == pytest.approx(sum(out["usd_per_month"].values()), abs=0.02)
+
+
+def test_the_backfill_estimate_assumes_the_cost_models_placeholder_durations() -> None:
+    from alertfusion.backfill import summary
+
+    load = Load()
+    assert summary.CLASSIFIER_AUDIO_MS == load.classifier_audio_ms
+    assert summary.CLASSIFIER_FINAL_MS == load.classifier_final_ms
+    assert summary.CLASSIFIER_MEMORY_MB == load.classifier_memory_mb

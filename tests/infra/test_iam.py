@@ -38,8 +38,27 @@ SQS_CONSUME = {
     "sqs:GetQueueAttributes",
     "sqs:GetQueueUrl",
 }
+#: a state machine's X-Ray tracing (sampling rules come from the service, not a resource)
+XRAY_SAMPLING = {"xray:GetSamplingRules", "xray:GetSamplingTargets"}
+#: a state machine's logging to CloudWatch Logs: the log-delivery actions have no resource
+#: type (the Step Functions developer guide's policy names "*"; CDK adds exactly these)
+LOG_DELIVERY = {
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
 #: the only actions that may name Resource "*", each because the service has no resource type
-STAR_RESOURCE_ACTIONS = XRAY | {"transcribe:StartTranscriptionJob", "ecr:GetAuthorizationToken"}
+STAR_RESOURCE_ACTIONS = (
+    XRAY
+    | XRAY_SAMPLING
+    | LOG_DELIVERY
+    | {"transcribe:StartTranscriptionJob", "ecr:GetAuthorizationToken"}
+)
 
 
 def _iam_documents(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -143,7 +162,13 @@ def test_classifier_permissions(synth: Synth) -> None:
             "transcribe:GetTranscriptionJob",
         }
     )
-    assert _object_prefixes(statements, "s3:GetObject") == {"/uploads/*", "/transcripts/*"}
+    # archive/: recordings a backfill brings in (infra/constructs/backfill.py); Transcribe
+    # reads them with the classifier's role too
+    assert _object_prefixes(statements, "s3:GetObject") == {
+        "/uploads/*",
+        "/transcripts/*",
+        "/archive/*",
+    }
     assert _object_prefixes(statements, "s3:PutObject") == {"/results/*", "/transcripts/*"}
     template = synth.templates["pipeline"]
     bus_id = find_one(template, "AWS::Events::EventBus", "EmergencyBus")[0]
@@ -177,17 +202,35 @@ def test_sweeper_queries_the_index_updates_jobs_asks_transcribe_and_sends_tasks(
     assert join_suffix(query_resource) == "/index/by_status"
 
 
+#: what starting and watching backfills needs (POST /backfills, GET /backfills/{id})
+BACKFILL_CONTROL = {
+    "states:StartExecution",
+    "states:DescribeExecution",
+    "states:ListMapRuns",
+    "states:DescribeMapRun",
+    "states:RedriveExecution",
+    "s3:ListBucket",
+}
+
+
 def test_api_presigns_and_reads_uploads_and_uses_the_table_only(synth: Synth) -> None:
     statements = _function_statements(synth, "api", "HttpFunction")
-    assert allowed_actions(statements) == LOGS | XRAY | TABLE_RW | {"s3:GetObject", "s3:PutObject"}
-    for action in ("s3:GetObject", "s3:PutObject"):
-        (resource,) = resources_for(statements, action)
-        assert resource == {
-            "Fn::Join": [
-                "",
-                [{"Fn::ImportValue": "alertfusion-test-pipeline-AudioBucketArn"}, "/uploads/*"],
-            ]
-        }
+    assert allowed_actions(statements) == (
+        LOGS | XRAY | TABLE_RW | {"s3:GetObject", "s3:PutObject"} | BACKFILL_CONTROL
+    )
+    uploads = {
+        "Fn::Join": [
+            "",
+            [{"Fn::ImportValue": "alertfusion-test-pipeline-AudioBucketArn"}, "/uploads/*"],
+        ]
+    }
+    assert resources_for(statements, "s3:PutObject") == [uploads]
+    # reads: uploads/ (/predict_s3, backfill dry runs), archive/ (dry runs), backfills/ (results)
+    assert _object_prefixes(statements, "s3:GetObject") == {
+        "/uploads/*",
+        "/archive/*",
+        "/backfills/*",
+    }
 
 
 def test_fallback_instance_has_the_api_rights_plus_image_pull_key_and_logs(synth: Synth) -> None:

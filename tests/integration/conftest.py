@@ -400,6 +400,28 @@ def _botocore_session() -> Any:
     return _SESSION[1]
 
 
+def _backfill_state_machine(session: Any, work_queue_url: str) -> str:
+    """The backfill state machine as the stack defines it (moto stores its executions here
+    without running them; tests/e2e/test_backfill.py runs them in the local stack)."""
+    from alertfusion.backfill.definition import definition_text, substitute
+    from alertfusion.backfill.plan import plan_for
+
+    text = substitute(
+        definition_text(plan_for("always")),
+        {
+            "BackfillFunctionArn": f"arn:aws:lambda:{REGION}:123456789012:function:backfill",
+            "WorkQueueUrl": work_queue_url,
+            "AudioBucket": BUCKET,
+        },
+    )
+    answer = session.client("stepfunctions", region_name=REGION).create_state_machine(
+        name="alertfusion-test-backfill",
+        definition=text,
+        roleArn="arn:aws:iam::123456789012:role/alertfusion-test-backfill",
+    )
+    return str(answer["stateMachineArn"])
+
+
 def _create_resources(monkeypatch: pytest.MonkeyPatch) -> AwsEnv:
     session = _boto_session()
     s3 = session.client("s3", region_name=REGION)
@@ -440,11 +462,13 @@ def _create_resources(monkeypatch: pytest.MonkeyPatch) -> AwsEnv:
             ]
         },
     )
+    backfills = _backfill_state_machine(session, work)
     for name, value in {
         "AUDIO_BUCKET": BUCKET,
         "JOBS_TABLE": TABLE,
         "EVENT_BUS_NAME": BUS,
         "WORK_QUEUE_URL": work,
+        "BACKFILL_STATE_MACHINE_ARN": backfills,
         "TRANSCRIBE_JOB_PREFIX": PREFIX,
         "TRANSCRIBE_POLICY": "always",
     }.items():

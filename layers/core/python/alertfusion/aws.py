@@ -19,7 +19,7 @@ _lock = threading.Lock()
 
 #: every service the code makes clients for. The image ships botocore's models for these
 #: only (functions/slim_botocore.py keeps a superset; a test checks it).
-SERVICES = ("dynamodb", "events", "s3", "sqs", "transcribe")
+SERVICES = ("dynamodb", "events", "s3", "sqs", "stepfunctions", "transcribe")
 
 _CONNECT_TIMEOUT_S = 2
 _READ_TIMEOUT_S = 20
@@ -93,6 +93,10 @@ def events() -> Any:
 
 def sqs() -> Any:
     return client("sqs")
+
+
+def stepfunctions() -> Any:
+    return client("stepfunctions")
 
 
 def reset_clients(session: Any = None) -> None:

@@ -1,5 +1,6 @@
 """`python -m alertfusion classify FILE...`: verdicts on the command line (table or JSON);
-`python -m alertfusion selfcheck`: the bundle's golden set on this CPU (alertfusion.selfcheck).
+`python -m alertfusion selfcheck`: the bundle's golden set on this CPU (alertfusion.selfcheck);
+`python -m alertfusion backfill s3://bucket/prefix/`: a backfill (alertfusion.backfill.cli).
 
 Exit codes of `classify`: 0 every file classified; 2 some input was refused (its reason code is
 printed); 1 anything else (no bundle, an invalid bundle, an internal error). Of `selfcheck`: 0
@@ -115,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
         help="model bundle directory or s3:// URI (default: MODEL_BUNDLE, else build/models/demo)",
     )
     check.add_argument("--json", action="store_true", help="print JSON instead of text")
+    from alertfusion.backfill import cli as backfill_cli  # argparse only: no AWS, no engine
+
+    backfill_cli.add_parser(commands)
     return parser
 
 
@@ -122,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "selfcheck":
         return _selfcheck(args, sys.stdout, sys.stderr)
+    if args.command == "backfill":
+        from alertfusion.backfill import cli as backfill_cli
+
+        return backfill_cli.run(args, sys.stdout, sys.stderr)
     return _classify(args, sys.stdout, sys.stderr)
 
 

@@ -34,6 +34,7 @@ class ReasonCode(StrEnum):
     OBJECT_NOT_FOUND = "OBJECT_NOT_FOUND"
     FORBIDDEN_LOCATION = "FORBIDDEN_LOCATION"
     JOB_NOT_FOUND = "JOB_NOT_FOUND"
+    BACKFILL_NOT_FOUND = "BACKFILL_NOT_FOUND"
     #: an Idempotency-Key used before with another request body
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
     # pipeline
@@ -69,6 +70,7 @@ HTTP_STATUS: dict[ReasonCode, int] = {
     ReasonCode.OBJECT_NOT_FOUND: 404,
     ReasonCode.FORBIDDEN_LOCATION: 403,
     ReasonCode.JOB_NOT_FOUND: 404,
+    ReasonCode.BACKFILL_NOT_FOUND: 404,
     # 422, not 409, as the Idempotency-Key draft (IETF httpapi) answers a key reused with
     # another body; its 409 is for a retry while the first request is still in flight
     ReasonCode.IDEMPOTENCY_CONFLICT: 422,

@@ -1,7 +1,8 @@
 """S3 key scheme, job ids and Transcribe job names.
 
 Layout (one bucket): ``uploads/{job_id}.{ext}``, ``transcripts/{job_id}.json``,
-``results/{job_id}.json``.
+``results/{job_id}.json``, ``backfills/{backfill_id}/`` (a backfill's batch results and
+summary).
 
 Job ids are ULIDs: 26 characters of Crockford base32 (48-bit millisecond time, 80 random
 bits), so they sort by creation time and are safe everywhere (S3 keys, Transcribe job
@@ -29,6 +30,7 @@ from urllib.parse import unquote_plus
 UPLOAD_PREFIX = "uploads/"
 TRANSCRIPT_PREFIX = "transcripts/"
 RESULT_PREFIX = "results/"
+BACKFILL_PREFIX = "backfills/"
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 JOB_ID_LENGTH = 26
@@ -146,6 +148,17 @@ def job_id_for_upload(
     if ref.named_job_id is not None:
         return ref.named_job_id
     return derive_job_id(ref.key, version_id=version_id, etag=etag, sequencer=sequencer)
+
+
+def job_id_for_listed_object(key: str, etag: str | None) -> str:
+    """The job id of an object found in a bucket listing (a backfill): the starter's own rule
+    (:func:`job_id_for_upload`) with what a listing carries, the key and the ETag (a listing
+    has no version id and no event sequencer). An ``uploads/{job_id}.{ext}`` key keeps its
+    job id, so a backfill over ``uploads/`` finds the jobs ``POST /uploads`` made."""
+    ref = parse_upload_key(key)
+    if ref is not None:
+        return job_id_for_upload(ref, version_id=None, etag=etag, sequencer=None)
+    return derive_job_id(key, version_id=None, etag=etag, sequencer=None)
 
 
 def upload_key(job_id: str, extension: str) -> str:

@@ -1,4 +1,5 @@
-"""Work-queue messages (SQS, consumed by the classifier): ``audio_stage`` and ``finalize``."""
+"""Work-queue messages (SQS, consumed by the classifier): ``audio_stage``, ``finalize`` and
+``reclassify``."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ class _Task(BaseModel):
 
     v: Literal[1] = TASK_SCHEMA_VERSION
     job_id: JobId
-    #: who sent it: the starter after an upload, or the sweeper re-driving a stuck job
-    origin: Literal["starter", "sweeper"] = "starter"
+    #: who sent it: the starter after an upload, the sweeper re-driving a stuck job, or a
+    #: backfill's state machine (alertfusion.backfill)
+    origin: Literal["starter", "sweeper", "backfill"] = "starter"
     sent_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -41,11 +43,22 @@ class FinalizeTask(_Task):
     failure_reason: str | None = Field(None, max_length=2000)
 
 
-WorkTask = Annotated[AudioStageTask | FinalizeTask, Field(discriminator="type")]
-_ADAPTER: TypeAdapter[AudioStageTask | FinalizeTask] = TypeAdapter(WorkTask)
+class ReclassifyTask(_Task):
+    """A DONE job classified again by the bundle the classifier serves (a backfill with a
+    newer bundle version): the verdict is kept beside the job's others, its state and its
+    own final verdict do not change, and Transcribe is never started for it."""
+
+    type: Literal["reclassify"] = "reclassify"
+    #: the version the backfill asked for; a classifier serving another one refuses the task
+    bundle_version: str = Field(..., min_length=1, max_length=200)
 
 
-def parse_task(body: str | bytes) -> AudioStageTask | FinalizeTask:
+AnyTask = AudioStageTask | FinalizeTask | ReclassifyTask
+WorkTask = Annotated[AnyTask, Field(discriminator="type")]
+_ADAPTER: TypeAdapter[AnyTask] = TypeAdapter(WorkTask)
+
+
+def parse_task(body: str | bytes) -> AnyTask:
     """Parse an SQS message body; anything malformed is an INVALID_INPUT error (permanent:
     redelivering the same bytes cannot help)."""
     try:
@@ -58,5 +71,5 @@ def parse_task(body: str | bytes) -> AudioStageTask | FinalizeTask:
         ) from exc
 
 
-def encode_task(task: AudioStageTask | FinalizeTask) -> str:
+def encode_task(task: AnyTask) -> str:
     return task.model_dump_json()

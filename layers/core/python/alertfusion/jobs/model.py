@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
 from alertfusion.dynamodb import utc_iso
 from alertfusion.errors import ReasonCode
@@ -120,6 +120,16 @@ class Verdict(BaseModel):
 
 TranscribeState = Literal["STARTED", "COMPLETED", "FAILED", "SKIPPED"]
 
+#: the stored name of the final verdict a bundle version gave a job: one top-level attribute
+#: per version (``verdict@demo-full-seed0-int8``), so that adding a version's verdict is one
+#: conditional write whatever the record holds already (a map attribute would need to exist
+#: before a write into it, and records written before versions were kept have none)
+VERSION_VERDICT_PREFIX = "verdict@"
+
+
+def version_verdict_attribute(bundle_version: str) -> str:
+    return f"{VERSION_VERDICT_PREFIX}{bundle_version}"
+
 
 class Job(BaseModel):
     """One job record. Unknown attributes are ignored so that newer writers do not break
@@ -145,6 +155,8 @@ class Job(BaseModel):
     probed_duration_s: float | None = None
     #: a transcript supplied by the client at upload time (then Transcribe is skipped)
     client_transcript: str | None = None
+    #: the backfill that created the record (alertfusion.backfill), None for uploads
+    backfill_id: str | None = None
     # Transcribe
     transcribe_job_name: str | None = None
     transcribe_status: TranscribeState | None = None
@@ -165,6 +177,9 @@ class Job(BaseModel):
     final_latency_ms: float | None = None
     bundle_version: str | None = None
     result_key: str | None = None
+    #: bundle version → the final verdict it gave (the pipeline's own, and each backfill's
+    #: reclassification with a newer bundle); read from the ``verdict@<version>`` attributes
+    stored_verdicts: dict[str, Verdict] = Field(default_factory=dict)
     # failure
     failure_reason: ReasonCode | None = None
     failure_detail: str | None = None
@@ -174,6 +189,30 @@ class Job(BaseModel):
     # sweeper bookkeeping
     sweep_count: int = 0
     last_swept_at: UtcDateTime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_version_verdicts(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        found = {
+            name[len(VERSION_VERDICT_PREFIX) :]: value
+            for name, value in data.items()
+            if isinstance(name, str) and name.startswith(VERSION_VERDICT_PREFIX)
+        }
+        if not found:
+            return data
+        kept = {k: v for k, v in data.items() if not k.startswith(VERSION_VERDICT_PREFIX)}
+        return {**kept, "stored_verdicts": {**data.get("stored_verdicts", {}), **found}}
+
+    @property
+    def verdicts(self) -> dict[str, Verdict]:
+        """Bundle version → the final verdict it gave this job. A record written before
+        versions were kept still has its final verdict, under that verdict's version."""
+        out = dict(self.stored_verdicts)
+        if self.final is not None:
+            out.setdefault(self.final.bundle_version, self.final)
+        return out
 
     @property
     def is_final(self) -> bool:
@@ -205,6 +244,8 @@ class UploadInfo:
     uploaded_at: datetime
     container: str | None = None
     probed_duration_s: float | None = None
+    #: the backfill admitting the object (None for an upload)
+    backfill_id: str | None = None
 
     def attributes(self) -> dict[str, Any]:
         return {
@@ -217,4 +258,5 @@ class UploadInfo:
             "container": self.container,
             "probed_duration_s": self.probed_duration_s,
             "uploaded_at": utc_iso(self.uploaded_at),
+            "backfill_id": self.backfill_id,
         }

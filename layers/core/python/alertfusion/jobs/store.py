@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from alertfusion.aws import error_code
 from alertfusion.dynamodb import call_dynamodb, from_attribute, now_utc, to_attribute, utc_iso
-from alertfusion.errors import JobStateError, ReasonCode
+from alertfusion.errors import JobStateError, ReasonCode, TransientError
 from alertfusion.jobs.model import (
     Job,
     JobStatus,
@@ -17,9 +19,12 @@ from alertfusion.jobs.model import (
     UploadInfo,
     Verdict,
     sources_of,
+    version_verdict_attribute,
 )
 from alertfusion.jobs.table import STATUS_INDEX, STATUS_INDEX_PARTITION_KEY, STATUS_INDEX_SORT_KEY
 from alertfusion.limits import JOB_TTL_DAYS
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
 class _Update:
@@ -31,8 +36,16 @@ class _Update:
         self.sets: list[str] = []
         self.adds: list[str] = []
 
+    @staticmethod
+    def alias(attribute: str) -> str:
+        """The placeholder of an attribute name: ``#name``, or a digest for names that hold
+        characters a placeholder may not (``verdict@<bundle version>``)."""
+        if _PLAIN_NAME.fullmatch(attribute):
+            return f"#{attribute}"
+        return "#n" + hashlib.sha256(attribute.encode("utf-8")).hexdigest()[:16]
+
     def name(self, attribute: str) -> str:
-        alias = f"#{attribute}"
+        alias = self.alias(attribute)
         self.names[alias] = attribute
         return alias
 
@@ -44,9 +57,8 @@ class _Update:
     def set(self, attribute: str, value: Any, *, keep_existing: bool = False) -> None:
         if value is None:
             return
-        if f"#{attribute}" in self.names and any(
-            clause.startswith(f"#{attribute} ") for clause in self.sets
-        ):
+        alias = self.alias(attribute)
+        if alias in self.names and any(clause.startswith(f"{alias} ") for clause in self.sets):
             raise ValueError(f"{attribute} is set twice in one update")
         name, val = self.name(attribute), self.value(value)
         self.sets.append(
@@ -88,6 +100,28 @@ class JobStore:
         )
         item = response.get("Item")
         return None if item is None else self._job(item)
+
+    def get_many(self, job_ids: list[str]) -> dict[str, Job]:
+        """The jobs that exist among `job_ids`, read consistently, 100 ids per BatchGetItem
+        (what DynamoDB takes); keys DynamoDB leaves unprocessed are asked for again."""
+        found: dict[str, Job] = {}
+        unique = list(dict.fromkeys(job_ids))
+        for start in range(0, len(unique), 100):
+            keys = [{"job_id": {"S": job_id}} for job_id in unique[start : start + 100]]
+            request = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+            for _attempt in range(8):
+                answer = call_dynamodb(
+                    self._client, self.table_name, "batch_get_item", RequestItems=request
+                )
+                for item in answer.get("Responses", {}).get(self.table_name, []):
+                    job = self._job(item)
+                    found[job.job_id] = job
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            else:
+                raise TransientError("BatchGetItem left keys unprocessed after 8 attempts")
+        return found
 
     def stuck(self, status: JobStatus, older_than: datetime, *, limit: int = 500) -> list[str]:
         """Ids of jobs in `status` whose last write is older than `older_than` (oldest
@@ -158,7 +192,7 @@ class JobStore:
         up = self._base(JobStatus.RECEIVED, moment, new_record=True)
         up.set("received_at", utc_iso(moment), keep_existing=True)
         for attribute, value in upload.attributes().items():
-            up.set(attribute, value, keep_existing=attribute == "uploaded_at")
+            up.set(attribute, value, keep_existing=attribute in ("uploaded_at", "backfill_id"))
         status = up.name("status")
         pending = up.value(JobStatus.UPLOAD_PENDING.value)
         received = up.value(JobStatus.RECEIVED.value)
@@ -280,6 +314,11 @@ class JobStore:
         up.set("done_at", utc_iso(moment))
         up.set("final_latency_ms", latency_ms)
         up.set("bundle_version", verdict.bundle_version)
+        up.set(
+            version_verdict_attribute(verdict.bundle_version),
+            verdict.model_dump(mode="json"),
+            keep_existing=True,
+        )
         up.set("result_key", result_key)
         up.set("transcribe_status", transcribe_status)
         up.set("transcribe_detail", transcribe_detail[:1000] if transcribe_detail else None)
@@ -287,6 +326,23 @@ class JobStore:
         cond = (
             f"attribute_exists(job_id) AND attribute_not_exists({up.name('final')})"
             f" AND {up.name('status')} IN ({', '.join(allowed)})"
+        )
+        return self._update(job_id, up, cond)
+
+    def add_version_verdict(
+        self, job_id: str, verdict: Verdict, *, now: datetime | None = None
+    ) -> Job | None:
+        """Keep the final verdict another bundle version gave a DONE job (a backfill's
+        reclassification). Written once per version, never on a job that is not DONE; the
+        job's state and its own final verdict do not change. None when the version's verdict
+        exists already or the job is not DONE."""
+        up = _Update()
+        up.set("updated_at", utc_iso(now or now_utc()))
+        attribute = version_verdict_attribute(verdict.bundle_version)
+        up.set(attribute, verdict.model_dump(mode="json"))
+        cond = (
+            f"attribute_exists(job_id) AND attribute_not_exists({up.name(attribute)})"
+            f" AND {up.name('status')} = {up.value(JobStatus.DONE.value)}"
         )
         return self._update(job_id, up, cond)
 

@@ -8,6 +8,8 @@
   supplied by the client it writes the fused final verdict directly.
 * :func:`finalize_job` (classifier, Transcribe event or ``finalize`` task): the final
   verdict from transcript + audio, audio-only when Transcribe failed or heard nothing.
+* :func:`reclassify_job` (classifier, ``reclassify`` task from a backfill): another bundle
+  version's verdict for a DONE job, kept beside its others; no state change, no Transcribe.
 * :func:`sweep` (sweeper, on a schedule): re-drives jobs whose events were lost and ends
   jobs past the hard limit FAILED/TIMEOUT.
 
@@ -33,7 +35,7 @@ from alertfusion.pipeline.outcomes import (
     UploadAction,
     UploadOutcome,
 )
-from alertfusion.pipeline.stages import finalize_job, run_audio_stage
+from alertfusion.pipeline.stages import finalize_job, reclassify_job, run_audio_stage
 from alertfusion.pipeline.starter import handle_upload
 from alertfusion.pipeline.sweeper import sweep
 
@@ -48,6 +50,7 @@ __all__ = [
     "finalize_job",
     "get_context",
     "handle_upload",
+    "reclassify_job",
     "reset_context",
     "run_audio_stage",
     "sweep",

@@ -10,7 +10,9 @@ from alertfusion.jobs import JobStatus
 
 UploadAction = Literal["accepted", "rejected", "duplicate", "ignored"]
 TranscribeAction = Literal["started", "already_started", "skipped", "deferred", "refused"]
-StageAction = Literal["recorded", "already_recorded", "failed", "not_found", "not_ready", "final"]
+StageAction = Literal[
+    "recorded", "already_recorded", "failed", "not_found", "not_ready", "final", "wrong_bundle"
+]
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class UploadOutcome:
 @dataclass(frozen=True)
 class StageOutcome:
     job_id: str
-    stage: Literal["audio_stage", "finalize"]
+    stage: Literal["audio_stage", "finalize", "reclassify"]
     action: StageAction
     status: JobStatus | None = None
     label: str | None = None

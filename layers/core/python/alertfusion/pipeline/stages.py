@@ -378,3 +378,102 @@ def _failure_reason(ctx: PipelineContext, job: Job) -> str | None:
     except Exception:  # only a detail for the record: never fail the verdict over it
         return None
     return info.failure_reason if info else None
+
+
+def reclassify_job(
+    job_id: str,
+    bundle_version: str,
+    classifier: Classifier,
+    *,
+    ctx: PipelineContext | None = None,
+) -> StageOutcome:
+    """The ``reclassify`` task (a backfill naming a bundle version): the final verdict of the
+    bundle this classifier serves, from the audio and what the job already has for text (its
+    Transcribe transcript, or the client's), kept beside the job's other verdicts. The job's
+    state, its own final verdict and its alerts do not change, and Transcribe is never
+    started: a job whose first verdict skipped Transcribe gets an audio-only verdict again.
+    A classifier serving another version refuses the task (``wrong_bundle``: redelivering it
+    cannot help, so it is not raised). Idempotent: the version's verdict is written once."""
+    ctx = ctx or get_context()
+    started = time.perf_counter()
+    with logger.append_context_keys(job_id=job_id, stage="reclassify"):
+        outcome = _reclassify_job(ctx, job_id, bundle_version, classifier)
+        milliseconds("StageDurationMs", (time.perf_counter() - started) * 1000, stage="reclassify")
+        logger.info("reclassify done", extra=outcome.as_dict())
+        return outcome
+
+
+def _reclassify_job(
+    ctx: PipelineContext, job_id: str, bundle_version: str, classifier: Classifier
+) -> StageOutcome:
+    store, settings = ctx.store, ctx.settings
+    job = store.get(job_id)
+    if job is None:
+        return StageOutcome(job_id, "reclassify", "not_found")
+    if job.status is not JobStatus.DONE:
+        action: StageAction = "final" if job.is_final else "not_ready"
+        return StageOutcome(job_id, "reclassify", action, status=job.status)
+    existing = job.verdicts.get(bundle_version)
+    if existing is not None:
+        return StageOutcome(
+            job_id, "reclassify", "already_recorded", status=job.status, label=existing.label
+        )
+    served = classifier.manifest.bundle_version
+    if served != bundle_version:
+        count("ReclassifyRefused", reason="wrong_bundle")
+        logger.error(
+            "reclassify task for another bundle version",
+            extra={"asked": bundle_version, "served": served},
+        )
+        return StageOutcome(job_id, "reclassify", "wrong_bundle", status=job.status)
+
+    text: str | None = None
+    reason: ReasonCode | None = None
+    detail: str | None = None
+    source: Literal["transcribe", "client"] | None = None
+    if job.client_transcript is not None:
+        text, source = job.client_transcript, "client"
+    elif job.transcribe_status == "COMPLETED":
+        try:
+            transcript = read_transcript(ctx.s3, settings.audio_bucket, transcript_key(job_id))
+        except TranscriptError as exc:
+            reason, detail = exc.code, exc.message
+        else:
+            if transcript.strip():
+                text, source = transcript, "transcribe"
+            else:
+                reason, detail = ReasonCode.TRANSCRIPT_EMPTY, "Transcribe heard no words"
+    elif job.final is not None and job.final.audio_only_reason is not None:
+        # the first verdict had no text either (Transcribe failed, skipped by policy...)
+        reason, detail = job.final.audio_only_reason, job.final.audio_only_detail
+    try:
+        audio = _load_audio(ctx, job)
+        result, text_error = _classify(ctx, job, classifier, audio, text)
+    except Exception as exc:
+        if _is_permanent(exc):
+            # the object changed or vanished since the job was DONE: the job stays DONE
+            assert isinstance(exc, AlertFusionError)
+            count("ReclassifyRefused", reason=exc.code.value)
+            logger.warning("reclassify impossible", extra={"reason": exc.code.value})
+            return StageOutcome(job_id, "reclassify", "failed", status=job.status, reason=exc.code)
+        raise
+    if text_error is not None:
+        reason, detail = text_error.code, f"the transcript could not be used: {text_error.message}"
+    verdict = Verdict.from_result(
+        result,
+        decided_at=now_utc(),
+        text_source=source if text is not None and text_error is None else None,
+        audio_only_reason=reason,
+        audio_only_detail=detail,
+    )
+    written = store.add_version_verdict(job_id, verdict)
+    if written is not None:
+        count("Verdicts", stage="reclassify", label=verdict.label)
+    return StageOutcome(
+        job_id,
+        "reclassify",
+        "recorded" if written is not None else "already_recorded",
+        status=JobStatus.DONE,
+        label=verdict.label,
+        reason=verdict.audio_only_reason,
+    )

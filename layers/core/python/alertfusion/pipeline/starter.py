@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from alertfusion.aws import S3_NOT_FOUND_CODES, error_code
 from alertfusion.errors import AudioError, ReasonCode, TransientError
-from alertfusion.jobs import UploadInfo, now_utc
+from alertfusion.jobs import Job, UploadInfo, now_utc
 from alertfusion.keys import (
     SUPPORTED_EXTENSIONS,
     decode_event_key,
@@ -126,14 +126,56 @@ def handle_upload(record: S3EventRecord, *, ctx: PipelineContext | None = None) 
 def _handle_upload(
     ctx: PipelineContext, record: S3EventRecord, extension: str, key: str, job_id: str
 ) -> UploadOutcome:
+    settings = ctx.settings
+    uploaded_at = _parse_event_time(record.get("eventTime"))
+    outcome, job = record_object(
+        ctx,
+        key,
+        job_id,
+        extension,
+        version_id=record.s3.get_object.version_id,
+        uploaded_at=uploaded_at,
+    )
+    if job is None:
+        return outcome
+    count("UploadsAccepted")
+    # The task goes out before Transcribe starts: if this attempt dies after either step,
+    # the retry still finds the job RECEIVED and repeats both (a second task is harmless).
+    _send_task(ctx, AudioStageTask(job_id=job_id))
+    transcribe: TranscribeAction
+    if job.client_transcript is not None:
+        ctx.store.note_transcribe(job_id, "SKIPPED", detail="the client supplied the transcript")
+        transcribe = "skipped"
+    elif settings.transcribe_policy == "gated":
+        transcribe = "deferred"  # the audio stage starts it for a non-regular verdict
+    else:
+        transcribe = _ensure_transcription(ctx, job)
+    return UploadOutcome(key, job_id, "accepted", transcribe=transcribe)
+
+
+def record_object(
+    ctx: PipelineContext,
+    key: str,
+    job_id: str,
+    extension: str,
+    *,
+    version_id: str | None,
+    uploaded_at: datetime | None,
+    backfill_id: str | None = None,
+) -> tuple[UploadOutcome, Job | None]:
+    """Validate one object of the pipeline's bucket (size, type and header probe, read from
+    S3 itself) and record its job: RECEIVED (the outcome and the job) or FAILED with the
+    reason (the outcome and None). A job that exists already for this object, or that
+    another object claims, is not written (``duplicate``/``ignored``, None). The starter
+    then queues the audio stage and starts Transcribe; a backfill's state machine queues the
+    audio stage itself (alertfusion.backfill). Transient trouble raises."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     # No read first: a new upload (the common case) would pay for it; a duplicate finds out
     # from the conditional write at the end and only costs one ranged GET.
     store, settings = ctx.store, ctx.settings
     now = now_utc()
-    uploaded_at = _parse_event_time(record.get("eventTime")) or now
-    version_id = record.s3.get_object.version_id
+    uploaded_at = uploaded_at or now
     try:
         head = read_object_head(ctx.s3, settings.audio_bucket, key, version_id=version_id)
     except ClientError as exc:
@@ -141,9 +183,10 @@ def _handle_upload(
             # deleted (or replaced by a later upload) before this record was handled
             detail = "the object was deleted before it could be processed"
             if store.reject(job_id, ReasonCode.OBJECT_NOT_FOUND, detail, now=now) is None:
-                return _not_applied(ctx, key, job_id)
+                return _not_applied(ctx, key, job_id), None
             count("JobsFailed", reason=ReasonCode.OBJECT_NOT_FOUND.value, stage="starter")
-            return UploadOutcome(key, job_id, "rejected", ReasonCode.OBJECT_NOT_FOUND, detail)
+            outcome = UploadOutcome(key, job_id, "rejected", ReasonCode.OBJECT_NOT_FOUND, detail)
+            return outcome, None
         raise TransientError(f"GetObject: {error_code(exc)}") from exc
     except BotoCoreError as exc:
         raise TransientError(f"GetObject: {type(exc).__name__}") from exc
@@ -167,28 +210,17 @@ def _handle_upload(
         uploaded_at=uploaded_at,
         container=probe.format if probe else None,
         probed_duration_s=probe.duration_s if probe else None,
+        backfill_id=backfill_id,
     )
     if rejection is not None:
         if store.reject(job_id, rejection.code, rejection.message, upload=upload, now=now) is None:
-            return _not_applied(ctx, key, job_id)
+            return _not_applied(ctx, key, job_id), None
         count("JobsFailed", reason=rejection.code.value, stage="starter")
-        return UploadOutcome(key, job_id, "rejected", rejection.code, rejection.message)
+        return UploadOutcome(key, job_id, "rejected", rejection.code, rejection.message), None
     job = store.receive(job_id, upload, now=now)
     if job is None:
-        return _not_applied(ctx, key, job_id)
-    count("UploadsAccepted")
-    # The task goes out before Transcribe starts: if this attempt dies after either step,
-    # the retry still finds the job RECEIVED and repeats both (a second task is harmless).
-    _send_task(ctx, AudioStageTask(job_id=job_id))
-    transcribe: TranscribeAction
-    if job.client_transcript is not None:
-        store.note_transcribe(job_id, "SKIPPED", detail="the client supplied the transcript")
-        transcribe = "skipped"
-    elif settings.transcribe_policy == "gated":
-        transcribe = "deferred"  # the audio stage starts it for a non-regular verdict
-    else:
-        transcribe = _ensure_transcription(ctx, job)
-    return UploadOutcome(key, job_id, "accepted", transcribe=transcribe)
+        return _not_applied(ctx, key, job_id), None
+    return UploadOutcome(key, job_id, "accepted"), job
 
 
 def _not_applied(ctx: PipelineContext, key: str, job_id: str) -> UploadOutcome:
