@@ -341,11 +341,11 @@ def overhead(bundle: Path, requests: int) -> dict[str, Any]:
         app.dependency_overrides[get_classifier_provider] = _provider(classifier)
         handler = Mangum(app, lifespan="off")
         for _ in range(max(10, requests // 10)):  # warm up: imports, sessions, caches
-            handler(event, Context())
+            handler(event, Context())  # type: ignore[arg-type]  # minimal LambdaContext
         layer_ms, total_ms, engine_ms = [], [], []
         for _ in range(requests):
             started = time.perf_counter()
-            answer = handler(event, Context())
+            answer = handler(event, Context())  # type: ignore[arg-type]  # minimal LambdaContext
             total = (time.perf_counter() - started) * 1000
             if answer["statusCode"] != 200:
                 raise RuntimeError(f"/predict answered {answer['statusCode']}: {answer['body']}")

@@ -210,13 +210,13 @@ def creation(bundle: Path, clip: Path, repeats: int) -> dict[str, Any]:
                 check=True,
             )
             answer = json.loads(done.stdout.strip().splitlines()[-1])
-            row = out[f"cold start, sessions {mode}"]
-            row["cold_start_ms"].append((answer["verdict_at"] - start) * 1e3)
-            row["sessions_ms"].append(answer["phases"]["sessions_ms"])
+            samples = out[f"cold start, sessions {mode}"]
+            samples["cold_start_ms"].append((answer["verdict_at"] - start) * 1e3)
+            samples["sessions_ms"].append(answer["phases"]["sessions_ms"])
     for mode in ("sequential", "parallel"):
-        row = out[f"cold start, sessions {mode}"]
+        samples = out[f"cold start, sessions {mode}"]
         out[f"cold start, sessions {mode}"] = {
-            k: round(statistics.median(v), 1) for k, v in row.items()
+            k: round(statistics.median(v), 1) for k, v in samples.items()
         }
     return out
 

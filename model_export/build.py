@@ -392,7 +392,10 @@ def _write_golden(built: dict[str, _Built], partial: Path) -> GoldenSet:
     path = partial / GOLDEN_FILE
     arrays = {key: value for b in built.values() for key, value in b.golden.items()}
     with path.open("wb") as f:
-        np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
+        np.savez_compressed(
+            f,
+            **arrays,  # type: ignore[arg-type]  # numpy's stub: **arrays could fill allow_pickle
+        )
     counts = {name: len(b.golden[f"{name}/fp32"]) for name, b in built.items()}
     return GoldenSet(**_bundle_file(path).model_dump(), inputs=counts)
 

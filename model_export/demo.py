@@ -33,7 +33,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 import torch
@@ -61,6 +61,9 @@ from model_export.outputs import check_output, output_lock, publish
 from model_export.progress import Progress
 from model_export.quantize import DEFAULT_THRESHOLD
 from model_export.tokenizer import TokenizerArtifacts, convert_tokenizer, train_demo_spm
+
+if TYPE_CHECKING:
+    from transformers.models.bert.modeling_bert import BertLayer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CALIBRATION_AUDIO = REPO_ROOT / "samples"
@@ -245,7 +248,7 @@ def _fit_text_top(
     where the output depends on it: at [CLS], the one position the pooler reads. A check
     against the whole model guards this shortcut.
     """
-    last = model.bert.encoder.layer[-1]
+    last = cast("BertLayer", model.bert.encoder.layer[-1])  # torch types ModuleList[i] as Module
     attention = last.attention.self
     heads = attention.num_attention_heads
     pooler = model.bert.pooler

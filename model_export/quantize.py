@@ -46,6 +46,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnx
@@ -390,7 +391,7 @@ def agreement_report(
     fp32_logits: np.ndarray,
     int8_logits: np.ndarray,
     *,
-    method: str,
+    method: Literal["dynamic", "static_qdq"],
     threshold: float,
 ) -> QuantizationReport:
     """int8 against fp32 judged by margins (alertfusion.agreement, leave one out): an input's
@@ -401,7 +402,7 @@ def agreement_report(
     n = len(fp32_logits)
     if not np.isfinite(int8_logits).all():
         return QuantizationReport(
-            method=method,  # type: ignore[arg-type]
+            method=method,
             n_inputs=n,
             top1_agreement=0.0,
             max_probability_shift=1.0,
@@ -413,7 +414,7 @@ def agreement_report(
     judged = judge_logits(fp32_logits, int8_logits)
     tolerance = measure(fp32_logits, int8_logits)
     return QuantizationReport(
-        method=method,  # type: ignore[arg-type]
+        method=method,
         n_inputs=n,
         top1_agreement=float((fp32_logits.argmax(axis=1) == int8_logits.argmax(axis=1)).mean()),
         max_probability_shift=float(np.abs(softmax(fp32_logits) - softmax(int8_logits)).max()),

@@ -403,7 +403,7 @@ def reference_tokenizer(
     model = Path(spm_model)
     if not model.is_file():
         raise _invalid(f"SentencePiece model {model} does not exist")
-    parts = stamp(model)
+    parts: tuple[int, ...] = stamp(model)
     if vocab_json is not None and Path(vocab_json).is_file():
         parts += stamp(Path(vocab_json))
     return _cached_reference(str(model), str(vocab_json) if vocab_json else None, bert_basic, parts)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 
 from alertfusion.bundle_files import check_file_sums
 from alertfusion.errors import BundleError
@@ -221,8 +222,10 @@ def _measure(
         report.latency_ms[name + label] = min(_median_ms(session, case) for _ in range(3))
 
 
-def _median_ms(session: object, feeds: dict[str, np.ndarray], runs: int = 20) -> float:
-    run = session.run  # type: ignore[attr-defined]
+def _median_ms(
+    session: ort.InferenceSession, feeds: dict[str, np.ndarray], runs: int = 20
+) -> float:
+    run = session.run
     run([OUTPUT], feeds)
     times = []
     for _ in range(runs):

@@ -84,7 +84,7 @@ def installed_closure(names: list[str]) -> set[str]:
     """`names` and everything they require in this environment (its markers)."""
     env = {key: str(value) for key, value in default_environment().items()}
     seen: set[str] = set()
-    todo = [(name, ()) for name in names]
+    todo: list[tuple[str, tuple[str, ...]]] = [(name, ()) for name in names]
     while todo:
         name, extras = todo.pop()
         canonical = canonicalize_name(name)

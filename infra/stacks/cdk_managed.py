@@ -38,7 +38,7 @@ def retain_cdk_handler_logs(stack: Stack, retention: logs.RetentionDays) -> None
     groups = []
     for handler in filter(_without_own_log_group, resources):
         group = logs.LogGroup(
-            handler.node.scope,  # type: ignore[arg-type]
+            handler.node.scope,  # type: ignore[arg-type]  # IConstruct | None; a Construct here
             "RetainedLogs",
             log_group_name=Fn.join("", ["/aws/lambda/", handler.ref]),
             retention=retention,

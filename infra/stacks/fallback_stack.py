@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
@@ -21,9 +23,9 @@ class FallbackStack(Stack):
         *,
         config: InfraConfig,
         refs: PipelineRefs,
-        **kwargs: object,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        super().__init__(scope, construct_id, **kwargs)
         self.fallback = FallbackInstance(
             self, "Fallback", config=config, image=ServiceImage.for_config(config), refs=refs
         )

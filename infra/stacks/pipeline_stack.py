@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Stack
 from constructs import Construct
@@ -39,9 +40,9 @@ class PipelineStack(Stack):
         *,
         config: InfraConfig,
         core_layer_dir: Path,
-        **kwargs: object,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        super().__init__(scope, construct_id, **kwargs)
         removal = shared.removal_policy(config)
         image = ServiceImage.for_config(config)
 

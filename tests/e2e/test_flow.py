@@ -9,6 +9,7 @@ import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -22,12 +23,15 @@ from devstack.stack import LocalStack
 from devstack.transcribe import STANDIN_LABEL, StandInOutcome
 from tests.e2e.conftest import TRANSCRIPTS, fixture_audio, sample
 
+if TYPE_CHECKING:
+    from alertfusion.engine import Engine
+
 pytestmark = pytest.mark.e2e
 
 PREFIX = LocalConfig().transcribe_job_prefix
 
 
-def _engine(bundle: Path) -> object:
+def _engine(bundle: Path) -> Engine:
     from alertfusion.engine import Engine
 
     return Engine.from_bundle(bundle, gate="none")
@@ -50,8 +54,8 @@ def test_upload_gets_an_audio_only_then_a_fused_verdict(
     job = stack.wait_until_final([job_id])[job_id]
 
     engine = _engine(tiny_bundle)
-    alone = engine.classify(audio, filename=f"{job_id}.wav")  # type: ignore[attr-defined]
-    fused = engine.classify(audio, text=text, filename=f"{job_id}.wav")  # type: ignore[attr-defined]
+    alone = engine.classify(audio, filename=f"{job_id}.wav")
+    fused = engine.classify(audio, text=text, filename=f"{job_id}.wav")
     assert job.status is JobStatus.DONE
     assert job.preliminary is not None and job.final is not None
     # the preliminary verdict is the audio alone; the final one fuses the stand-in's text
@@ -124,7 +128,7 @@ def test_no_usable_transcript_gives_an_audio_only_final_verdict_that_says_why(
 
     job = stack.wait_until_final([job_id])[job_id]
 
-    alone = _engine(tiny_bundle).classify(audio)  # type: ignore[attr-defined]
+    alone = _engine(tiny_bundle).classify(audio)
     assert job.status is JobStatus.DONE and job.final is not None
     assert job.final.audio_only_reason is reason
     assert job.final.text_source is None and job.final.decided_by == "audio_only"

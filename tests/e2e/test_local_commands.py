@@ -239,6 +239,7 @@ def test_smoke_finds_the_api_from_the_deployed_stacks_outputs(served: str) -> No
         from moto.core.base_backend import BackendDict
 
         moto.stop()
+        assert moto._server is not None
         moto._server.server_close()  # stop() leaves the listening socket open
         BackendDict.reset()
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

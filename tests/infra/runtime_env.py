@@ -59,7 +59,7 @@ print("PROBE" + json.dumps({"responses": responses, "__modules__": modules}))
 
 
 def requirement_names(requirements: Path) -> list[str]:
-    names = []
+    names: list[str] = []
     for line in requirements.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line and not line.startswith("-"):
@@ -81,7 +81,7 @@ def top_levels(distribution: str) -> set[str]:
 def link_site(distributions: list[str], dest: Path) -> Path:
     """A site-packages directory with exactly `distributions` (as installed in this venv)."""
     dest.mkdir(parents=True, exist_ok=True)
-    site = Path(md.distribution("pip").locate_file(""))
+    site = Path(str(md.distribution("pip").locate_file("")))
     for name in distributions:
         for entry in top_levels(name):
             link = dest / entry

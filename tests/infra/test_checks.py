@@ -72,7 +72,8 @@ def _violations(app: Any) -> set[tuple[str, str]]:
     for pack in (AwsSolutionsChecks(), ServerlessChecks()):
         for violation in pack.validate_scope(app).violations:
             for resource in violation.violating_resources:
-                path = getattr(resource, "construct_path", None) or resource["constructPath"]
+                path = resource.construct_path
+                assert path is not None, resource
                 found.add((violation.rule_name, path))
     return found
 

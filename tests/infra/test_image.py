@@ -142,7 +142,9 @@ def _task_root(image: dict[str, Any]) -> Path:
     return Path(image["root"]) / image["spec"].env["LAMBDA_TASK_ROOT"].lstrip("/")
 
 
-def _probe_image(image: dict[str, Any], targets: list[str], lambda_env: dict[str, str]):
+def _probe_image(
+    image: dict[str, Any], targets: list[str], lambda_env: dict[str, str]
+) -> tuple[dict[str, dict], Path]:
     env = _image_env(image, lambda_env)
     task_root = _task_root(image)
     before = _snapshot(image["root"], image["home"])

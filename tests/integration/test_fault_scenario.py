@@ -144,7 +144,7 @@ def test_every_upload_ends_done_or_failed_with_nothing_doubled(
         for stage in ("preliminary", "final")
         if (
             aws.job(job_id).preliminary if stage == "preliminary" else aws.job(job_id).final
-        ).is_emergency  # type: ignore[union-attr]
+        ).is_emergency  # type: ignore[union-attr]  # every job has both (asserted above)
     }
     assert set(alert_ids) == expected  # 0 lost alerts
     assert f"{jobs['regular']}:final" not in expected

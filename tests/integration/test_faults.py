@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ def classifier() -> FakeClassifier:
     return FakeClassifier(audio_label="help", text_labels={"도와주세요": "violence"})
 
 
-def uploaded(aws: AwsEnv) -> tuple[str, dict[str, object]]:
+def uploaded(aws: AwsEnv) -> tuple[str, dict[str, Any]]:
     job_id = new_job_id()
     key = f"uploads/{job_id}.wav"
     aws.put(key, HELP_WAV)

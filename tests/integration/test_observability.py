@@ -32,7 +32,7 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 
 
 def metrics(lines: list[dict[str, Any]]) -> list[tuple[str, dict[str, str]]]:
-    found = []
+    found: list[tuple[str, dict[str, str]]] = []
     for line in lines:
         for directive in line.get("_aws", {}).get("CloudWatchMetrics", []):
             dims = {d: line[d] for group in directive["Dimensions"] for d in group}

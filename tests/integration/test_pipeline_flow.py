@@ -65,9 +65,11 @@ def test_upload_to_final_verdict(aws: AwsEnv) -> None:
     assert job.final.audio_only_reason is None
     assert job.bundle_version == BUNDLE_VERSION
     assert job.transcribe_status == "COMPLETED"
-    assert None not in (job.received_at, job.transcribing_at, job.preliminary_at, job.done_at)
-    assert job.received_at <= job.transcribing_at <= job.done_at  # type: ignore[operator]
-    assert job.final_latency_ms >= job.preliminary_latency_ms  # type: ignore[operator]
+    assert job.received_at is not None and job.transcribing_at is not None
+    assert job.preliminary_at is not None and job.done_at is not None
+    assert job.received_at <= job.transcribing_at <= job.done_at
+    assert job.final_latency_ms is not None and job.preliminary_latency_ms is not None
+    assert job.final_latency_ms >= job.preliminary_latency_ms
     stored = json.loads(
         aws.s3.get_object(Bucket=BUCKET, Key=f"results/{FIXTURE_JOB}.json")["Body"].read()
     )

@@ -66,7 +66,7 @@ def test_register_uses_the_managed_images_module_when_present(
     assert runtime_hooks.register() is False
     registered: list[Any] = []
     fake = types.ModuleType("snapshot_restore_py")
-    fake.register_after_restore = registered.append  # type: ignore[attr-defined]
+    fake.register_after_restore = registered.append  # type: ignore[attr-defined]  # a bare module
     monkeypatch.setitem(sys.modules, "snapshot_restore_py", fake)
     assert runtime_hooks.register() is True
     assert registered == [runtime_hooks.after_restore]
@@ -78,28 +78,30 @@ def test_after_restore_forgets_clients_and_temporary_file_state(
     sentinel = object()
     monkeypatch.setitem(aws._clients, "s3", sentinel)
     tempfile.gettempdir()
-    tempfile._get_candidate_names()  # type: ignore[attr-defined]
+    tempfile._get_candidate_names()  # type: ignore[attr-defined]  # private
     runtime_hooks.after_restore()
     assert "s3" not in aws._clients
     assert tempfile.tempdir is None
-    assert tempfile._name_sequence is None  # type: ignore[attr-defined]
+    assert tempfile._name_sequence is None  # type: ignore[attr-defined]  # private
 
 
 def _draw_after_restore(random_state: Any, names: Any) -> tuple[float, str]:
     """One sandbox restored from the snapshot: the same memory (random state, tempfile's
     name generator, same process id), then the hook, then a draw."""
     random.setstate(random_state)
-    tempfile._name_sequence = copy.deepcopy(names)  # type: ignore[attr-defined]
+    tempfile._name_sequence = copy.deepcopy(names)  # type: ignore[attr-defined]  # private
     runtime_hooks.after_restore()
-    return random.random(), next(tempfile._get_candidate_names())  # type: ignore[attr-defined]
+    drawn = random.random()
+    return drawn, next(tempfile._get_candidate_names())  # type: ignore[attr-defined]  # private
 
 
 def test_copies_of_one_snapshot_draw_different_random_values() -> None:
     """A snapshot is memory, restored as is: unlike a fork (where `random` and tempfile
     reseed themselves on the new process id), nothing changes unless the hook renews it."""
     random.seed(1234)
-    tempfile._get_candidate_names()  # type: ignore[attr-defined]
-    snapshot = (random.getstate(), copy.deepcopy(tempfile._name_sequence))  # type: ignore[attr-defined]
+    tempfile._get_candidate_names()  # type: ignore[attr-defined]  # private
+    names = copy.deepcopy(tempfile._name_sequence)  # type: ignore[attr-defined]  # private
+    snapshot = (random.getstate(), names)
     first = _draw_after_restore(*snapshot)
     second = _draw_after_restore(*snapshot)
     assert first[0] != second[0]

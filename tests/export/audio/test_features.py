@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -29,7 +31,7 @@ VARIANT_IDS = [f"{c.mel_transform}-{c.layout}" for c in VARIANTS]
 
 @pytest.mark.parametrize("cfg", VARIANTS, ids=VARIANT_IDS)
 @pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
-def test_fixture_features_equal_the_reference(path, cfg: AudioPreprocessing) -> None:  # noqa: ANN001
+def test_fixture_features_equal_the_reference(path: Path, cfg: AudioPreprocessing) -> None:
     y = librosa_load(path)
     fast = build_feature_images(y, cfg).images
     assert feature_error(fast, reference_images(y, cfg), cfg) <= FEATURE_TOLERANCE

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -23,7 +25,7 @@ from tests.export.model_export.conftest import Sources
 pytestmark = pytest.mark.export
 
 
-def _raises(reason: ExportReason, fn, *args, **kwargs) -> str:  # type: ignore[no-untyped-def]
+def _raises(reason: ExportReason, fn: Callable[..., object], *args: Any, **kwargs: Any) -> str:
     with pytest.raises(ExportError) as info:
         fn(*args, **kwargs)
     assert info.value.reason == reason, info.value
@@ -210,7 +212,7 @@ class _Payload:
     def __init__(self, marker: str) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self) -> tuple[Callable[[str], None], tuple[str]]:
         return (os.mkdir, (self.marker,))
 
 

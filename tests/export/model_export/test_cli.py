@@ -192,8 +192,10 @@ def near_tied(tiny_sources: Sources, tmp_path: Path) -> Path:
         pooled = model.forward_pooled(torch.from_numpy(np.array(images)))
         v = torch.randn(pooled.shape[1], generator=torch.Generator().manual_seed(0))
         centre = float(v @ pooled.mean(0))
-        model.classifier[0].weight.copy_(torch.stack([v, -v]))
-        model.classifier[0].bias.copy_(torch.tensor([-centre, centre]))
+        head = model.classifier[0]
+        assert isinstance(head, torch.nn.Linear)
+        head.weight.copy_(torch.stack([v, -v]))
+        head.bias.copy_(torch.tensor([-centre, centre]))
     path = tmp_path / "tied.pt"
     save_densenet_checkpoint(model, path)
     return path
@@ -215,8 +217,10 @@ def int8_blind(tiny_sources: Sources, tmp_path: Path) -> Path:
         # fp32 logits within +-0.05, so fp32 float noise stays within the export parity check
         v = 0.05 * v / float((centred @ v).abs().max())
         centre = float(v @ pooled.mean(0))
-        model.classifier[0].weight.copy_(torch.stack([v, -v]).float())
-        model.classifier[0].bias.copy_(torch.tensor([-centre, centre]))
+        head = model.classifier[0]
+        assert isinstance(head, torch.nn.Linear)
+        head.weight.copy_(torch.stack([v, -v]).float())
+        head.bias.copy_(torch.tensor([-centre, centre]))
     path = tmp_path / "blind.pt"
     save_densenet_checkpoint(model, path)
     return path

@@ -45,7 +45,8 @@ def test_demo_int8_manifest_is_untrained_with_measured_agreement(tiny_bundle_int
         assert report.max_logit_error is not None and report.max_logit_error > 0
         assert report.max_logit_spread is not None and report.max_logit_spread > 0
         assert entry.parity_max_abs_diff is not None and entry.parity_max_abs_diff <= 1e-4
-    assert m.models.audio_binary.quantization_report.n_inputs == 36  # type: ignore[union-attr]
+    assert m.models.audio_binary.quantization_report is not None
+    assert m.models.audio_binary.quantization_report.n_inputs == 36
     ckpt = tiny_bundle_int8.parent / m.producer["demo_checkpoints"]
     assert ckpt == demo_checkpoint_dir(tiny_bundle_int8)
     info = json.loads((ckpt / "checkpoints.json").read_text())

@@ -128,7 +128,9 @@ def test_audio_parity_refuses_an_export_of_other_weights(audio: tuple[DenseNet12
     other = DenseNet121(densenet_config("tiny", num_classes=6)).eval()
     other.load_state_dict(model.state_dict())
     with torch.no_grad():
-        other.classifier[0].bias.add_(1e-3)  # a tiny, uniform shift of every logit
+        head = other.classifier[0]
+        assert isinstance(head, torch.nn.Linear)
+        head.bias.add_(1e-3)  # a tiny, uniform shift of every logit
     images = np.random.default_rng(2).standard_normal((3, 1, 192, 64)).astype(np.float32)
     with pytest.raises(ExportError) as info:
         audio_parity(other, path, images, name="audio_multiclass")

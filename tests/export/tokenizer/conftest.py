@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ from model_export.spm_vocab import load_processor, vocab_from_sentencepiece
 from model_export.tokenizer import train_demo_spm
 
 
-def train_spm(out: Path, *, vocab_size: int = 1_000, **options: object) -> Path:
+def train_spm(out: Path, *, vocab_size: int = 1_000, **options: Any) -> Path:
     """A unigram SentencePiece model with custom trainer options (deterministic)."""
     import sentencepiece as spm
 

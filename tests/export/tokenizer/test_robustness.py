@@ -18,7 +18,7 @@ pytestmark = pytest.mark.export
 # controls, whitespace and the start/end of the string.
 _TEXT = st.text(
     alphabet=st.one_of(
-        st.characters(exclude_categories=("Cs",)),
+        st.characters(exclude_categories=["Cs"]),
         st.sampled_from("\u0301\u0323\u200d\u200c\r\n\t \u3000\u2581\x7f\ufe0fㅋㅠ가각!…"),
     ),
     max_size=80,

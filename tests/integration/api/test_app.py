@@ -462,5 +462,9 @@ def test_examples_validate_against_their_models() -> None:
     from functions.api.models import JobView, PredictResponse, UploadResponse
 
     for model in (PredictResponse, UploadResponse, JobView, ErrorBody):
-        for example in model.model_config["json_schema_extra"]["examples"]:  # type: ignore[index]
+        extra = model.model_config["json_schema_extra"]
+        assert isinstance(extra, dict)
+        examples = extra["examples"]
+        assert isinstance(examples, list)
+        for example in examples:
             model.model_validate(example)

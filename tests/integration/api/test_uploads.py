@@ -243,7 +243,7 @@ def test_malformed_idempotency_keys_are_422(api: Api, key: str) -> None:
     response = api.client.post(
         "/uploads",
         json={"content_type": "audio/wav"},
-        headers={"Idempotency-Key": key.encode("utf-8")},
+        headers={b"Idempotency-Key": key.encode("utf-8")},
     )
     assert response.status_code == 422
     assert error_of(response)["code"] == "INVALID_INPUT"

@@ -112,6 +112,7 @@ def pyav_encode(
     buf = io.BytesIO()
     with av.open(buf, "w", format=container, options=container_options or {}) as out:
         stream = out.add_stream(codec, rate=rate, layout=layout)
+        assert isinstance(stream, av.AudioStream)
         if bit_rate:
             stream.codec_context.bit_rate = bit_rate
         frame_size = stream.codec_context.frame_size or 1024

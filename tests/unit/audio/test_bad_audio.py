@@ -8,6 +8,7 @@ import sys
 import textwrap
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -43,9 +44,11 @@ AUDIO_REASONS = {
 }
 
 
-def decode_error(source: object, **limits: float) -> AudioError:
+def decode_error(
+    source: bytes | bytearray | memoryview | str | os.PathLike[str], **limits: Any
+) -> AudioError:
     with pytest.raises(AudioError) as info:
-        decode_audio(source, sample_rate=SR, **limits)  # type: ignore[arg-type]
+        decode_audio(source, sample_rate=SR, **limits)
     return info.value
 
 
@@ -117,12 +120,12 @@ def test_unreadable_paths_are_typed_errors(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------- lying headers
 
 
-def _traced_decode(data: bytes, **limits: float) -> tuple[object, int]:
+def _traced_decode(data: bytes, **limits: Any) -> tuple[object, int]:
     """decode_audio's result (or AudioError) and the peak of Python/numpy memory it used."""
     tracemalloc.start()
     try:
         try:
-            result: object = decode_audio(data, sample_rate=SR, **limits)  # type: ignore[arg-type]
+            result: object = decode_audio(data, sample_rate=SR, **limits)
         except AudioError as exc:
             result = exc
         return result, tracemalloc.get_traced_memory()[1]

@@ -60,7 +60,13 @@ def test_containers_decode_like_their_source(case: str) -> None:
     container, codec, rate, channels, name, lossless, options = PYAV_CASES[case]
     seconds = 2.0
     source = make_signal(seconds, rate, channels=channels)
-    data = pyav_encode(source, rate, container, codec, **options)
+    data = pyav_encode(
+        source,
+        rate,
+        container,
+        codec,
+        **options,  # type: ignore[arg-type]  # cases hold bit_rate only, not container_options
+    )
     assert sniff_format(data[:4096]) == name
     decoded = decode_audio(data, sample_rate=rate)
     assert (decoded.format, decoded.source_sample_rate, decoded.channels) == (name, rate, channels)
@@ -83,7 +89,7 @@ def test_media_recorder_webm_without_duration() -> None:
 
     source = make_signal(3.0, 48_000)
     data = as_media_recorder_webm(pyav_encode(source, 48_000, "webm", "libopus"))
-    with av.open(io.BytesIO(data)) as probe:
+    with av.open(io.BytesIO(data), "r") as probe:
         assert probe.duration is None  # really no duration for the demuxer to rely on
     decoded = decode_audio(data, sample_rate=SR)
     assert decoded.format == "webm"

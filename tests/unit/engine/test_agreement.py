@@ -82,7 +82,10 @@ def test_measure_takes_the_largest_of_each_over_the_inputs() -> None:
     int8 = np.array([[0.5, -0.5, 0.0], [1.0, 2.0, 3.9]])
     assert list(logit_spreads(fp32, int8)) == pytest.approx([1.0, 0.9])
     assert list(logit_errors(fp32, int8)) == pytest.approx([np.sqrt(0.5), 0.9])
-    assert measure(fp32, int8) == Tolerance(pytest.approx(1.0), pytest.approx(0.9))
+    assert measure(fp32, int8) == Tolerance(
+        pytest.approx(1.0),  # type: ignore[arg-type]  # approx compares as a float
+        pytest.approx(0.9),  # type: ignore[arg-type]  # approx compares as a float
+    )
     assert logit_spreads(fp32, np.array([[np.nan, 0, 0], [1, 2, 3]]))[0] == np.inf
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from alertfusion.engine import Engine
+from alertfusion.engine import Engine, Gate
 from alertfusion.errors import PERMANENT_INPUT_REASONS, AlertFusionError, AudioError
 from alertfusion.result import ClassificationResult
 from tests.corpus.bad_audio import BadAudioCase, bad_audio_cases
@@ -41,11 +41,11 @@ def _distributions(result: ClassificationResult) -> list[dict[str, float]]:
     return [d for d in found if d is not None]
 
 
-def check(engine: Engine, data: bytes, text: str | None, gate: str) -> None:
+def check(engine: Engine, data: bytes, text: str | None, gate: Gate) -> None:
     """The property: a valid result whose every probability vector is a distribution, or a
     typed error with an input reason; never another exception, never a default verdict."""
     try:
-        result = engine.classify(data, text=text, gate=gate)  # type: ignore[arg-type]
+        result = engine.classify(data, text=text, gate=gate)
     except AlertFusionError as exc:
         assert exc.code in PERMANENT_INPUT_REASONS, exc
         event(f"refused: {exc.code}")
@@ -76,7 +76,7 @@ def test_arbitrary_bytes(engine: Engine, data: bytes, text: str | None) -> None:
     text=st.none() | st.text(max_size=200),
     gate=st.sampled_from(["binary", "none"]),
 )
-def test_mutated_real_files(engine: Engine, data: bytes, text: str | None, gate: str) -> None:
+def test_mutated_real_files(engine: Engine, data: bytes, text: str | None, gate: Gate) -> None:
     check(engine, data, text, gate)
 
 

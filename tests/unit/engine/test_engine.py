@@ -84,6 +84,7 @@ def test_gate_regular_stops_multiclass_and_text(engine: Engine) -> None:
         else:
             assert w.decided_by == "gate" and w.label == "regular"
             assert w.probabilities is None and w.audio_probabilities is None
+            assert w.gate is not None
             assert w.emergency_probability == pytest.approx(w.gate.probabilities["alert"])
     if any(passed):
         assert gated.text.status == "used"
@@ -113,9 +114,9 @@ def test_the_engine_default_gate_comes_from_the_manifest_or_the_argument(
     assert eng.classify(HELP_WAV, gate="binary").model.gate == "binary"
     assert Engine.from_bundle(tiny_bundle).gate == eng.manifest.fusion.gate
     with pytest.raises(InputError):
-        Engine.from_bundle(tiny_bundle, gate="maybe")  # type: ignore[arg-type]
+        Engine.from_bundle(tiny_bundle, gate="maybe")  # type: ignore[arg-type]  # on purpose
     with pytest.raises(InputError):
-        eng.classify(HELP_WAV, gate="off")  # type: ignore[arg-type]
+        eng.classify(HELP_WAV, gate="off")  # type: ignore[arg-type]  # on purpose
 
 
 def test_windows_of_the_25s_sample(engine: Engine) -> None:
@@ -223,7 +224,7 @@ def test_text_too_long_is_refused(engine: Engine) -> None:
 @pytest.mark.parametrize("text", [b"bytes", 5, "\ud800 lone surrogate"])
 def test_text_that_is_not_text_is_refused(engine: Engine, text: object) -> None:
     with pytest.raises(TextError) as err:
-        engine.classify(HELP_WAV, text=text)  # type: ignore[arg-type]
+        engine.classify(HELP_WAV, text=text)  # type: ignore[arg-type]  # on purpose
     assert err.value.code == ReasonCode.INVALID_INPUT
 
 
@@ -246,7 +247,7 @@ def test_decoded_audio_at_another_rate_or_length_is_refused(engine: Engine) -> N
         engine.classify(_decoded(np.full(SR, np.nan)))
     assert err.value.code == ReasonCode.NOT_FINITE
     with pytest.raises(InputError):
-        engine.classify(12345)  # type: ignore[arg-type]
+        engine.classify(12345)  # type: ignore[arg-type]  # on purpose
 
 
 def test_too_long_is_refused(tiny_bundle: Path) -> None:

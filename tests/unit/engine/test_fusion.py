@@ -10,6 +10,7 @@ from hypothesis.extra.numpy import arrays
 
 from alertfusion.errors import AlertFusionError, ReasonCode
 from alertfusion.fusion import (
+    WindowDecision,
     check_logits,
     decide_windows,
     fuse,
@@ -71,7 +72,9 @@ def test_check_logits_refuses_bad_model_output() -> None:
         assert err.value.code == ReasonCode.INTERNAL
 
 
-def _decisions(gate: np.ndarray | None, audio: dict[int, np.ndarray], text: np.ndarray | None):
+def _decisions(
+    gate: np.ndarray | None, audio: dict[int, np.ndarray], text: np.ndarray | None
+) -> list[WindowDecision]:
     n = len(gate) if gate is not None else len(audio)
     return decide_windows(
         n_windows=n, regular_index=0, gate_logits=gate, audio_logits=audio, text_logits=text
@@ -95,6 +98,7 @@ def test_window_decisions_with_and_without_text() -> None:
     assert fused.decided_by == "fusion"
     # equal normalised votes for classes 1 and 2: the tie goes to the first
     assert fused.label_index == 1
+    assert fused.probabilities is not None
     assert fused.emergency_probability == pytest.approx(1 - fused.probabilities[0])
 
 
@@ -106,7 +110,10 @@ def test_a_later_window_wins_when_it_is_the_most_urgent() -> None:
     assert select_window(decisions) == 4
     assert decisions[4].label_index == 5
     # averaging the windows would have said "regular"
-    mean = np.mean([d.probabilities for d in decisions], axis=0)
+    mean = np.mean(
+        [d.probabilities for d in decisions],  # type: ignore[arg-type]  # no gate: all set
+        axis=0,
+    )
     assert int(np.argmax(mean)) == 0
 
 

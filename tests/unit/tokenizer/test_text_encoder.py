@@ -47,7 +47,7 @@ def test_encode_batch_equals_encode(encoder: TextEncoder, corpus: list[str]) -> 
 @pytest.mark.parametrize("text", [b"bytes", 42, ["list"]])
 def test_non_text_is_a_typed_error(encoder: TextEncoder, text: object) -> None:
     with pytest.raises(TextError) as err:
-        encoder.encode(text)  # type: ignore[arg-type]
+        encoder.encode(text)  # type: ignore[arg-type]  # on purpose
     assert err.value.code is ReasonCode.INVALID_INPUT
 
 

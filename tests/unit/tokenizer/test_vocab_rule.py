@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -117,11 +118,13 @@ def test_json_absent_bert_fields_take_bertvocab_defaults(tmp_path: Path) -> None
         (lambda p: p.update(idx_to_token=[], token_to_idx={}), "unknown_token|empty"),
     ],
 )
-def test_json_inconsistent_is_refused(tmp_path: Path, mutate: object, message: str) -> None:
+def test_json_inconsistent_is_refused(
+    tmp_path: Path, mutate: Callable[[dict[str, object]], object], message: str
+) -> None:
     import re
 
     payload = _valid()
-    mutate(payload)  # type: ignore[operator]
+    mutate(payload)
     with pytest.raises(ExportError) as err:
         vocab_from_json(_write(tmp_path, payload))
     assert err.value.reason is ExportReason.TOKENIZER_INVALID

@@ -90,4 +90,4 @@ def _renew_temporary_files() -> None:
     # tempfile caches the directory it chose and the random generator of its names; copies
     # sharing that generator would draw the same "unique" names.
     tempfile.tempdir = None
-    tempfile._name_sequence = None  # type: ignore[attr-defined]
+    tempfile._name_sequence = None  # type: ignore[attr-defined]  # private, not in typeshed

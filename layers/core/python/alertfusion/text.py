@@ -9,6 +9,7 @@ attention mask covers exactly the real tokens, so padded and unpadded inference 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,7 +96,7 @@ class TextEncoder:
         calling thread."""
         return self.encode_batch([text])[0]
 
-    def encode_batch(self, texts: list[str | None]) -> list[EncodedText | None]:
+    def encode_batch(self, texts: Sequence[str | None]) -> list[EncodedText | None]:
         """`encode` for several texts at once (one call into tokenizers for the non-empty)."""
         out: list[EncodedText | None] = [None] * len(texts)
         todo = []
