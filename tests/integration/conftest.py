@@ -40,8 +40,8 @@ from alertfusion.jobs import Job, JobStore, create_jobs_table, utc_iso
 from alertfusion.keys import transcript_key
 from alertfusion.pipeline.context import get_context, reset_context
 from alertfusion.pipeline.outcomes import StageOutcome
-from alertfusion.pipeline.stages import finalize_job, run_audio_stage
-from alertfusion.tasks import AudioStageTask, parse_task
+from alertfusion.pipeline.stages import finalize_job, reclassify_job, run_audio_stage
+from alertfusion.tasks import AudioStageTask, ReclassifyTask, parse_task
 from alertfusion.transcribe import parse_job_state_change
 from tests.conftest import FIXTURES
 
@@ -212,6 +212,8 @@ class AwsEnv:
                     task = parse_task(message["Body"])
                     if isinstance(task, AudioStageTask):
                         outcome = run_audio_stage(task.job_id, classifier)
+                    elif isinstance(task, ReclassifyTask):
+                        outcome = reclassify_job(task.job_id, task.bundle_version, classifier)
                     else:
                         outcome = finalize_job(
                             task.job_id,
