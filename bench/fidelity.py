@@ -15,6 +15,7 @@ Prints one JSON object.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 import sys
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,7 @@ def main(argv: list[str]) -> int:
         "fp32_vs_seed_windows": windows,
         "fp32_vs_seed_within_1e-4": worst <= 1e-4,
         "fp32_vs_seed": files,
-        "int8_tolerances": tolerances,
+        "int8_tolerances": {name: asdict(t) for name, t in tolerances.items()},
         "int8_vs_fp32": agreement,
         "int8_agrees_where_decisive": all(
             not row["disagreements"] and row["selfcheck"]["passed"] for row in agreement.values()

@@ -91,3 +91,39 @@ def test_fp32_engine_equals_the_seed_path(
                 assert ours.text.n_tokens == len(seed.encode(t)) <= seed.max_len
             compared += 1
     assert compared >= 8
+
+
+@pytest.mark.slow  # PyTorch and librosa (numba) imports, every fixture through four engines
+def test_the_bench_fidelity_phase_reports_both_int8_paths(
+    tiny_bundle: Path, tiny_bundle_int8: Path
+) -> None:
+    """`python -m bench.fidelity`, as `make bench` runs it: one JSON line, the fp32 engine
+    within 1e-4 of the seed path, int8 judged by margins on both execution paths."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.fidelity",
+            str(tiny_bundle),
+            str(tiny_bundle_int8),
+            str(_checkpoints(tiny_bundle_int8)),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["fp32_vs_seed_within_1e-4"] is True
+    assert set(report["int8_vs_fp32"]) == {"kernels", "reference"}
+    for path in report["int8_vs_fp32"].values():
+        assert path["decisive"] > 0 and path["disagreements"] == []
+        assert path["selfcheck"]["passed"] is True
+    assert set(report["int8_tolerances"]["text"]) == {"spread", "l2"}
+    assert report["int8_agrees_where_decisive"] is True
