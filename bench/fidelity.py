@@ -15,8 +15,8 @@ Prints one JSON object.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 

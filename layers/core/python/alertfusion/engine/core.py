@@ -1,57 +1,31 @@
-"""The inference engine: audio (+ transcript) -> ClassificationResult, with ONNX Runtime.
-
-One `Engine` per process (`get_engine()`), built from a bundle directory or an s3:// URI. The
-bundle's files are hash-checked when the engine is made; the three ONNX Runtime sessions and
-the tokenizer are created on first use (or by `warm_up()`), once. How a verdict is made is
-alertfusion.result's module docstring; the session options are alertfusion.sessions'.
-
-Scheduling (chosen by measurement on 2 vCPUs, docs/DECISIONS.md): every session runs with one
-intra-op thread, and a request uses two threads, the caller's and the engine's one worker. The
-text model does not depend on the audio, so it starts on the worker before decoding; the
-caller decodes, builds each window's image and queues that window's model runs, and takes them
-from the queue itself while the worker joins in once the text model is done. A 5 s clip thus
-runs its two DenseNets on the caller beside BERT on the worker; a 25 s clip's ten DenseNet runs
-spread over both. With the gate on, the text model starts only when some window passed the
-gate (starting it speculatively is `Tuning.speculative_text`: it costs more on regular audio
-than it saves on alerts).
-
-Windows: consecutive `window_seconds` windows as in training. A trailing window shorter than
-`min_window_seconds` (default `limits.MIN_WINDOW_SECONDS`, the shortest recording the service
-accepts at all) is not scored unless it is the only window: such a tail is a few STFT frames
-stretched to 64 pixels, and under "the highest emergency window decides" noise like that must
-not decide a verdict.
-The result's explanation says when a tail was left out.
-"""
+"""The inference engine: audio (+ transcript) -> ClassificationResult, with ONNX Runtime (the
+package docstring describes how it schedules the work)."""
 
 from __future__ import annotations
 
 import os
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from alertfusion import limits
+from alertfusion.engine.results import build_result
+from alertfusion.engine.runs import AudioRun, TextJob, Tuning
 from alertfusion.errors import AudioError, BundleError, InputError, ReasonCode, TextError
 from alertfusion.result import (
-    AudioResult,
     ClassificationResult,
-    GateOutcome,
-    ModelInfo,
-    TextResult,
     Timings,
-    WindowResult,
 )
-from alertfusion.sessions import SessionOptions, Work
+from alertfusion.sessions import Work
 
 if TYPE_CHECKING:
     import numpy as np
 
     from alertfusion.audio import DecodedAudio
     from alertfusion.bundle import Bundle
-    from alertfusion.fusion import WindowDecision
     from alertfusion.manifest import Manifest
     from alertfusion.selfcheck import Readiness, SelfCheck
     from alertfusion.sessions import BundleSessions
@@ -68,23 +42,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 Gate = Literal["binary", "none"]
 _GATES: tuple[str, ...] = ("binary", "none")
-
-
-@dataclass(frozen=True)
-class Tuning:
-    """How the engine uses the CPU; the defaults are the measured best on 2 vCPUs
-    (`python -m bench sessions`, docs/DECISIONS.md)."""
-
-    #: the text model and queued model runs also go to the engine's worker thread (module
-    #: docstring); False: everything on the calling thread, one model after the other, each
-    #: with one intra-op thread per core unless `threads` says otherwise
-    concurrent: bool = True
-    #: gate on: start the text model before the gate answers (cancelled if the gate stops
-    #: every window); trades CPU on regular audio for latency on alerts
-    speculative_text: bool = False
-    session: SessionOptions = field(default_factory=SessionOptions)
-    #: the text model's own options (None: `session`)
-    text_session: SessionOptions | None = None
 
 
 class Engine:
@@ -248,7 +205,7 @@ class Engine:
         use_gate: Gate = gate or self.gate
         transcript, no_text_detail = self._check_text(text)
         concurrent = self.tuning.concurrent
-        text_job: _TextJob | None = None
+        text_job: TextJob | None = None
         if (
             transcript is not None
             and concurrent
@@ -257,7 +214,7 @@ class Engine:
             # the text model does not depend on the audio: tokenizing and the model run beside
             # decoding (the first tokenizing of a request is slow, its tables evicted from
             # the cache by the previous request's models: the worker has that time to spare)
-            text_job = _TextJob(self, transcript)
+            text_job = TextJob(self, transcript)
         try:
             t = time.perf_counter()
             decoded = self._decode(audio, filename)
@@ -304,7 +261,9 @@ class Engine:
         )
         selected = select_window(decisions)
         fusion_ms = _ms(t)
-        return self._result(
+        return build_result(
+            self.manifest,
+            fallback=self._sessions.fallback,
             decisions=decisions,
             selected=selected,
             spans=spans_s,
@@ -404,8 +363,8 @@ class Engine:
         samples: np.ndarray,
         gate: Gate,
         transcript: str | None,
-        text_job: _TextJob | None,
-    ) -> _AudioRun:
+        text_job: TextJob | None,
+    ) -> AudioRun:
         """Feature images window by window, and the audio models on them.
 
         Each model run (one model, one window) is a task of a per-request queue that this
@@ -470,7 +429,7 @@ class Engine:
                     ]
                 ]
                 if keep and transcript is not None and text_job is None and concurrent:
-                    text_job = _TextJob(self, transcript)
+                    text_job = TextJob(self, transcript)
                 for k in keep:
                     work.add(partial(run_multiclass, k))
                 if concurrent and len(keep) > 1:
@@ -489,7 +448,7 @@ class Engine:
         else:
             audio_logits = {}
         sr = cfg.sample_rate
-        return _AudioRun(
+        return AudioRun(
             gate_logits=gate_logits,
             audio_logits=audio_logits,
             spans_s=[(s / sr, e / sr) for s, e in spans],
@@ -517,225 +476,6 @@ class Engine:
         check_logits("text", logits, 1, len(entry.labels))
         return encoded, logits[0], _ms(start)
 
-    # ---------------------------------------------------------------------------------------
-    # the result
-
-    def _result(
-        self,
-        *,
-        decisions: list[WindowDecision],
-        selected: int,
-        spans: list[tuple[float, float]],
-        gate: Gate,
-        gate_logits: np.ndarray,
-        audio_logits: dict[int, np.ndarray],
-        text_logits: np.ndarray | None,
-        encoded: EncodedText | None,
-        skipped: str | None,
-        no_text_detail: str | None,
-        duration_s: float,
-        dropped_tail_s: float,
-        timings: Timings,
-    ) -> ClassificationResult:
-        labels = self.manifest.labels
-        classes, binary = labels.classes, labels.binary
-        windows = []
-        for i, d in enumerate(decisions):
-            gate_outcome = _gate_outcome(binary, labels.regular_index, gate_logits[i], d)
-            a = audio_logits.get(i)
-            windows.append(
-                WindowResult(
-                    index=i,
-                    start_s=round(spans[i][0], 6),
-                    end_s=round(spans[i][1], 6),
-                    gate=gate_outcome,
-                    audio_probabilities=_named(classes, d.audio_probabilities),
-                    audio_logits=None if a is None else [float(x) for x in a],
-                    label=classes[d.label_index],
-                    decided_by=d.decided_by,
-                    probabilities=_named(classes, d.probabilities),
-                    emergency_probability=d.emergency_probability,
-                )
-            )
-        chosen = decisions[selected]
-        w = windows[selected]
-        if w.audio_probabilities is not None and w.audio_logits is not None:
-            audio = AudioResult(
-                gate=w.gate,
-                label=_argmax_label(w.audio_probabilities),
-                probabilities=w.audio_probabilities,
-                logits=w.audio_logits,
-            )
-        else:
-            audio = AudioResult(gate=w.gate, label=classes[labels.regular_index])
-        text_result = self._text_result(text_logits, encoded, skipped, no_text_detail)
-        label = classes[chosen.label_index]
-        return ClassificationResult(
-            label=label,
-            label_ko=labels.classes_ko[chosen.label_index],
-            is_emergency=chosen.label_index != labels.regular_index,
-            decided_by=chosen.decided_by,
-            emergency_probability=chosen.emergency_probability,
-            probabilities=w.probabilities,
-            explanation=_explain(windows, selected, gate, text_result, dropped_tail_s),
-            selected_window=selected,
-            audio=audio,
-            text=text_result,
-            windows=windows,
-            duration_s=round(duration_s, 6),
-            model=ModelInfo(
-                bundle_version=self.manifest.bundle_version,
-                trained=self.manifest.trained,
-                manifest_schema_version=self.manifest.schema_version,
-                quantization={
-                    name: "none"
-                    if name in self._sessions.fallback
-                    else getattr(self.manifest.models, name).quantization
-                    for name in ("audio_binary", "audio_multiclass", "text")
-                },
-                gate=gate,
-                mel_transform=self.manifest.audio.mel_transform,
-                layout=self.manifest.audio.layout,
-            ),
-            timings=timings,
-        )
-
-    def _text_result(
-        self,
-        text_logits: np.ndarray | None,
-        encoded: EncodedText | None,
-        skipped: str | None,
-        no_text_detail: str | None,
-    ) -> TextResult:
-        from alertfusion.fusion import softmax
-
-        classes = self.manifest.labels.classes
-        if skipped == "NO_TEXT":
-            return TextResult(
-                status="skipped",
-                skipped_reason="NO_TEXT",
-                detail=f"{no_text_detail}: the verdict is audio-only",
-            )
-        if skipped == "GATE_REGULAR" or text_logits is None or encoded is None:
-            return TextResult(
-                status="skipped",
-                skipped_reason="GATE_REGULAR",
-                detail="the binary audio gate judged every window regular, so the text model "
-                "was not needed",
-                n_tokens=encoded.n_tokens if encoded is not None else None,
-            )
-        probs = _named(classes, softmax(text_logits))
-        assert probs is not None
-        return TextResult(
-            status="used",
-            label=_argmax_label(probs),
-            probabilities=probs,
-            logits=[float(x) for x in text_logits],
-            n_tokens=encoded.n_tokens,
-        )
-
-
-@dataclass
-class _AudioRun:
-    gate_logits: np.ndarray
-    audio_logits: dict[int, np.ndarray]
-    spans_s: list[tuple[float, float]]
-    features_ms: float
-    audio_ms: float
-    text_job: _TextJob | None
-
-
-class _TextJob:
-    """The text model submitted to the engine's worker; `cancel` stops it even mid-run
-    (ONNX Runtime checks the run's terminate flag between operators)."""
-
-    def __init__(self, engine: Engine, transcript: str) -> None:
-        import onnxruntime as ort
-
-        self._engine = engine
-        self._transcript = transcript
-        self._run_options = ort.RunOptions()
-        self._future: Future[tuple[EncodedText | None, np.ndarray | None, float]] = (
-            engine._executor().submit(engine._run_text, transcript, self._run_options)
-        )
-
-    def result(self) -> tuple[EncodedText | None, np.ndarray | None, float]:
-        if self._future.cancel():
-            # still queued (the worker serves another request): run it here instead
-            return self._engine._run_text(self._transcript)
-        return self._future.result()
-
-    def cancel(self) -> None:
-        if not self._future.cancel():
-            self._run_options.terminate = True
-
-
-# -------------------------------------------------------------------------------------------
-# process-wide engine
-
-_engine: Engine | None = None
-_engine_lock = threading.Lock()
-
-
-def get_engine() -> Engine:
-    """The process-wide engine, made on first call from EngineSettings (MODEL_BUNDLE,
-    BUNDLE_CACHE_DIR, FUSION_GATE, ORT_THREADS and the limits). With SELFCHECK (the default)
-    the bundle's golden set runs on this CPU first, which creates the sessions; without it
-    they stay lazy (`warm_up()` creates them)."""
-    global _engine
-    engine = _engine
-    if engine is None:
-        with _engine_lock:
-            if _engine is None:
-                from alertfusion.settings import engine_settings
-
-                s = engine_settings()
-                _engine = Engine.from_bundle(
-                    s.model_bundle,
-                    cache_dir=s.bundle_cache_dir,
-                    gate=s.fusion_gate,
-                    threads=s.ort_threads,
-                    min_audio_seconds=s.min_audio_seconds,
-                    max_audio_seconds=s.max_audio_seconds,
-                    max_text_chars=s.max_text_chars,
-                    min_window_seconds=s.min_window_seconds,
-                )
-                if s.selfcheck:
-                    from alertfusion.selfcheck import check_before_serving
-
-                    _engine.readiness = check_before_serving(_engine)
-            engine = _engine
-    return engine
-
-
-def current_engine() -> Engine | None:
-    """The process-wide engine if `get_engine` made it, without making one."""
-    return _engine
-
-
-def recheck_engine() -> None:
-    """Run the process-wide engine's self-check again (a sandbox restored from a snapshot
-    taken on another CPU): it serves, falls back or refuses by what this CPU gives."""
-    engine = _engine
-    if engine is None or engine.readiness is None:
-        return
-    from alertfusion.selfcheck import check_before_serving
-
-    engine.unready = None
-    engine.readiness = check_before_serving(engine)
-
-
-def reset_engine() -> None:
-    """Forget the process-wide engine (tests, or after changing the settings)."""
-    global _engine
-    with _engine_lock:
-        if _engine is not None:
-            _engine.close()
-        _engine = None
-
-
-# -------------------------------------------------------------------------------------------
-# helpers
 
 #: why a transcript that tokenizes to nothing (zero-width characters only) counts as no text
 _NO_WORDS = "the transcript has no words"
@@ -748,61 +488,3 @@ def _check_gate(gate: object) -> None:
 
 def _ms(since: float) -> float:
     return (time.perf_counter() - since) * 1e3
-
-
-def _named(labels: list[str], values: np.ndarray | None) -> dict[str, float] | None:
-    if values is None:
-        return None
-    return {label: float(v) for label, v in zip(labels, values, strict=True)}
-
-
-def _argmax_label(probabilities: dict[str, float]) -> str:
-    return max(probabilities, key=lambda k: probabilities[k])
-
-
-def _gate_outcome(
-    binary: list[str], regular_index: int, logits: np.ndarray, d: WindowDecision
-) -> GateOutcome | None:
-    if d.gate_probabilities is None:
-        return None
-    probs = _named(binary, d.gate_probabilities)
-    assert probs is not None
-    regular = binary[regular_index]
-    alert = max((k for k in probs if k != regular), key=lambda k: probs[k])
-    return GateOutcome(
-        label=alert if probs[alert] > probs[regular] else regular,
-        probabilities=probs,
-        logits=[float(x) for x in logits],
-    )
-
-
-def _explain(
-    windows: list[WindowResult],
-    selected: int,
-    gate: Gate,
-    text: TextResult,
-    dropped_tail_s: float,
-) -> str:
-    w = windows[selected]
-    n = len(windows)
-    where = (
-        f"window {w.index + 1} of {n} ({w.start_s:.1f}-{w.end_s:.1f} s), the one with the "
-        f"highest emergency probability ({w.emergency_probability:.3f}),"
-        if n > 1
-        else f"the recording ({w.end_s:.1f} s, one window)"
-    )
-    if w.decided_by == "gate":
-        parts = [f"The binary audio gate judged every window regular; {where} decides: regular."]
-    elif w.decided_by == "fusion":
-        parts = [f"Audio and text fused: {where} decides: {w.label}."]
-    else:
-        parts = [f"Audio only: {where} decides: {w.label}."]
-    if text.status == "skipped" and text.detail:
-        parts.append(f"Text model skipped: {text.detail}.")
-    if gate == "none":
-        parts.append("The gate is off: every model ran on every window.")
-    if dropped_tail_s > 0:
-        parts.append(
-            f"The last {dropped_tail_s:.2f} s (shorter than the minimum window) was not scored."
-        )
-    return " ".join(parts)
