@@ -154,7 +154,7 @@ def test_int8_bundle_with_calibration_audio_and_reports(
         assert entry.fp32_fallback is not None and (out / entry.fp32_fallback.file).is_file()
         assert sha256_file(out / entry.fp32_fallback.file) == entry.fp32_fallback.sha256
         rows = manifest.golden.inputs[name]
-        assert rows >= 6 and golden[f"{name}/fp32"].shape[0] == rows
+        assert rows >= 3 and golden[f"{name}/fp32"].shape[0] == rows
         session = ort_session(out / entry.fp32_fallback.file)
         for i in range(rows):
             feeds = {x: golden[f"{name}/{x}"][i : i + 1] for x in entry.input_names}

@@ -22,7 +22,9 @@ import platform
 import time
 import zipfile
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from alertfusion.agreement import Agreement, judge_logits
@@ -250,10 +252,13 @@ def run_selfcheck(
     *,
     names: list[str] | None = None,
     fallback: frozenset[str] = frozenset(),
+    submit: Callable[[Callable[[], np.ndarray]], Future[np.ndarray]] | None = None,
 ) -> SelfCheck:
     """Run the golden set through `run(model name, feeds) -> first output` (the engine's
     sessions) for every model of the golden set, or only `names`; `fallback` names the
-    models `run` serves with their fp32 fallback (held to fp32's tolerance)."""
+    models `run` serves with their fp32 fallback (held to fp32's tolerance). With `submit`
+    (the engine's worker), the models fed one input at a time run there, beside the others
+    on this thread, as a request's text model does."""
     import numpy as np
 
     from alertfusion.fusion import softmax
@@ -262,13 +267,25 @@ def run_selfcheck(
     golden = load_golden(bundle)
     manifest = bundle.manifest
     assert manifest.golden is not None  # load_golden checked
+    chosen = names or list(manifest.golden.inputs)
+
+    def outputs(name: str) -> np.ndarray:
+        entry = getattr(manifest.models, name)
+        feeds = _rows(golden, name, entry.input_names)
+        return np.concatenate([run(name, f) for f in feeds]).astype(np.float64)
+
+    pending = {
+        name: submit(partial(outputs, name))
+        for name in chosen
+        if submit is not None and "attention_mask" in getattr(manifest.models, name).input_names
+    }
+    computed = {name: outputs(name) for name in chosen if name not in pending}
+    computed.update({name: future.result() for name, future in pending.items()})
     checks = []
-    for name in names or list(manifest.golden.inputs):
+    for name in chosen:
         entry = getattr(manifest.models, name)
         fp32 = golden[f"{name}/fp32"]
-        here = np.concatenate(
-            [run(name, feeds) for feeds in _rows(golden, name, entry.input_names)]
-        ).astype(np.float64)
+        here = computed[name]
         quantization = "none" if name in fallback else entry.quantization
         tolerance = _tolerance(entry, quantization)
         build = golden.get(f"{name}/build")

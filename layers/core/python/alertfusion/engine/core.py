@@ -147,7 +147,11 @@ class Engine:
 
         self.warm_up()
         return run_selfcheck(
-            self.bundle, self._sessions.run, names=names, fallback=self._sessions.fallback
+            self.bundle,
+            self._sessions.run,
+            names=names,
+            fallback=self._sessions.fallback,
+            submit=self._executor().submit if self.tuning.concurrent else None,
         )
 
     def use_fp32_fallback(self, names: list[str]) -> None:
