@@ -172,6 +172,7 @@ class LocalStack:
         self._handlers.uninstall()
         if self._server is not None:
             try:
+                enable_interpreter(self.endpoint_url, enabled=False)
                 self._server.reset()
             except OSError as exc:
                 problems.append(f"moto's state was not reset: {exc}")

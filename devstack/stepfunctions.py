@@ -88,13 +88,16 @@ def prepare_definition(definition: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def enable_interpreter(moto_url: str) -> None:
-    """Turn on moto's interpreter (documented: ``POST /moto-api/config``)."""
+def enable_interpreter(moto_url: str, enabled: bool = True) -> None:
+    """Turn moto's interpreter on, or back off (documented: ``POST /moto-api/config``). The
+    setting is process-wide in moto and its reset leaves it alone: whoever turns it on turns
+    it off, or later in-process ``mock_aws`` users would get an interpreter that refuses
+    definitions it cannot parse."""
     import urllib.request
 
     request = urllib.request.Request(
         f"{moto_url}/moto-api/config",
-        data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
+        data=json.dumps({"stepfunctions": {"execute_state_machine": enabled}}).encode(),
         method="POST",
         headers={"Content-Type": "application/json"},
     )

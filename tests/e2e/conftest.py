@@ -50,8 +50,13 @@ def port_open(port: int) -> bool:
 @pytest.fixture
 def make_stack(tiny_bundle: Path) -> Iterator[Callable[..., LocalStack]]:
     """Start a local stack with the real engine on the tiny bundle; stopped after the test,
-    which must leave no thread, server or environment change behind."""
+    which must leave no thread, server, environment or moto setting change behind."""
+    import copy
+
+    from moto.core.config import default_user_config
+
     threads_before = set(threading.enumerate())
+    moto_config_before = copy.deepcopy(default_user_config)
     stacks: list[LocalStack] = []
 
     def make(**overrides: Any) -> LocalStack:
@@ -68,3 +73,5 @@ def make_stack(tiny_bundle: Path) -> Iterator[Callable[..., LocalStack]]:
             stack.stop()
     left = [t.name for t in set(threading.enumerate()) - threads_before if t.is_alive()]
     assert not left, f"threads left behind: {left}"
+    # moto's configuration is process-wide: later in-process mock_aws users must get theirs
+    assert default_user_config == moto_config_before
