@@ -625,3 +625,23 @@ def test_two_sweeper_runs_at_once_converge(aws: AwsEnv, monkeypatch: pytest.Monk
     alert_ids = aws.alert_ids()
     assert len(alert_ids) == len(set(alert_ids)) == 4
     assert len(fake.text_calls) == 2  # one fused verdict each, whatever the duplicates
+
+
+def test_a_mark_refused_after_the_alert_went_out_is_retried_not_resent(aws: AwsEnv) -> None:
+    """DynamoDB throttles the alert's mark after PutEvents succeeded: the mark is retried in
+    place (a failed invocation would send the alert again)."""
+    job_id, event = uploaded(aws)
+    aws.run_starter(event)
+
+    def the_mark(request: dict[str, Any]) -> bool:
+        body = request["body"]
+        return b"alert_preliminary_sent_at" in (body if isinstance(body, bytes) else body.encode())
+
+    refused = aws.inject_error(
+        "dynamodb", "UpdateItem", "ProvisionedThroughputExceededException", times=3, when=the_mark
+    )
+    fake = classifier()
+    (out,) = aws.drain(fake)
+    assert out.alerts_sent == ("preliminary",) and len(refused) == 3
+    assert aws.alert_ids() == [f"{job_id}:preliminary"]
+    assert aws.job(job_id).alert_preliminary_sent_at is not None

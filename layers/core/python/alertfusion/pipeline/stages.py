@@ -35,7 +35,11 @@ def _ms_between(start: datetime | None, end: datetime) -> float | None:
 
 def _flush_alerts(ctx: PipelineContext, job: Job) -> tuple[str, ...]:
     sent = publish_pending_alerts(
-        ctx.store, job, events_client=ctx.events, bus_name=ctx.settings.event_bus_name
+        ctx.store,
+        job,
+        events_client=ctx.events,
+        bus_name=ctx.settings.event_bus_name,
+        sleep=ctx.sleep,
     )
     for stage in sent:
         count("EmergencyAlertsSent", stage=stage.value)
