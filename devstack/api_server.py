@@ -24,6 +24,8 @@ class ApiServer:
 
         import uvicorn
 
+        from functions.api.server import uvicorn_options
+
         app = self._app
         if app is None:
             from functions.api.app import create_app
@@ -34,7 +36,12 @@ class ApiServer:
         sock.bind(("127.0.0.1", self._port))
         port = sock.getsockname()[1]
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level=self._log_level, access_log=False
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level=self._log_level,
+            access_log=False,
+            **uvicorn_options(),
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

@@ -95,6 +95,12 @@ class Handlers:
         self._clock = InferenceClock()
         self._original_classifier: Any = None
         self.invocations: list[Invocation] = []
+        #: decides, per invocation, to run it elsewhere (the soak runs some in a child
+        #: process it kills: devstack.child): the Invocation made there, or None to run the
+        #: handler here. Called under the invocation lock, like a handler.
+        self.interceptor: (
+            Callable[[Function, str, dict[str, Any], tuple[str, ...]], Invocation | None] | None
+        ) = None
 
     def install(self) -> None:
         from functions.classifier import app as classifier_app
@@ -144,6 +150,12 @@ class Handlers:
         else:
             from functions.sweeper.app import handler
         with self._lock:
+            elsewhere = (
+                self.interceptor(function, trigger, event, job_ids) if self.interceptor else None
+            )
+            if elsewhere is not None:
+                self.invocations.append(elsewhere)
+                return elsewhere
             self._clock.ms, self._clock.calls = 0.0, 0
             started = time.time()
             start = time.perf_counter()

@@ -55,9 +55,18 @@ def _serve(port: int) -> None:
     import uvicorn
 
     from functions.api.app import create_app
+    from functions.api.server import uvicorn_options
 
+    # poll_url and Location on the address the page is served from (never the Host header)
+    os.environ.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
     # stderr: sys.stdout is the log file by now, and uvicorn resolves its streams here
-    uvicorn.run(create_app(), host="127.0.0.1", port=port, log_config=_uvicorn_logging())
+    uvicorn.run(
+        create_app(),
+        host="127.0.0.1",
+        port=port,
+        log_config=_uvicorn_logging(),
+        **uvicorn_options(),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -296,6 +296,11 @@ class LocalStack:
     def resume(self, pump: str) -> None:
         self._pumps.resume(pump)
 
+    def intercept_invocations(self, interceptor: Any) -> None:
+        """Let `interceptor(function, trigger, event, job_ids)` run an invocation elsewhere
+        (an Invocation) or here (None): the soak's process kills (devstack.child)."""
+        self._handlers.interceptor = interceptor
+
     def run_sweeper(self) -> Invocation:
         """One scheduled run now (the sweeper pump also runs it every ``sweep_interval_s``)."""
         return self._pumps.run_sweeper()

@@ -104,6 +104,7 @@ class TranscribeStandIn:
     def __init__(self, stack: LocalStack) -> None:
         self._stack = stack
         self._plans: dict[str, StandInOutcome] = {}
+        self._media_plans: dict[str, StandInOutcome] = {}
         self._lock = threading.Lock()
         self._samples = sample_transcripts()
         self.handled: dict[str, HandledJob] = {}
@@ -114,6 +115,12 @@ class TranscribeStandIn:
         with self._lock:
             self._plans[job_id_or_key] = outcome
 
+    def plan_media(self, media: bytes, outcome: StandInOutcome) -> None:
+        """Decide what happens to any Transcribe job that reads these bytes (the soak: a
+        transcript that says which object Transcribe read)."""
+        with self._lock:
+            self._media_plans[hashlib.sha256(media).hexdigest()] = outcome
+
     def _outcome_for(
         self, job_id: str | None, object_key: str, media: bytes | None
     ) -> tuple[StandInOutcome, str]:
@@ -121,6 +128,9 @@ class TranscribeStandIn:
             for key in (job_id, object_key):
                 if key is not None and key in self._plans:
                     return self._plans[key], "planned"
+            digest = hashlib.sha256(media).hexdigest() if media is not None else None
+            if digest is not None and digest in self._media_plans:
+                return self._media_plans[digest], "planned for the bytes read"
         if media is not None:
             text = self._samples.get(hashlib.sha256(media).hexdigest())
             if text is not None:

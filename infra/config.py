@@ -24,11 +24,13 @@ from alertfusion.backfill.plan import (
     TRANSCRIBE_CONCURRENT_JOBS_QUOTA,
     TRANSCRIBE_START_TPS_QUOTA,
     BackfillSettings,
+    plan_for,
 )
 from alertfusion.errors import ConfigError
 from alertfusion.keys import DEFAULT_TRANSCRIBE_JOB_PREFIX, TRANSCRIBE_JOB_PREFIX_PATTERN
 from alertfusion.settings import DEFAULT_TRANSCRIBE_POLICY, TranscribePolicy
 from alertfusion.transcribe import DEFAULT_LANGUAGE
+from infra.concurrency import UNRESERVED_MINIMUM, ConcurrencyPlan, plan_concurrency
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS_FILE = REPO_ROOT / "requirements.txt"
@@ -202,6 +204,19 @@ class InfraConfig(BaseModel):
         description="provisioned concurrency on the classifier's and the API function's "
         "`live` alias (0: none)",
     )
+    # ---- concurrency (infra.concurrency sizes every function's reservation from these) ----
+    account_concurrency: int = Field(
+        1000,
+        gt=UNRESERVED_MINIMUM,
+        description="the account's Lambda concurrent executions quota in the region (Service "
+        "Quotas); the functions' reservations are sized from it",
+    )
+    concurrency_share: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="share of the account's reservable concurrency this deployment reserves",
+    )
     # ---- backfills (alertfusion.backfill.plan.BackfillSettings reads the same names) ----
     backfill_prefixes: CsvList = Field(
         default_factory=lambda: list(DEFAULT_BACKFILL_PREFIXES),
@@ -259,6 +274,13 @@ class InfraConfig(BaseModel):
             )
         self._check_bundle()
         self._check_deploy_options()
+        concurrency = self.concurrency
+        if self.provisioned > min(concurrency.classifier, concurrency.api):
+            raise ValueError(
+                f"provisioned={self.provisioned} is more than the classifier's "
+                f"({concurrency.classifier}) or the API function's ({concurrency.api}) "
+                "reserved concurrency"
+            )
         try:
             self.backfill_settings()
         except ValidationError as exc:
@@ -324,6 +346,20 @@ class InfraConfig(BaseModel):
                 "BACKFILL_POLL_SECONDS": self.backfill_poll_seconds,
                 "BACKFILL_PREFIXES": ",".join(self.backfill_prefixes),
             }
+        )
+
+    @property
+    def concurrency(self) -> ConcurrencyPlan:
+        """Every function's reserved concurrency and the work queue's maximum
+        (infra.concurrency)."""
+        return plan_concurrency(
+            account_concurrency=self.account_concurrency,
+            concurrency_share=self.concurrency_share,
+            transcribe_concurrent_jobs_quota=self.transcribe_concurrent_jobs_quota,
+            transcribe_start_tps_quota=self.transcribe_start_tps_quota,
+            backfill_map_width=plan_for(
+                self.transcribe_policy, self.backfill_settings()
+            ).max_concurrency,
         )
 
     @property

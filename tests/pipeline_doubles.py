@@ -178,6 +178,7 @@ class FakeClassifier:
         filename: str | None = None,
         text: str | None = None,
         gate: Literal["binary", "none"] | None = None,
+        always_text: bool = False,
     ) -> ClassificationResult:
         self.calls.append(Call(hashlib.sha256(audio).hexdigest(), len(audio), filename, text))
         if self.fail_next:

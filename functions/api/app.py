@@ -20,7 +20,7 @@ from alertfusion.errors import AlertFusionError
 from alertfusion.runtime_hooks import prepare_sandbox
 from functions.api.deps import get_classifier_provider
 from functions.api.errors import handle_exception
-from functions.api.middleware import ContentLengthLimit, RequestContext, StagePrefix
+from functions.api.middleware import BodyTimeout, ContentLengthLimit, RequestContext, StagePrefix
 from functions.api.routers import backfills, health, jobs, page, predict, uploads
 from functions.api.settings import ApiSettings, api_settings
 
@@ -29,7 +29,9 @@ Tells, from a short Korean recording, whether someone is in an emergency (help, 
 sexual assault, theft, violence) or not (regular).
 
 * Synchronous: `POST /predict` (multipart: `audio_file` + `text_input`) and
-  `POST /predict_s3` (an object of the pipeline's bucket) answer the verdict.
+  `POST /predict_s3` (an object of the pipeline's bucket) answer the verdict; the original
+  server's paths `POST /s3predict` and `POST /s3predict-label6` (every model, no gate) are
+  kept as legacy aliases.
 * Asynchronous: `POST /uploads` gives a presigned POST to upload the recording straight
   to S3; `GET /jobs/{job_id}` answers the preliminary (audio-only) and final verdicts.
 * Backfills: `POST /backfills` classifies every recording under a prefix of the bucket
@@ -61,6 +63,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     for module in (health, predict, uploads, jobs, backfills, page):
         app.include_router(module.router, max_body_size=settings.max_body_bytes)
     # added innermost first: RequestContext wraps everything
+    app.add_middleware(
+        BodyTimeout, total_s=settings.body_timeout_seconds, idle_s=settings.body_idle_seconds
+    )
     app.add_middleware(ContentLengthLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_allow_origins:
         app.add_middleware(

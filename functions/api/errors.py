@@ -28,6 +28,7 @@ _PUBLIC_5XX: dict[ReasonCode, str] = {
 _ROUTING_CODES: dict[int, ReasonCode] = {
     404: ReasonCode.NOT_FOUND,
     405: ReasonCode.METHOD_NOT_ALLOWED,
+    408: ReasonCode.REQUEST_TIMEOUT,
     413: ReasonCode.PAYLOAD_TOO_LARGE,
 }
 _MAX_VALIDATION_ITEMS = 5

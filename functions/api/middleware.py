@@ -1,14 +1,16 @@
 """Pure ASGI middleware: request ids and the catch-all error, the API Gateway stage prefix,
-and the declared body size."""
+the declared body size, and the time a body may take to arrive."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
 from typing import Any
 from urllib.parse import unquote
 
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -168,3 +170,46 @@ class ContentLengthLimit:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+class BodyTimeout:
+    """Answers 408 REQUEST_TIMEOUT, in the error shape, when a request's body has not
+    arrived `total_s` after the request started, or no part of it came for `idle_s`: a
+    stalled upload must not hold a worker and a connection (uvicorn waits for ever). Behind
+    API Gateway the body comes whole with the event, so this never fires there. Once the
+    body is complete, `receive` is the server's again (waiting for a disconnect is not a
+    stalled body)."""
+
+    def __init__(self, app: ASGIApp, *, total_s: float, idle_s: float) -> None:
+        self.app = app
+        self.total_s = total_s
+        self.idle_s = idle_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.total_s
+        complete = False
+
+        async def timed_receive() -> Message:
+            nonlocal complete
+            if complete:
+                return await receive()
+            wait = min(self.idle_s, deadline - loop.time())
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(wait, 0.0))
+            except TimeoutError:
+                # the rest of the body may still come: the connection cannot be reused
+                raise StarletteHTTPException(
+                    408,
+                    f"the request body did not arrive in time (at most {self.total_s:g} s, "
+                    f"no pause over {self.idle_s:g} s)",
+                    headers={"connection": "close"},
+                ) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                complete = True
+            return message
+
+        await self.app(scope, timed_receive, send)

@@ -132,6 +132,7 @@ class PredictResponse(ClassificationResult):
                     "text_feature": _TEXT_LOGITS,
                     "combined_label": "help",
                     "combined_feature": list(_PROBS.values()),
+                    "combined_probabilities": list(_PROBS.values()),
                 }
             ]
         },
@@ -145,6 +146,11 @@ class PredictResponse(ClassificationResult):
     combined_label: str = Field(..., description="legacy: the verdict's label")
     combined_feature: list[float] | None = Field(
         None, description="legacy: fused probabilities (class order of `probabilities`)"
+    )
+    combined_probabilities: list[float] | None = Field(
+        None,
+        description="legacy: the same fused probabilities (the original's name in its gate "
+        "branch); null when the gate alone decided, where the original answered placeholders",
     )
 
     @classmethod
@@ -209,6 +215,9 @@ class PresignedPost(_ApiModel):
 
 
 class UploadResponse(_ApiModel):
+    """The job and the presigned POST for its one recording; `upload` is null once the job
+    has its recording (a replayed Idempotency-Key after the upload): a job takes one."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -243,11 +252,28 @@ class UploadResponse(_ApiModel):
 
     job_id: str
     status: JobStatus
-    upload: PresignedPost
-    poll_url: str = Field(..., description="GET it until `status` is DONE or FAILED")
+    upload: PresignedPost | None = Field(
+        ..., description="null once the job has its recording: no second POST for its key"
+    )
+    poll_url: str = Field(
+        ...,
+        description="GET it until `status` is DONE or FAILED (an absolute URL behind API "
+        "Gateway or with PUBLIC_BASE_URL set; else a path on this server)",
+    )
     transcript_supplied: bool
     replayed: bool = Field(
         ..., description="true when an earlier request with the same Idempotency-Key made it"
+    )
+
+
+class JobObject(_ApiModel):
+    """The recording the job took (its verdicts describe exactly these bytes)."""
+
+    etag: str | None = Field(None, description="S3 ETag of the recording")
+    replaced_at: UtcDateTime | None = Field(
+        None,
+        description="when another object landed under the job's key: refused, and the job "
+        "keeps its own recording (see OBJECT_REPLACED)",
     )
 
 
@@ -330,6 +356,7 @@ class JobView(_ApiModel):
     is_final: bool
     source: Literal["api", "s3"]
     object_key: str | None = None
+    object: JobObject | None = None
     duration_s: float | None = Field(None, description="probed from the file's header")
     preliminary: Verdict | None = None
     final: Verdict | None = None

@@ -26,6 +26,14 @@ from alertfusion.settings import load_settings
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 #: S3 allows presigned POST policies of any length; clients should upload promptly
 MAX_UPLOAD_URL_SECONDS = 15 * 60
+#: the app uploads right after `POST /uploads`; a POST whose upload did not start in this
+#: time is gone, and a replayed Idempotency-Key gets a fresh one while the job waits
+DEFAULT_UPLOAD_URL_SECONDS = 120
+#: a request body must have arrived this long after the request started (uvicorn: EC2,
+#: local; behind API Gateway the body comes whole with the event): 4 MiB at 1 Mbit/s
+DEFAULT_BODY_TIMEOUT_SECONDS = 60.0
+#: ...and no part of it may be this long in coming
+DEFAULT_BODY_IDLE_SECONDS = 10.0
 
 
 def _csv(value: Any) -> Any:
@@ -59,7 +67,22 @@ class ApiSettings(BaseSettings):
     )
     #: lifetime of the presigned POST that `POST /uploads` answers
     upload_url_expires_seconds: int = Field(
-        600, ge=30, le=MAX_UPLOAD_URL_SECONDS, validation_alias="UPLOAD_URL_EXPIRES_SECONDS"
+        DEFAULT_UPLOAD_URL_SECONDS,
+        ge=30,
+        le=MAX_UPLOAD_URL_SECONDS,
+        validation_alias="UPLOAD_URL_EXPIRES_SECONDS",
+    )
+    #: the URL clients reach this API at (``https://host[:port][/prefix]``): the base of
+    #: `poll_url` and `Location` under uvicorn (EC2, local). Unset, those are paths (the
+    #: client's Host header is never written into a URL); behind API Gateway, the gateway's
+    #: own host is used.
+    public_base_url: str | None = Field(None, validation_alias="PUBLIC_BASE_URL")
+    #: a request body must arrive within this, each part within the idle limit (408)
+    body_timeout_seconds: float = Field(
+        DEFAULT_BODY_TIMEOUT_SECONDS, gt=0, le=3600, validation_alias="BODY_TIMEOUT_SECONDS"
+    )
+    body_idle_seconds: float = Field(
+        DEFAULT_BODY_IDLE_SECONDS, gt=0, le=3600, validation_alias="BODY_IDLE_SECONDS"
     )
 
     #: how long Transcribe usually takes for a short recording (Retry-After of /jobs; see
@@ -80,6 +103,15 @@ class ApiSettings(BaseSettings):
             if origin != "*" and not origin.startswith(("http://", "https://")):
                 raise ValueError(f"{origin!r} is not an origin (scheme://host[:port])")
         return [origin.rstrip("/") for origin in value]
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")) or any(c in value for c in "?#\\ "):
+            raise ValueError(f"{value!r} is not a base URL (scheme://host[:port][/prefix])")
+        return value.rstrip("/")
 
     @field_validator("predict_s3_prefixes")
     @classmethod

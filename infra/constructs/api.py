@@ -89,6 +89,8 @@ class AlertFusionApi(Construct):
             role=self.role,
             log_group=log_group,
             memory_size=config.api_memory_mb,
+            # a burst of uploads never takes the API's concurrency (infra.concurrency)
+            reserved_concurrent_executions=config.concurrency.api,
             timeout=Duration.seconds(config.api_timeout_seconds),
             tracing=lambda_.Tracing.ACTIVE,
             environment=environment,

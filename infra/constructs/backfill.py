@@ -187,6 +187,8 @@ class Backfill(Construct):
             role=self.role,
             log_group=log_group,
             memory_size=BACKFILL_MEMORY_MB,
+            # the map's children and the summary (infra.concurrency)
+            reserved_concurrent_executions=config.concurrency.backfill,
             timeout=Duration.seconds(BACKFILL_TIMEOUT_SECONDS),
             tracing=lambda_.Tracing.ACTIVE,
             environment=environment,

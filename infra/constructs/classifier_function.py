@@ -87,6 +87,7 @@ class ClassifierFunction(Construct):
             role=self.role,
             log_group=log_group,
             memory_size=config.classifier_memory_mb,
+            reserved_concurrent_executions=config.concurrency.classifier,
             timeout=Duration.seconds(config.classifier_timeout_seconds),
             ephemeral_storage_size=(
                 Size.mebibytes(S3_BUNDLE_EPHEMERAL_MIB) if config.bundle_is_s3 else None
@@ -107,8 +108,13 @@ class ClassifierFunction(Construct):
             retry_attempts=CLASSIFIER_ASYNC_RETRIES,
             max_event_age=Duration.hours(CLASSIFIER_MAX_EVENT_AGE_HOURS),
         )
+        # tasks beyond the maximum wait in the queue (not throttled: no receive is spent);
+        # the rest of the reservation stays free for Transcribe's completion events
         work_source = sources.SqsEventSource(
-            queues.work, batch_size=WORK_BATCH_SIZE, report_batch_item_failures=True
+            queues.work,
+            batch_size=WORK_BATCH_SIZE,
+            report_batch_item_failures=True,
+            max_concurrency=config.concurrency.work_queue,
         )
         self.target.add_event_source(work_source)
         acknowledge(

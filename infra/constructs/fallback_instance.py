@@ -19,6 +19,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from functions.api.server import KEEP_ALIVE_SECONDS
 from infra.config import InfraConfig
 from infra.constructs.audio_bucket import UPLOADS_PREFIX
 from infra.constructs.function_support import (
@@ -29,7 +30,7 @@ from infra.constructs.function_support import (
     pipeline_environment,
 )
 from infra.constructs.permissions import TABLE_READ_WRITE_ACTIONS, allow_objects, allow_table
-from infra.constructs.service_image import ASGI_APP, TASK_ROOT, ServiceImage
+from infra.constructs.service_image import ASGI_APP, ASGI_PROTOCOL, TASK_ROOT, ServiceImage
 from infra.nag import acknowledge
 from infra.stacks.shared import PipelineRefs
 
@@ -209,6 +210,7 @@ class FallbackInstance(Construct):
                 image_uri,
                 f"-m uvicorn {ASGI_APP}",
                 f"--host 0.0.0.0 --port {config.fallback_port}",
+                f"--http {ASGI_PROTOCOL} --timeout-keep-alive {KEEP_ALIVE_SECONDS}",
             ]
         )
         prepare = "\n".join(
@@ -225,6 +227,14 @@ class FallbackInstance(Construct):
                 "--query SecretString --output text)",
                 "umask 077",
                 f"printf 'API_KEY=%s\\n' \"$key\" > {SECRET_ENV_FILE}",
+                "# poll_url and Location on the instance's public name, never the Host header",
+                "token=$(curl -sf -X PUT http://169.254.169.254/latest/api/token "
+                "-H 'X-aws-ec2-metadata-token-ttl-seconds: 60' || true)",
+                'host=$(curl -sf -H "X-aws-ec2-metadata-token: $token" '
+                "http://169.254.169.254/latest/meta-data/public-hostname || true)",
+                'if [ -n "$host" ]; then '
+                f"printf 'PUBLIC_BASE_URL=http://%s:{config.fallback_port}\\n' \"$host\" "
+                f">> {SECRET_ENV_FILE}; fi",
             ]
         )
         unit = "\n".join(

@@ -22,6 +22,9 @@ DOCKERFILE = "functions/Dockerfile"
 CLASSIFIER_COMMAND = "functions.classifier.app.handler"
 API_COMMAND = "functions.api.app.handler"
 ASGI_APP = "functions.api.app:app"
+#: the fallback's uvicorn protocol: malformed HTTP and stalled headers in the API's error
+#: shape (functions.api.server)
+ASGI_PROTOCOL = "functions.api.server:ApiH11Protocol"
 #: The image's task root (LAMBDA_TASK_ROOT of the base image).
 TASK_ROOT = "/var/task"
 BAKED_TARGET = "bundle-baked"

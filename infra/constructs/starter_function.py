@@ -69,6 +69,8 @@ class StarterFunction(Construct):
             role=self.role,
             log_group=log_group,
             memory_size=config.starter_memory_mb,
+            # S3 events beyond it wait in Lambda's asynchronous queue (infra.concurrency)
+            reserved_concurrent_executions=config.concurrency.starter,
             timeout=Duration.seconds(STARTER_TIMEOUT_SECONDS),
             tracing=lambda_.Tracing.ACTIVE,
             environment=pipeline_environment(config, props.resources, service="starter"),

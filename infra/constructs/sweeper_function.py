@@ -65,6 +65,7 @@ class SweeperFunction(Construct):
             role=self.role,
             log_group=log_group,
             memory_size=config.sweeper_memory_mb,
+            reserved_concurrent_executions=config.concurrency.sweeper,  # one sweep at a time
             timeout=Duration.seconds(SWEEPER_TIMEOUT_SECONDS),
             tracing=lambda_.Tracing.ACTIVE,
             environment=pipeline_environment(config, props.resources, service="sweeper"),

@@ -107,6 +107,8 @@ def test_user_data_runs_the_image_with_uvicorn_under_systemd(synth: Synth) -> No
         "--entrypoint python",
         "-m uvicorn functions.api.app:app",
         f"--host 0.0.0.0 --port {API_PORT}",
+        "--http functions.api.server:ApiH11Protocol",
+        f"PUBLIC_BASE_URL=http://%s:{API_PORT}",
         "AUDIO_BUCKET=<import:alertfusion-test-pipeline-AudioBucketName>",
         "JOBS_TABLE=<import:alertfusion-test-pipeline-JobsTableName>",
     ):

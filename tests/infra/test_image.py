@@ -18,7 +18,13 @@ from infra.build_layer import (
     powertools_layer_distributions,
 )
 from infra.config import LAMBDA_PYTHON_VERSION
-from infra.constructs.service_image import ASGI_APP, BAKED_TARGET, DOCKERFILE, S3_TARGET
+from infra.constructs.service_image import (
+    ASGI_APP,
+    ASGI_PROTOCOL,
+    BAKED_TARGET,
+    DOCKERFILE,
+    S3_TARGET,
+)
 from tests.conftest import FIXTURES, REPO
 from tests.infra import image_layout, runtime_env
 from tests.infra.conftest import CORS_ORIGIN, S3_BUNDLE, TEST_STAGE, Synth
@@ -383,10 +389,12 @@ def test_fallback_runs_uvicorn_on_the_asgi_app_in_the_same_image(
     assert fallback_image in synth.assets["pipeline"]["dockerImages"], (
         "the fallback must pull the very image the functions run"
     )
-    targets = ["uvicorn.main", match.group(2)]
+    protocol = re.search(r"--http (\S+)", user_data)
+    assert protocol and protocol.group(1) == ASGI_PROTOCOL
+    targets = ["uvicorn.main", match.group(2), protocol.group(1)]
     results, task_root = _probe_image(image, targets, {})
     assert results["uvicorn.main"]["ok"], results["uvicorn.main"]
-    _assert_resolved(results, [match.group(2)], task_root)
+    _assert_resolved(results, [match.group(2), protocol.group(1)], task_root)
 
 
 def test_zip_handlers_resolve_from_their_asset_and_the_layers(synth: Synth, tmp_path: Path) -> None:

@@ -348,7 +348,7 @@ class AwsEnv:
         requests (one per injected failure)."""
         from botocore.awsrequest import AWSResponse
 
-        client = getattr(get_context(), service)
+        client = pipeline_client(service)
         intercepted: list[dict[str, Any]] = []
 
         def hook(params: dict[str, Any], **_: Any) -> Any:
@@ -379,6 +379,15 @@ class AwsEnv:
 
     def alert_ids(self) -> list[str]:
         return [a["detail"]["alert_id"] for a in self.alerts()]
+
+
+def pipeline_client(service: str) -> Any:
+    """The client the pipeline's steps use for `service` (the context's, or the cached one
+    its job store was built with: ``dynamodb``)."""
+    from alertfusion import aws
+
+    found = getattr(get_context(), service, None)
+    return found if found is not None else aws.client(service)
 
 
 _SESSION: list[Any] = []

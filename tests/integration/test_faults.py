@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from alertfusion import notify
-from alertfusion.errors import AudioError, ReasonCode
+from alertfusion.errors import AudioError, ReasonCode, TransientError
 from alertfusion.jobs import JobStatus, JobStore
 from alertfusion.keys import new_job_id
 from functions.starter.app import RecordsFailed
@@ -380,3 +380,268 @@ def test_one_bad_record_does_not_stop_the_others(aws: AwsEnv) -> None:
     retry = aws.run_starter(event)["records"]  # the injected outage is over
     assert [r["action"] for r in retry] == ["accepted", "duplicate"]
     assert sorted(aws.transcribe_jobs()) == sorted([PREFIX + first, PREFIX + second])
+
+
+# -- issue 17: the faults no test covered ---------------------------------------------------
+
+
+def inject_answer(
+    aws: AwsEnv, service: str, operation: str, body: dict[str, Any], *, times: int
+) -> list[dict[str, Any]]:
+    """The pipeline's own `service` client gets `body` as a successful (200) answer to the
+    next `times` `operation` calls (what a partial failure looks like on the wire)."""
+    from botocore.awsrequest import AWSResponse
+
+    from tests.integration.conftest import pipeline_client
+
+    client = pipeline_client(service)
+    answered: list[dict[str, Any]] = []
+
+    def hook(params: dict[str, Any], **_: Any) -> Any:
+        if len(answered) >= times:
+            return None
+        answered.append(params)
+        return AWSResponse(f"https://{service}.injected", 200, {}, None), {
+            **body,
+            "ResponseMetadata": {"HTTPStatusCode": 200},
+        }
+
+    event = f"before-call.{client.meta.service_model.service_id.hyphenize()}.{operation}"
+    client.meta.events.register(event, hook)
+    return answered
+
+
+def inject_timeout(aws: AwsEnv, service: str, operation: str, *, times: int) -> list[int]:
+    """The next `times` `operation` calls of the pipeline's `service` client time out
+    (botocore's ReadTimeoutError: the request may or may not have reached AWS)."""
+    from botocore.exceptions import ReadTimeoutError
+
+    from tests.integration.conftest import pipeline_client
+
+    client = pipeline_client(service)
+    raised: list[int] = []
+
+    def hook(**_: Any) -> None:
+        if len(raised) < times:
+            raised.append(1)
+            raise ReadTimeoutError(endpoint_url=f"https://{service}.injected")
+
+    event = f"before-call.{client.meta.service_model.service_id.hyphenize()}.{operation}"
+    client.meta.events.register(event, hook)
+    return raised
+
+
+def converged(aws: AwsEnv, job_id: str, fake: FakeClassifier) -> None:
+    """Nothing lost, nothing doubled: DONE with both verdicts (a retry may compute one
+    again; each is written once), one Transcribe job, each alert exactly once."""
+    job = aws.job(job_id)
+    assert job.status is JobStatus.DONE and job.preliminary and job.final
+    assert job.final.text_source == "transcribe"
+    assert aws.transcribe_jobs() == [PREFIX + job_id]
+    assert sorted(aws.alert_ids()) == [f"{job_id}:final", f"{job_id}:preliminary"]
+    assert fake.text_calls  # the final verdict fused the transcript
+
+
+def run_to_done(aws: AwsEnv, job_id: str, event: dict[str, Any], fake: FakeClassifier) -> None:
+    """The whole flow with retries as Lambda, SQS and EventBridge make them: every step
+    that raised runs again until it passes."""
+    for _ in range(5):
+        try:
+            aws.run_starter(event)
+            break
+        except RecordsFailed:
+            continue
+    for _ in range(5):
+        aws.drain(fake)
+    done = aws.complete_transcription(job_id, TEXT)
+    for _ in range(5):
+        try:
+            aws.deliver_transcribe_event(done, fake)
+        except Exception:
+            continue
+        if aws.job(job_id).alert_final_sent_at is not None:
+            break
+
+
+def test_eventbridge_partial_failure_is_retried_and_the_alert_sent_once(aws: AwsEnv) -> None:
+    """PutEvents answers 200 with FailedEntryCount 1: the alert did not reach the bus. It is
+    not marked sent, so the retry sends it; consumers see it exactly once."""
+    job_id, event = uploaded(aws)
+    aws.run_starter(event)
+    refused = inject_answer(
+        aws,
+        "events",
+        "PutEvents",
+        {
+            "FailedEntryCount": 1,
+            "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "injected"}],
+        },
+        times=2,
+    )
+    fake = classifier()
+    assert aws.drain(fake, max_rounds=1) == []  # the attempt failed; the task stays queued
+    job = aws.job(job_id)
+    assert job.preliminary is not None and job.alert_preliminary_sent_at is None
+    assert aws.alerts() == []
+    run_to_done(aws, job_id, event, fake)
+    assert len(refused) == 2
+    converged(aws, job_id, fake)
+
+
+_DYNAMODB_FAULTS = [
+    ("UpdateItem", "ProvisionedThroughputExceededException", 400),
+    ("UpdateItem", "ThrottlingException", 400),
+    ("UpdateItem", "InternalServerError", 500),
+    ("UpdateItem", "timeout", 0),
+]
+
+
+@pytest.mark.parametrize(
+    ("where", "operation", "code", "status"),
+    [("starter", *fault) for fault in _DYNAMODB_FAULTS]
+    + [("audio_stage", *fault) for fault in _DYNAMODB_FAULTS]
+    + [("finalize", *fault) for fault in _DYNAMODB_FAULTS]
+    + [
+        ("audio_stage", "GetItem", "ServiceUnavailable", 503),
+        ("finalize", "GetItem", "timeout", 0),
+    ],
+)
+def test_dynamodb_throttling_errors_and_timeouts_are_retried_to_one_outcome(
+    aws: AwsEnv, where: str, operation: str, code: str, status: int
+) -> None:
+    """DynamoDB refuses or times out at one step of the flow: the step raises (a transient
+    error for the caller's retry), nothing is half-written that the retry cannot finish."""
+    job_id, event = uploaded(aws)
+    fake = classifier()
+    if where != "starter":
+        aws.run_starter(event)
+    if where == "finalize":
+        aws.drain(fake)
+
+    def inject() -> list[Any]:
+        if code == "timeout":
+            return inject_timeout(aws, "dynamodb", operation, times=2)
+        return aws.inject_error("dynamodb", operation, code, status=status, times=2)
+
+    injected = inject()
+    if where == "starter":
+        with pytest.raises(RecordsFailed):
+            aws.run_starter(event)
+    elif where == "audio_stage":
+        assert aws.drain(fake, max_rounds=1) == []
+    else:
+        with pytest.raises(TransientError):
+            aws.deliver_transcribe_event(aws.complete_transcription(job_id, TEXT), fake)
+    assert injected
+    run_to_done(aws, job_id, event, fake)
+    converged(aws, job_id, fake)
+
+
+@pytest.mark.parametrize("fails", [1, 3])
+def test_sqs_send_failures_in_the_starter_are_retried(aws: AwsEnv, fails: int) -> None:
+    """SendMessage of the audio-stage task fails: the starter's attempt fails (Lambda
+    retries the S3 event); no job is left without its task."""
+    job_id, event = uploaded(aws)
+    failing = aws.inject_error("sqs", "SendMessage", "ServiceUnavailable", status=503, times=fails)
+    for _ in range(fails):
+        with pytest.raises(RecordsFailed):
+            aws.run_starter(event)
+        assert aws.queued_tasks() == []
+    assert aws.job(job_id).status is JobStatus.RECEIVED and aws.transcribe_jobs() == []
+    (retry,) = aws.run_starter(event)["records"]
+    assert (retry["action"], retry["transcribe"]) == ("accepted", "started")
+    assert len(failing) == fails
+    fake = classifier()
+    run_to_done(aws, job_id, event, fake)
+    converged(aws, job_id, fake)
+
+
+def test_sqs_send_failure_in_the_sweeper_is_retried_by_the_next_sweep(
+    aws: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.integration.conftest import configure
+
+    configure(monkeypatch, TRANSCRIBE_POLICY="gated")  # the job waits RECEIVED for its stage
+    job_id, event = uploaded(aws)
+    aws.run_starter(event)
+    aws.purge_work_queue()  # the audio-stage task is lost
+    aws.age(job_id, 301)
+    aws.inject_error("sqs", "SendMessage", "InternalError", status=500, times=1)
+    with pytest.raises(TransientError):
+        aws.run_sweeper()
+    assert aws.job(job_id).sweep_count == 0  # not marked: the next sweep tries again
+    assert aws.run_sweeper()["audio_stage_sent"] == 1
+    fake = classifier()
+    run_to_done(aws, job_id, event, fake)
+    converged(aws, job_id, fake)
+
+
+def test_two_sweeper_runs_at_once_converge(aws: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second sweep runs while the first is between its task and its mark (a schedule
+    overlapping a slow run): both re-drive the same stuck jobs; the duplicated tasks change
+    nothing."""
+    import alertfusion.pipeline.sweeper as sweeper
+    from alertfusion.pipeline import sweep
+    from tests.integration.conftest import configure
+
+    configure(monkeypatch, TRANSCRIBE_POLICY="gated")  # a lost audio stage leaves it RECEIVED
+    lost, event = uploaded(aws)
+    aws.run_starter(event)
+    aws.purge_work_queue()  # its audio-stage task is lost
+    transcribing, other = uploaded(aws)
+    aws.run_starter(other)
+    fake = classifier()
+    aws.drain(fake)
+    aws.complete_transcription(transcribing, TEXT)  # its completion event is lost
+    for job_id in (lost, transcribing):
+        aws.age(job_id, 301)
+
+    real = sweeper._send_task
+    nested: list[Any] = []
+    overlapping: list[bool] = []
+
+    def send_then_overlap(ctx: Any, task: Any) -> None:
+        real(ctx, task)
+        if not overlapping:
+            overlapping.append(True)
+            nested.append(sweep())  # the overlapping run, between this task and its mark
+
+    monkeypatch.setattr(sweeper, "_send_task", send_then_overlap)
+    first = sweep()
+    (second,) = nested
+    # both re-drove the job the first was marking; the second re-drove the other too, and
+    # its mark moved that job out of the first's reach
+    assert (first.finalize_sent, second.finalize_sent, second.audio_stage_sent) == (1, 1, 1)
+    tasks = [t["type"] for t in aws.queued_tasks()]
+    assert sorted(tasks) == ["audio_stage", "finalize", "finalize"]
+    aws.drain(fake)
+    for job_id in (lost, transcribing):
+        if aws.job(job_id).status is not JobStatus.DONE:
+            aws.deliver_transcribe_event(aws.complete_transcription(job_id, TEXT), fake)
+    for job_id in (lost, transcribing):
+        job = aws.job(job_id)
+        assert job.status is JobStatus.DONE and job.preliminary and job.final
+    assert sorted(aws.transcribe_jobs()) == sorted(PREFIX + j for j in (lost, transcribing))
+    alert_ids = aws.alert_ids()
+    assert len(alert_ids) == len(set(alert_ids)) == 4
+    assert len(fake.text_calls) == 2  # one fused verdict each, whatever the duplicates
+
+
+def test_a_mark_refused_after_the_alert_went_out_is_retried_not_resent(aws: AwsEnv) -> None:
+    """DynamoDB throttles the alert's mark after PutEvents succeeded: the mark is retried in
+    place (a failed invocation would send the alert again)."""
+    job_id, event = uploaded(aws)
+    aws.run_starter(event)
+
+    def the_mark(request: dict[str, Any]) -> bool:
+        body = request["body"]
+        return b"alert_preliminary_sent_at" in (body if isinstance(body, bytes) else body.encode())
+
+    refused = aws.inject_error(
+        "dynamodb", "UpdateItem", "ProvisionedThroughputExceededException", times=3, when=the_mark
+    )
+    fake = classifier()
+    (out,) = aws.drain(fake)
+    assert out.alerts_sent == ("preliminary",) and len(refused) == 3
+    assert aws.alert_ids() == [f"{job_id}:preliminary"]
+    assert aws.job(job_id).alert_preliminary_sent_at is not None

@@ -4,6 +4,7 @@ classifier's reclassify stage (what a backfill naming a bundle version sends).""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -12,7 +13,7 @@ from alertfusion.jobs import Job, JobStatus, Verdict
 from alertfusion.jobs.model import version_verdict_attribute
 from alertfusion.keys import new_job_id
 from alertfusion.pipeline import get_context, reclassify_job
-from tests.integration.conftest import AwsEnv
+from tests.integration.conftest import BUCKET, AwsEnv
 from tests.integration.test_job_store import upload
 from tests.pipeline_doubles import BUNDLE_VERSION, FakeClassifier, make_manifest, make_result
 
@@ -26,9 +27,16 @@ def verdict(label: str, version: str) -> Verdict:
 
 
 def done_job(aws: AwsEnv, key: str = "archive/a.wav") -> str:
+    """A DONE job of `key`, naming the object's ETag when the object exists (every read of
+    a job's audio is pinned to it)."""
     store = aws.store
     job_id = new_job_id()
-    store.receive(job_id, upload(key))
+    info = upload(key)
+    try:
+        info = replace(info, etag=aws.s3.head_object(Bucket=BUCKET, Key=key)["ETag"].strip('"'))
+    except aws.s3.exceptions.ClientError:
+        pass
+    store.receive(job_id, info)
     store.finish(job_id, verdict("help", "v1"), latency_ms=None)
     return job_id
 

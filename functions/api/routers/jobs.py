@@ -12,7 +12,7 @@ from alertfusion.jobs import Job, now_utc
 from alertfusion.keys import JOB_ID_RE
 from functions.api.deps import PipelineDep, SettingsDep, require_api_key
 from functions.api.errors import error_responses
-from functions.api.models import JobFailure, JobTimings, JobTranscribe, JobView
+from functions.api.models import JobFailure, JobObject, JobTimings, JobTranscribe, JobView
 from functions.api.polling import retry_after
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(require_api_key)])
@@ -30,6 +30,11 @@ def job_view(job: Job, retry: int | None) -> JobView:
         is_final=job.is_final,
         source=job.source,
         object_key=job.object_key,
+        object=(
+            JobObject(etag=job.etag, replaced_at=job.object_replaced_at)
+            if job.etag is not None
+            else None
+        ),
         duration_s=job.probed_duration_s,
         preliminary=job.preliminary,
         final=job.final,

@@ -1,10 +1,16 @@
 """`POST /predict` (multipart audio + text) and `POST /predict_s3` (an object of the
-pipeline's bucket + text): the verdict in the same call."""
+pipeline's bucket + text): the verdict in the same call. The original server's paths are
+legacy aliases: `POST /s3predict` (= `/predict_s3`) and `POST /s3predict-label6` (the
+six-class path: every model runs, the binary gate decides nothing).
+
+Every answer carries the original server's keys (alertfusion.result.to_legacy); with a
+transcript, the text model runs even when the gate alone decides, since the original
+answered `text_label` and `text_feature` there too."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -18,10 +24,12 @@ from functions.api.deps import (
     ClassifierDep,
     ClassifierProvider,
     PipelineDep,
+    PipelineResources,
     SettingsDep,
     require_api_key,
 )
 from functions.api.errors import error_responses
+from functions.api.forms import StrictFormRoute
 from functions.api.inputs import (
     check_audio_bytes,
     clean_text,
@@ -30,8 +38,12 @@ from functions.api.inputs import (
     resolve_key,
 )
 from functions.api.models import PredictResponse, PredictS3Request
+from functions.api.settings import ApiSettings
 
-router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)])
+# form fields must decode as the text they claim to be (functions.api.forms)
+router = APIRouter(
+    tags=["predict"], dependencies=[Depends(require_api_key)], route_class=StrictFormRoute
+)
 
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _FORM_SCHEMA: dict[str, Any] = {
@@ -72,9 +84,15 @@ async def predict(
 
 
 def _classify(
-    provider: ClassifierProvider, audio: bytes, text: str | None, name: str
+    provider: ClassifierProvider,
+    audio: bytes,
+    text: str | None,
+    name: str,
+    gate: Literal["binary", "none"] | None = None,
 ) -> ClassificationResult:
-    result: ClassificationResult = provider().classify(audio, text=text, filename=name)
+    result: ClassificationResult = provider().classify(
+        audio, text=text, filename=name, gate=gate, always_text=True
+    )
     return result
 
 
@@ -94,6 +112,11 @@ async def predict_s3_body(request: Request) -> PredictS3Request:
             raw = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError) as exc:
             raise InputError("the body is not valid JSON", code=ReasonCode.INVALID_INPUT) from exc
+        except RecursionError:
+            # json's decoder recurses per nesting level: a 2 KB body can exhaust the stack
+            raise InputError(
+                "the body's JSON is nested too deeply", code=ReasonCode.INVALID_INPUT
+            ) from None
     else:
         raise InputError(
             "send JSON or a form (application/x-www-form-urlencoded, multipart/form-data)",
@@ -105,20 +128,24 @@ async def predict_s3_body(request: Request) -> PredictS3Request:
         raise RequestValidationError(exc.errors(include_url=False)) from exc
 
 
+_S3_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": PredictS3Request.model_json_schema()},
+            **{media: {"schema": _FORM_SCHEMA} for media in _FORM_TYPES},
+        },
+    }
+}
+_S3_ERRORS = error_responses(401, 403, 404, 413, 415, 422, 500, 503)
+
+
 @router.post(
     "/predict_s3",
     response_model=PredictResponse,
     summary="Classify a recording already in the pipeline's bucket (+ optional transcript)",
-    responses=error_responses(401, 403, 404, 413, 415, 422, 500, 503),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": PredictS3Request.model_json_schema()},
-                **{media: {"schema": _FORM_SCHEMA} for media in _FORM_TYPES},
-            },
-        }
-    },
+    responses=_S3_ERRORS,
+    openapi_extra=_S3_BODY,
 )
 async def predict_s3(
     settings: SettingsDep,
@@ -130,6 +157,55 @@ async def predict_s3(
     only keys under the allowed prefixes (`PREDICT_S3_PREFIXES`, default `uploads/`):
     another bucket or prefix is 403, a missing object 404. The object is read into
     memory (at most MAX_UPLOAD_BYTES); nothing is written to disk."""
+    return await _predict_s3(settings, classifier, pipeline, body, gate=None)
+
+
+@router.post(
+    "/s3predict",
+    response_model=PredictResponse,
+    summary="Legacy alias of /predict_s3 (the original server's path)",
+    responses=_S3_ERRORS,
+    openapi_extra=_S3_BODY,
+    deprecated=True,
+)
+async def s3predict(
+    settings: SettingsDep,
+    classifier: ClassifierDep,
+    pipeline: PipelineDep,
+    body: Annotated[PredictS3Request, Depends(predict_s3_body)],
+) -> PredictResponse:
+    """The original server's page posts its S3 form (`s3_key`, `text_input_s3`) here: the
+    same as `POST /predict_s3`."""
+    return await _predict_s3(settings, classifier, pipeline, body, gate=None)
+
+
+@router.post(
+    "/s3predict-label6",
+    response_model=PredictResponse,
+    summary="Legacy: /predict_s3 with every model run (the six-class path, no gate)",
+    responses=_S3_ERRORS,
+    openapi_extra=_S3_BODY,
+    deprecated=True,
+)
+async def s3predict_label6(
+    settings: SettingsDep,
+    classifier: ClassifierDep,
+    pipeline: PipelineDep,
+    body: Annotated[PredictS3Request, Depends(predict_s3_body)],
+) -> PredictResponse:
+    """The original server's six-class path: as `POST /predict_s3` with the gate off, so
+    the six-class audio model and the text model decide every window."""
+    return await _predict_s3(settings, classifier, pipeline, body, gate="none")
+
+
+async def _predict_s3(
+    settings: ApiSettings,
+    classifier: ClassifierProvider,
+    pipeline: PipelineResources,
+    body: PredictS3Request,
+    *,
+    gate: Literal["binary", "none"] | None,
+) -> PredictResponse:
     bucket = pipeline.settings.audio_bucket
     key = resolve_key(
         s3_key=body.s3_key,
@@ -147,5 +223,5 @@ async def predict_s3(
         read_object, pipeline.s3, bucket, key, pipeline.settings.max_upload_bytes
     )
     check_audio_bytes(audio, name)
-    result = await run_in_threadpool(_classify, classifier, audio, text, name)
+    result = await run_in_threadpool(_classify, classifier, audio, text, name, gate)
     return PredictResponse.from_result(result)

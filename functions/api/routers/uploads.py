@@ -20,6 +20,7 @@ from functions.api.errors import error_responses
 from functions.api.idempotency import IdempotencyStore, fingerprint
 from functions.api.inputs import clean_text
 from functions.api.models import PresignedPost, UploadRequest, UploadResponse
+from functions.api.settings import ApiSettings
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(require_api_key)])
 
@@ -115,15 +116,17 @@ def create_upload(
             alias="Idempotency-Key",
             pattern=IDEMPOTENCY_KEY_PATTERN,
             description="repeat a request safely: the same key and body give the same job "
-            "(200, with a fresh presigned POST); the same key with another body is 422 "
-            "IDEMPOTENCY_CONFLICT",
+            "(200, with a fresh presigned POST while the job waits for its upload, none "
+            "after); the same key with another body is 422 IDEMPOTENCY_CONFLICT",
         ),
     ] = None,
 ) -> UploadResponse:
     """Creates a job (UPLOAD_PENDING) and answers a presigned **POST** for
-    `uploads/{job_id}.{ext}`: its policy pins the key, wants a Content-Type starting with
-    `audio/`, 1 byte to MAX_UPLOAD_BYTES, and expires within 15 minutes. Poll `poll_url`
-    (`GET /jobs/{job_id}`) afterwards. A `transcript` skips Transcribe."""
+    `uploads/{job_id}.{ext}`: its policy pins the key and the Content-Type, allows 1 byte
+    to MAX_UPLOAD_BYTES, and expires after UPLOAD_URL_EXPIRES_SECONDS (2 minutes). A job
+    takes one recording: a replayed Idempotency-Key gets a fresh POST while the job waits
+    for its upload, and `upload: null` once it has it. Poll `poll_url` (`GET
+    /jobs/{job_id}`) afterwards. A `transcript` skips Transcribe."""
     ext, content_type = upload_target(body)
     transcript = clean_text(body.transcript, settings.max_text_chars)
     if body.transcript is not None and transcript is None:
@@ -142,6 +145,30 @@ def create_upload(
     key = upload_key(job_id, ext)
     status = _ensure_job(pipeline, job_id, key, content_type, transcript, replayed)
 
+    poll_url = public_url(request, settings, request.app.url_path_for("get_job", job_id=job_id))
+    response.headers["Location"] = poll_url
+    response.headers["Cache-Control"] = "no-store"
+    if replayed:
+        response.status_code = 200
+    return UploadResponse(
+        job_id=job_id,
+        status=status,
+        # S3 cannot refuse a second object under the key (a POST policy has no "once"): the
+        # starter refuses it (alertfusion.pipeline.starter), and no POST is handed out again
+        upload=_presigned_post(pipeline, settings, key, content_type)
+        if status is JobStatus.UPLOAD_PENDING
+        else None,
+        poll_url=poll_url,
+        transcript_supplied=transcript is not None,
+        replayed=replayed,
+    )
+
+
+def _presigned_post(
+    pipeline: PipelineResources, settings: ApiSettings, key: str, content_type: str
+) -> PresignedPost:
+    """A POST for exactly `key`, with exactly `content_type`, of 1 byte to MAX_UPLOAD_BYTES,
+    valid for UPLOAD_URL_EXPIRES_SECONDS: everything a POST policy can pin."""
     max_bytes = pipeline.settings.max_upload_bytes
     expires = settings.upload_url_expires_seconds
     issued = now_utc()
@@ -150,28 +177,28 @@ def create_upload(
         Key=key,
         Fields={"Content-Type": content_type},
         Conditions=[
-            ["starts-with", "$Content-Type", "audio/"],
+            {"Content-Type": content_type},
             ["content-length-range", 1, max_bytes],
         ],
         ExpiresIn=expires,
     )
-    poll_url = str(request.url_for("get_job", job_id=job_id))
-    response.headers["Location"] = poll_url
-    response.headers["Cache-Control"] = "no-store"
-    if replayed:
-        response.status_code = 200
-    return UploadResponse(
-        job_id=job_id,
-        status=status,
-        upload=PresignedPost(
-            url=post["url"],
-            fields=post["fields"],
-            key=key,
-            content_type=content_type,
-            max_bytes=max_bytes,
-            expires_at=issued + timedelta(seconds=expires),
-        ),
-        poll_url=poll_url,
-        transcript_supplied=transcript is not None,
-        replayed=replayed,
+    return PresignedPost(
+        url=post["url"],
+        fields=post["fields"],
+        key=key,
+        content_type=content_type,
+        max_bytes=max_bytes,
+        expires_at=issued + timedelta(seconds=expires),
     )
+
+
+def public_url(request: Request, settings: ApiSettings, path: str) -> str:
+    """`path` of this API as clients should use it, never built from the client's Host
+    header: under PUBLIC_BASE_URL when set; behind API Gateway (which routed the request by
+    its own host) on the gateway's host and stage; else the path on this server (a relative
+    reference, as RFC 9110 allows in Location)."""
+    if settings.public_base_url:
+        return settings.public_base_url + path
+    if "aws.event" in request.scope:  # Mangum: the gateway's host, with its stage prefix
+        return str(request.base_url).rstrip("/") + path
+    return str(request.scope.get("root_path") or "") + path

@@ -407,7 +407,14 @@ def test_every_route_with_a_body_refuses_one_over_the_limit_while_reading(
                 assert error["code"] == "PAYLOAD_TOO_LARGE"
                 assert "POST /uploads" in error["message"]
                 checked.append((path, media))
-    assert {path for path, _ in checked} == {"/predict", "/predict_s3", "/uploads", "/backfills"}
+    assert {path for path, _ in checked} == {
+        "/predict",
+        "/predict_s3",
+        "/s3predict",
+        "/s3predict-label6",
+        "/uploads",
+        "/backfills",
+    }
 
 
 def test_body_limit_under_uvicorn(make_api: Callable[..., Api]) -> None:

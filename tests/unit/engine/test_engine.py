@@ -270,14 +270,34 @@ def test_legacy_keys(engine: Engine) -> None:
         "text_feature",
         "combined_label",
         "combined_feature",
+        "combined_probabilities",
     ]
     assert fused["result"] == "success"
+    assert fused["combined_probabilities"] == fused["combined_feature"]
     assert len(fused["audio_feature"]) == 6 and len(fused["text_feature"]) == 6
     assert len(fused["combined_feature"]) == 6
     assert abs(sum(fused["combined_feature"]) - 1) < 1e-6
     json.dumps(fused)
     audio_only = to_legacy(engine.classify(HELP_WAV, gate="none"))
     assert audio_only["text_label"] is None and audio_only["text_feature"] is None
+
+
+def test_always_text_runs_the_text_model_where_the_gate_decides(engine: Engine) -> None:
+    """The original server's keys carry the text model's answer in every branch; the
+    verdict itself stays the gate's."""
+    gated = engine.classify(HELP_WAV, text=HELP_TEXT, gate="binary")
+    with_text = engine.classify(HELP_WAV, text=HELP_TEXT, gate="binary", always_text=True)
+    plain = {k: v for k, v in gated.model_dump().items() if k not in ("text", "timings")}
+    assert {k: v for k, v in with_text.model_dump().items() if k not in ("text", "timings")} == {
+        **plain,
+        "explanation": with_text.explanation,
+    }
+    assert gated.decided_by == "gate", "the tiny bundle's gate must stop this sample"
+    assert gated.text.status == "skipped" and gated.text.label is None
+    assert with_text.text.status == "used" and with_text.text.label is not None
+    legacy = to_legacy(with_text)
+    assert legacy["text_label"] == with_text.text.label and len(legacy["text_feature"]) == 6
+    assert legacy["combined_feature"] is None and legacy["combined_probabilities"] is None
 
 
 def test_concurrent_classifications_agree(engine: Engine) -> None:

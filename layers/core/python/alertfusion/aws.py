@@ -32,6 +32,8 @@ _DEFAULT_MAX_ATTEMPTS = 3
 #: S3 error codes for "no such object (or version)"; a HEAD request's error has no body, so
 #: botocore names it by its HTTP status
 S3_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NotFound", "404"})
+#: S3 error codes for "the object is not the one asked for" (If-Match on another ETag)
+S3_CHANGED_CODES = frozenset({"PreconditionFailed", "412"})
 #: S3 error codes for "not allowed"; without s3:ListBucket S3 answers a missing key so too
 S3_DENIED_CODES = frozenset({"AccessDenied", "Forbidden", "403"})
 
@@ -43,6 +45,15 @@ def error_code(exc: BaseException) -> str | None:
         code = response.get("Error", {}).get("Code")
         return str(code) if code else None
     return None
+
+
+def if_match(etag: str | None) -> dict[str, str]:
+    """The ``IfMatch`` argument of an S3 read pinned to `etag` (stored without quotes), or
+    nothing without one: S3 then answers PreconditionFailed when the key holds other bytes."""
+    if not etag:
+        return {}
+    bare = etag.strip('"')
+    return {"IfMatch": f'"{bare}"'}
 
 
 def client(service: str) -> Any:

@@ -26,12 +26,19 @@ class ReasonCode(StrEnum):
     BUNDLE_NOT_FOUND = "BUNDLE_NOT_FOUND"
     # requests
     INVALID_INPUT = "INVALID_INPUT"
+    #: the request is not HTTP the server can read (a bad Content-Length, a bare CR...)
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"
+    #: the request's headers or body did not arrive in time
+    REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     UNAUTHORIZED = "UNAUTHORIZED"
     NOT_FOUND = "NOT_FOUND"
     #: the route exists, not for this HTTP method
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     OBJECT_NOT_FOUND = "OBJECT_NOT_FOUND"
+    #: another object landed under a job's key after the job took its recording: the job
+    #: never takes those bytes (see alertfusion.pipeline.starter)
+    OBJECT_REPLACED = "OBJECT_REPLACED"
     FORBIDDEN_LOCATION = "FORBIDDEN_LOCATION"
     JOB_NOT_FOUND = "JOB_NOT_FOUND"
     BACKFILL_NOT_FOUND = "BACKFILL_NOT_FOUND"
@@ -63,11 +70,14 @@ HTTP_STATUS: dict[ReasonCode, int] = {
     ReasonCode.FILE_TOO_LARGE: 413,
     ReasonCode.TEXT_TOO_LONG: 422,
     ReasonCode.INVALID_INPUT: 422,
+    ReasonCode.MALFORMED_REQUEST: 400,
+    ReasonCode.REQUEST_TIMEOUT: 408,
     ReasonCode.PAYLOAD_TOO_LARGE: 413,
     ReasonCode.UNAUTHORIZED: 401,
     ReasonCode.NOT_FOUND: 404,
     ReasonCode.METHOD_NOT_ALLOWED: 405,
     ReasonCode.OBJECT_NOT_FOUND: 404,
+    ReasonCode.OBJECT_REPLACED: 409,
     ReasonCode.FORBIDDEN_LOCATION: 403,
     ReasonCode.JOB_NOT_FOUND: 404,
     ReasonCode.BACKFILL_NOT_FOUND: 404,
@@ -96,6 +106,7 @@ PERMANENT_INPUT_REASONS: frozenset[ReasonCode] = frozenset(
         ReasonCode.TEXT_TOO_LONG,
         ReasonCode.INVALID_INPUT,
         ReasonCode.OBJECT_NOT_FOUND,
+        ReasonCode.OBJECT_REPLACED,
     }
 )
 

@@ -7,8 +7,10 @@ on entry and after writing a verdict, so a retry after any crash re-sends what i
 marked. The price is at-least-once delivery; a duplicate (same ``alert_id``, same detail)
 is possible exactly when
 
-1. the process dies (crash, timeout) or the table write fails after ``PutEvents``
-   succeeded and before the mark is written; the retry sends again;
+1. the process dies (crash, timeout) after ``PutEvents`` succeeded and before the mark is
+   written, or the table refuses the mark for longer than its retries (`MARK_ATTEMPTS`,
+   a few seconds: throttling and 5xx are retried here, since the alert is out already);
+   the retry sends again;
 2. ``PutEvents`` accepted the event but its answer was lost (timeout): botocore or the
    retry sends again;
 3. two invocations for the same job run concurrently (a duplicated task or event delivered
@@ -20,6 +22,9 @@ Consumers dedupe on ``detail.alert_id`` (``{job_id}:{stage}``).
 from __future__ import annotations
 
 import json
+import random
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +33,10 @@ from alertfusion.jobs import Job, JobStore, Stage, Verdict, now_utc, utc_iso
 
 EVENT_SOURCE = "alertfusion"
 DETAIL_TYPE = "EmergencyDetected"
+#: writes of an alert's mark before the error is raised (the alert is out: a failed mark
+#: means a duplicate on the retry), with full-jitter backoff from `MARK_BASE_DELAY_S`
+MARK_ATTEMPTS = 5
+MARK_BASE_DELAY_S = 0.1
 
 
 def alert_id(job_id: str, stage: Stage) -> str:
@@ -96,6 +105,7 @@ def publish_pending_alerts(
     events_client: Any,
     bus_name: str,
     now: datetime | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> list[Stage]:
     """Send, then mark, every pending alert of `job`; returns the stages sent."""
     sent = []
@@ -103,6 +113,21 @@ def publish_pending_alerts(
         verdict = job.verdict(stage)
         assert verdict is not None
         send_emergency(events_client, emergency_entry(job, stage, verdict, bus_name))
-        store.mark_alert_sent(job.job_id, stage, now=now or now_utc())
+        _mark_sent(store, job.job_id, stage, now or now_utc(), sleep)
         sent.append(stage)
     return sent
+
+
+def _mark_sent(
+    store: JobStore, job_id: str, stage: Stage, now: datetime, sleep: Callable[[float], None]
+) -> None:
+    """The mark, retried on transient trouble: the event is on the bus already, so failing
+    the invocation here would send it again."""
+    for attempt in range(MARK_ATTEMPTS):
+        try:
+            store.mark_alert_sent(job_id, stage, now=now)
+            return
+        except TransientError:
+            if attempt + 1 == MARK_ATTEMPTS:
+                raise
+            sleep(random.random() * MARK_BASE_DELAY_S * (2**attempt))

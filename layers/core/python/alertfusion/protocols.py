@@ -39,4 +39,5 @@ class Classifier(Protocol):
         filename: str | None = None,
         text: str | None = None,
         gate: Literal["binary", "none"] | None = None,
+        always_text: bool = False,
     ) -> ClassificationResult: ...

@@ -127,9 +127,12 @@ class ClassificationResult(_Model):
 def to_legacy(result: ClassificationResult) -> dict[str, Any]:
     """The original server's response keys (docs/REFERENCE_MODEL.md, "Original HTTP interface").
 
-    Old app builds read these. Where the original answered fixed placeholder numbers
-    (text skipped by the gate), this answers ``null``: a placeholder would look like a
-    real score.
+    Old app builds read these; every key the original answered in any branch is present.
+    Where the original answered fixed placeholder numbers (the fused probabilities when the
+    gate alone decided) this answers ``null``: a placeholder would look like a real score.
+    `combined_probabilities` (the gate branch's name in the original) carries the same
+    numbers as `combined_feature`. The text keys are the text model's answer whenever it
+    ran (the API runs it whenever there is a transcript: `always_text`).
     """
     audio_logits = result.audio.logits
     if audio_logits is None and result.audio.gate is not None:
@@ -147,4 +150,5 @@ def to_legacy(result: ClassificationResult) -> dict[str, Any]:
         "text_feature": result.text.logits,
         "combined_label": result.label,
         "combined_feature": combined,
+        "combined_probabilities": combined,
     }

@@ -26,6 +26,7 @@ from alertfusion.keys import (
     RESULT_PREFIX,
     TRANSCRIPT_PREFIX,
     job_id_for_listed_object,
+    parse_upload_key,
 )
 from alertfusion.observability import count, logger
 from alertfusion.pipeline.context import PipelineContext, get_context
@@ -89,6 +90,12 @@ def _extension(key: str) -> str:
     return ext.lower() if dot and stem else ""
 
 
+def _names_its_job(key: str) -> bool:
+    """Whether the key is ``uploads/{job_id}.{ext}`` (else the job id derives from the ETag)."""
+    ref = parse_upload_key(key)
+    return ref is not None and ref.named_job_id is not None
+
+
 def _listed_job_id(item: ListedObject) -> str | None:
     """The object's job id; None for folders and the pipeline's own outputs."""
     if item.key.endswith("/") or item.key.startswith(RESERVED_PREFIXES):
@@ -135,6 +142,8 @@ def _admit_one(
         version_id=None,
         uploaded_at=None,
         backfill_id=batch.backfill_id,
+        etag=item.etag.strip('"') if item.etag else None,
+        named=_names_its_job(item.key),
     )
     if recorded is not None:
         count("BackfillJobs", action="new")
@@ -142,6 +151,11 @@ def _admit_one(
     if outcome.action == "rejected":
         count("BackfillJobs", action="rejected")
         return admitted("rejected", outcome.reason.value if outcome.reason else None), None
+    if outcome.action == "superseded":
+        # replaced since the listing: the object in place is another one (with its own event)
+        return admitted("skipped", outcome.detail), None
+    if outcome.action == "replaced":
+        return admitted("conflict", "the job holds another object of this key"), None
     current = ctx.store.get(job_id)
     if current is None or current.object_key not in (None, item.key):
         return admitted("conflict", "another object holds this job id"), None

@@ -193,9 +193,14 @@ class Engine:
         text: str | None = None,
         filename: str | None = None,
         gate: Gate | None = None,
+        always_text: bool = False,
     ) -> ClassificationResult:
         """Classify one recording (the bytes of a file, a path, or decoded audio at the
         manifest's sample rate), with its transcript if there is one.
+
+        `always_text`: run the text model on the transcript even when the gate judges every
+        window regular (the verdict does not change; the result then reports the text
+        model's answer, which the original server's response keys carry).
 
         Raises AudioError for audio that cannot be used (EMPTY_AUDIO, UNSUPPORTED_FORMAT,
         DECODE_FAILED, TOO_SHORT, TOO_LONG, NOT_FINITE, FILE_TOO_LARGE), TextError for text
@@ -213,7 +218,7 @@ class Engine:
         if (
             transcript is not None
             and concurrent
-            and (use_gate == "none" or self.tuning.speculative_text)
+            and (use_gate == "none" or always_text or self.tuning.speculative_text)
         ):
             # the text model does not depend on the audio: tokenizing and the model run beside
             # decoding (the first tokenizing of a request is slow, its tables evicted from
@@ -237,7 +242,7 @@ class Engine:
         skipped: str | None = None
         if transcript is None:
             skipped = "NO_TEXT"
-        elif not run.audio_logits:
+        elif not run.audio_logits and not always_text:
             skipped = "GATE_REGULAR"
             if text_job is not None:
                 text_job.cancel()

@@ -73,7 +73,14 @@ def build_result(
         )
     else:
         audio = AudioResult(gate=w.gate, label=classes[labels.regular_index])
-    text_view = text_result(manifest, text_logits, encoded, skipped, no_text_detail)
+    text_view = text_result(
+        manifest,
+        text_logits,
+        encoded,
+        skipped,
+        no_text_detail,
+        gate_decided=not audio_logits,
+    )
     label = classes[chosen.label_index]
     return ClassificationResult(
         label=label,
@@ -110,6 +117,8 @@ def text_result(
     encoded: EncodedText | None,
     skipped: str | None,
     no_text_detail: str | None,
+    *,
+    gate_decided: bool = False,
 ) -> TextResult:
     from alertfusion.fusion import softmax
 
@@ -136,6 +145,12 @@ def text_result(
         probabilities=probs,
         logits=[float(x) for x in text_logits],
         n_tokens=encoded.n_tokens,
+        detail=(
+            "the binary audio gate judged every window regular; the text model ran for the "
+            "original response keys and did not change the verdict"
+            if gate_decided
+            else None
+        ),
     )
 
 

@@ -87,6 +87,8 @@ class Verdict(BaseModel):
     selected_window: int
     inference_ms: float
     decided_at: UtcDateTime
+    #: the ETag of the bytes classified (the job's object: every read is pinned to it)
+    object_etag: str | None = None
 
     @classmethod
     def from_result(
@@ -97,6 +99,7 @@ class Verdict(BaseModel):
         text_source: Literal["transcribe", "client"] | None = None,
         audio_only_reason: ReasonCode | None = None,
         audio_only_detail: str | None = None,
+        object_etag: str | None = None,
     ) -> Verdict:
         return cls(
             label=result.label,
@@ -115,6 +118,7 @@ class Verdict(BaseModel):
             selected_window=result.selected_window,
             inference_ms=result.timings.total_ms,
             decided_at=decided_at,
+            object_etag=object_etag,
         )
 
 
@@ -152,7 +156,13 @@ class Job(BaseModel):
     etag: str | None = None
     version_id: str | None = None
     container: str | None = None
+    #: the probe's codec where the header names one ("pcm", "pcm_float", "opus"...)
+    codec: str | None = None
     probed_duration_s: float | None = None
+    #: when another object landed under the job's key after the job took its recording
+    #: (the job keeps its own: every read is pinned to `etag`), and that object's ETag
+    object_replaced_at: UtcDateTime | None = None
+    replacement_etag: str | None = None
     #: a transcript supplied by the client at upload time (then Transcribe is skipped)
     client_transcript: str | None = None
     #: the backfill that created the record (alertfusion.backfill), None for uploads
@@ -243,6 +253,7 @@ class UploadInfo:
     version_id: str | None
     uploaded_at: datetime
     container: str | None = None
+    codec: str | None = None
     probed_duration_s: float | None = None
     #: the backfill admitting the object (None for an upload)
     backfill_id: str | None = None
@@ -256,6 +267,7 @@ class UploadInfo:
             "etag": self.etag,
             "version_id": self.version_id,
             "container": self.container,
+            "codec": self.codec,
             "probed_duration_s": self.probed_duration_s,
             "uploaded_at": utc_iso(self.uploaded_at),
             "backfill_id": self.backfill_id,

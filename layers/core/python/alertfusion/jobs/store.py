@@ -186,7 +186,8 @@ class JobStore:
 
         Returns the job; idempotent for the same object (a redelivered event); None when
         the job has moved past RECEIVED or belongs to another object: the key
-        ``POST /uploads`` recorded, or else the first object that claimed the id.
+        ``POST /uploads`` recorded, or else the first object (key and ETag) that claimed
+        the id. A job takes one recording: another object under its key never replaces it.
         """
         moment = now or now_utc()
         up = self._base(JobStatus.RECEIVED, moment, new_record=True)
@@ -198,7 +199,7 @@ class JobStore:
         received = up.value(JobStatus.RECEIVED.value)
         condition = (
             f"attribute_not_exists(job_id) OR (({status} = {pending} OR {status} = {received})"
-            f" AND {self._same_object(up, upload.object_key)})"
+            f" AND {self._same_object(up, upload)})"
         )
         return self._update(job_id, up, condition)
 
@@ -225,7 +226,7 @@ class JobStore:
         # another object named after the same job id must not fail the job
         condition = (
             f"attribute_not_exists(job_id) OR ({self._not_final(up, allow_missing=False)}"
-            f" AND {self._same_object(up, upload.object_key)})"
+            f" AND {self._same_object(up, upload)})"
         )
         return self._update(job_id, up, condition)
 
@@ -346,6 +347,20 @@ class JobStore:
         )
         return self._update(job_id, up, cond)
 
+    def note_replacement(
+        self, job_id: str, etag: str, *, now: datetime | None = None
+    ) -> Job | None:
+        """Another object (ETag `etag`) landed under the key of a job that took its
+        recording already: noted (the first time's moment kept), no state change. The job
+        keeps its own object (its reads are pinned to its ETag). None when the job is
+        missing or `etag` is its own."""
+        up = _Update()
+        up.set("object_replaced_at", utc_iso(now or now_utc()), keep_existing=True)
+        up.set("replacement_etag", etag)
+        own = up.name("etag")
+        cond = f"attribute_exists(job_id) AND attribute_exists({own}) AND {own} <> {up.value(etag)}"
+        return self._update(job_id, up, cond)
+
     def mark_alert_sent(
         self, job_id: str, stage: Stage, *, now: datetime | None = None
     ) -> Job | None:
@@ -387,9 +402,15 @@ class JobStore:
         return up
 
     @staticmethod
-    def _same_object(up: _Update, object_key: str) -> str:
+    def _same_object(up: _Update, upload: UploadInfo) -> str:
+        """The job has no object yet, or this one: the same key and, once the job took an
+        object, the same ETag."""
         name = up.name("object_key")
-        return f"(attribute_not_exists({name}) OR {name} = {up.value(object_key)})"
+        same = f"(attribute_not_exists({name}) OR {name} = {up.value(upload.object_key)})"
+        if upload.etag is None:
+            return same
+        etag = up.name("etag")
+        return f"{same} AND (attribute_not_exists({etag}) OR {etag} = {up.value(upload.etag)})"
 
     def _not_final(self, up: _Update, *, allow_missing: bool) -> str:
         status = up.name("status")

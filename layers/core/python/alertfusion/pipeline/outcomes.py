@@ -8,7 +8,10 @@ from typing import Any, Literal
 from alertfusion.errors import ReasonCode
 from alertfusion.jobs import JobStatus
 
-UploadAction = Literal["accepted", "rejected", "duplicate", "ignored"]
+#: ``replaced``: another object under the key of a job that took its recording (refused);
+#: ``superseded``: the event's object was replaced before it was read (its successor's
+#: event names the job's object)
+UploadAction = Literal["accepted", "rejected", "duplicate", "replaced", "superseded", "ignored"]
 TranscribeAction = Literal["started", "already_started", "skipped", "deferred", "refused"]
 StageAction = Literal[
     "recorded", "already_recorded", "failed", "not_found", "not_ready", "final", "wrong_bundle"

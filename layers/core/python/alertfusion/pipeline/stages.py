@@ -15,7 +15,7 @@ from alertfusion.notify import publish_pending_alerts
 from alertfusion.observability import count, logger, milliseconds
 from alertfusion.pipeline.context import PipelineContext, get_context
 from alertfusion.pipeline.outcomes import StageAction, StageOutcome, TranscribeAction
-from alertfusion.pipeline.storage import _load_audio, _write_result_file
+from alertfusion.pipeline.storage import JobAudio, _load_audio, _write_result_file
 from alertfusion.pipeline.transcription import _ensure_transcription
 from alertfusion.protocols import Classifier
 from alertfusion.result import ClassificationResult
@@ -35,7 +35,11 @@ def _ms_between(start: datetime | None, end: datetime) -> float | None:
 
 def _flush_alerts(ctx: PipelineContext, job: Job) -> tuple[str, ...]:
     sent = publish_pending_alerts(
-        ctx.store, job, events_client=ctx.events, bus_name=ctx.settings.event_bus_name
+        ctx.store,
+        job,
+        events_client=ctx.events,
+        bus_name=ctx.settings.event_bus_name,
+        sleep=ctx.sleep,
     )
     for stage in sent:
         count("EmergencyAlertsSent", stage=stage.value)
@@ -61,18 +65,18 @@ def _classify(
     ctx: PipelineContext,
     job: Job,
     classifier: Classifier,
-    audio: bytes,
+    audio: JobAudio,
     text: str | None,
 ) -> tuple[ClassificationResult, TextError | None]:
     """Classify; a transcript the engine refuses (too long...) gives an audio-only result
     and the TextError that says why."""
     if text is None:
-        return classifier.classify(audio, filename=_filename(job)), None
+        return classifier.classify(audio.data, filename=_filename(job)), None
     try:
-        return classifier.classify(audio, filename=_filename(job), text=text), None
+        return classifier.classify(audio.data, filename=_filename(job), text=text), None
     except TextError as exc:
         logger.warning("transcript refused by the engine", extra={"reason": exc.code.value})
-        return classifier.classify(audio, filename=_filename(job)), exc
+        return classifier.classify(audio.data, filename=_filename(job)), exc
 
 
 def _finish(
@@ -168,6 +172,7 @@ def _client_transcript_stage(
         text_source="client",
         audio_only_reason=text_error.code if text_error else None,
         audio_only_detail=text_error.message if text_error else None,
+        object_etag=audio.etag,
     )
     done = _finish(ctx, job, result, verdict, stage="audio_stage", transcribe_status="SKIPPED")
     return replace(done, alerts_sent=alerts + done.alerts_sent, transcribe="skipped")
@@ -209,13 +214,13 @@ def _run_audio_stage(ctx: PipelineContext, job_id: str, classifier: Classifier) 
     if job.preliminary is None:
         try:
             audio = _load_audio(ctx, job)
-            result = classifier.classify(audio, filename=_filename(job))
+            result = classifier.classify(audio.data, filename=_filename(job))
         except Exception as exc:
             if _is_permanent(exc):
                 assert isinstance(exc, AlertFusionError)
                 return _fail_outcome(ctx, job, exc, "audio_stage")
             raise
-        verdict = Verdict.from_result(result, decided_at=now_utc())
+        verdict = Verdict.from_result(result, decided_at=now_utc(), object_etag=audio.etag)
         latency = _ms_between(job.uploaded_at, verdict.decided_at)
         written = store.set_preliminary(job_id, verdict, latency_ms=latency)
         if written is not None:
@@ -339,12 +344,19 @@ def _finalize_job(
         reason = ReasonCode.TRANSCRIBE_FAILED
         detail = failure_reason or job.transcribe_detail or _failure_reason(ctx, job)
         detail = f"Transcribe failed: {detail}" if detail else "Transcribe failed"
+    if text is not None and job.object_replaced_at is not None:
+        # Transcribe reads the key, not the job's ETag: its transcript may be the other
+        # object's (alertfusion.pipeline.starter)
+        text, reason, detail = None, ReasonCode.OBJECT_REPLACED, _REPLACED_TRANSCRIPT
     try:
         audio = _load_audio(ctx, job)
         result, text_error = _classify(ctx, job, classifier, audio, text)
     except Exception as exc:
         if _is_permanent(exc):
             assert isinstance(exc, AlertFusionError)
+            if exc.code is ReasonCode.OBJECT_REPLACED and job.preliminary is not None:
+                outcome = _finish_replaced(ctx, job, transcribe_status)
+                return replace(outcome, alerts_sent=alerts + outcome.alerts_sent)
             return _fail_outcome(ctx, job, exc, "finalize")
         raise
     if text_error is not None:
@@ -355,6 +367,7 @@ def _finalize_job(
         text_source="transcribe" if text is not None and text_error is None else None,
         audio_only_reason=reason,
         audio_only_detail=detail,
+        object_etag=audio.etag,
     )
     outcome = _finish(
         ctx,
@@ -366,6 +379,31 @@ def _finalize_job(
         transcribe_detail=detail if transcribe_status == "FAILED" else None,
     )
     return replace(outcome, alerts_sent=alerts + outcome.alerts_sent)
+
+
+_REPLACED_TRANSCRIPT = (
+    "another object landed under the job's key while Transcribe ran; Transcribe reads the "
+    "key, so its transcript may describe that object and is not used"
+)
+
+
+def _finish_replaced(
+    ctx: PipelineContext, job: Job, transcribe_status: TerminalStatus
+) -> StageOutcome:
+    """The job's recording was replaced after its preliminary verdict: its final verdict is
+    that audio-only verdict of its own bytes, with reason OBJECT_REPLACED (the transcript is
+    not used: Transcribe may have read the other object)."""
+    assert job.preliminary is not None
+    final = job.preliminary.model_copy(
+        update={
+            "audio_only_reason": ReasonCode.OBJECT_REPLACED,
+            "audio_only_detail": "another object replaced the job's recording; the final "
+            "verdict is its audio-only verdict, the transcript is not used",
+            "decided_at": now_utc(),
+        }
+    )
+    count("JobsReplaced", stage="finalize")
+    return _finish(ctx, job, None, final, stage="finalize", transcribe_status=transcribe_status)
 
 
 def _failure_reason(ctx: PipelineContext, job: Job) -> str | None:
@@ -431,9 +469,10 @@ def _reclassify_job(
     reason: ReasonCode | None = None
     detail: str | None = None
     source: Literal["transcribe", "client"] | None = None
+    replaced = job.final is not None and job.final.audio_only_reason is ReasonCode.OBJECT_REPLACED
     if job.client_transcript is not None:
         text, source = job.client_transcript, "client"
-    elif job.transcribe_status == "COMPLETED":
+    elif job.transcribe_status == "COMPLETED" and not replaced:
         try:
             transcript = read_transcript(ctx.s3, settings.audio_bucket, transcript_key(job_id))
         except TranscriptError as exc:
@@ -465,6 +504,7 @@ def _reclassify_job(
         text_source=source if text is not None and text_error is None else None,
         audio_only_reason=reason,
         audio_only_detail=detail,
+        object_etag=audio.etag,
     )
     written = store.add_version_verdict(job_id, verdict)
     if written is not None:

@@ -1,5 +1,26 @@
 """The starter's step: one S3 upload record → a validated job, its audio-stage task and
-Transcribe (see the package docstring)."""
+Transcribe (see the package docstring).
+
+One recording, one verdict. A job takes exactly one object: the one the starter finds in
+place under the key with the ETag the S3 event announces, read with ``If-Match`` on that
+ETag. The job records it (ETag, and the version id where the bucket has versions) and every
+later read of the job's audio is pinned to it. What happens to other objects:
+
+* The event's object is gone (another object was written over it before the starter read
+  it: S3 answers PreconditionFailed): nothing is recorded for a key that names a job
+  (``superseded``: the event of the object now in place comes too, and that one is the
+  job's); a hand-dropped object, whose job id derives from its ETag, ends FAILED
+  ``OBJECT_REPLACED``.
+* Another object under the key of a job that took its recording already (the presigned POST
+  used twice within its expiry): refused (``replaced``), never classified, no Transcribe
+  job; the job notes it (``object_replaced_at``, ``replacement_etag``) and keeps its
+  recording. Its reads, pinned to its ETag, then fail where the bytes are gone: the audio
+  stage ends it FAILED ``OBJECT_REPLACED``; a final verdict after a replacement is the
+  job's own audio-only verdict with reason ``OBJECT_REPLACED`` (Transcribe reads by key
+  alone, so its transcript may be of the other object). A DONE job keeps its verdict.
+* A hand-dropped key names no job: each object is its own job (its id derives from its
+  ETag), so a replacement there is a new job.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +28,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from alertfusion.aws import S3_NOT_FOUND_CODES, error_code
+from alertfusion.aws import S3_CHANGED_CODES, S3_NOT_FOUND_CODES, error_code
 from alertfusion.errors import AudioError, ReasonCode, TransientError
 from alertfusion.jobs import Job, UploadInfo, now_utc
 from alertfusion.keys import (
@@ -33,6 +54,9 @@ _AUDIO_LIKE_TYPES = frozenset(
 )
 #: an estimated duration (CBR MP3) may be this far off before the bounds refuse it
 _ESTIMATE_SLACK = 0.1
+#: codecs whose samples only decoding can judge (alertfusion.probe.wav): Transcribe waits
+#: for the audio stage
+DECODE_BEFORE_TRANSCRIBE = frozenset({"pcm_float"})
 
 
 def _audio_like(content_type: str | None) -> bool:
@@ -92,8 +116,8 @@ def _validate(
 
 def handle_upload(record: S3EventRecord, *, ctx: PipelineContext | None = None) -> UploadOutcome:
     """One S3 ``ObjectCreated`` record: validate the object (size, type and header probe
-    from S3 itself; the event is not trusted), record the job, queue the audio stage,
-    start Transcribe.
+    from S3 itself, pinned to the event's ETag), record the job, queue the audio stage,
+    start Transcribe (after decoding, for float samples: see `_handle_upload`).
 
     Rejections end the job FAILED with a reason and start nothing. Safe to repeat: a
     redelivered record finds the job and does nothing, or completes what a crashed attempt
@@ -117,24 +141,35 @@ def handle_upload(record: S3EventRecord, *, ctx: PipelineContext | None = None) 
         sequencer=s3_object.get("sequencer"),
     )
     with logger.append_context_keys(job_id=job_id, stage="starter"):
-        outcome = _handle_upload(ctx, record, ref.extension, key, job_id)
+        outcome = _handle_upload(
+            ctx, record, ref.extension, key, job_id, named=ref.named_job_id is not None
+        )
         milliseconds("StageDurationMs", (time.perf_counter() - started) * 1000, stage="starter")
         logger.info("upload handled", extra=outcome.as_dict())
         return outcome
 
 
 def _handle_upload(
-    ctx: PipelineContext, record: S3EventRecord, extension: str, key: str, job_id: str
+    ctx: PipelineContext,
+    record: S3EventRecord,
+    extension: str,
+    key: str,
+    job_id: str,
+    *,
+    named: bool,
 ) -> UploadOutcome:
     settings = ctx.settings
     uploaded_at = _parse_event_time(record.get("eventTime"))
+    s3_object = record.s3.get_object
     outcome, job = record_object(
         ctx,
         key,
         job_id,
         extension,
-        version_id=record.s3.get_object.version_id,
+        version_id=s3_object.version_id,
         uploaded_at=uploaded_at,
+        etag=s3_object.etag or None,
+        named=named,
     )
     if job is None:
         return outcome
@@ -148,6 +183,11 @@ def _handle_upload(
         transcribe = "skipped"
     elif settings.transcribe_policy == "gated":
         transcribe = "deferred"  # the audio stage starts it for a non-regular verdict
+    elif job.codec in DECODE_BEFORE_TRANSCRIBE:
+        # Float samples may be NaN or out of range, which only decoding finds (NOT_FINITE):
+        # the audio stage starts Transcribe once its verdict is recorded, never for a
+        # recording the decoder refuses.
+        transcribe = "deferred"
     else:
         transcribe = _ensure_transcription(ctx, job)
     return UploadOutcome(key, job_id, "accepted", transcribe=transcribe)
@@ -162,13 +202,18 @@ def record_object(
     version_id: str | None,
     uploaded_at: datetime | None,
     backfill_id: str | None = None,
+    etag: str | None = None,
+    named: bool = True,
 ) -> tuple[UploadOutcome, Job | None]:
     """Validate one object of the pipeline's bucket (size, type and header probe, read from
-    S3 itself) and record its job: RECEIVED (the outcome and the job) or FAILED with the
-    reason (the outcome and None). A job that exists already for this object, or that
-    another object claims, is not written (``duplicate``/``ignored``, None). The starter
-    then queues the audio stage and starts Transcribe; a backfill's state machine queues the
-    audio stage itself (alertfusion.backfill). Transient trouble raises."""
+    S3 itself, pinned to `etag` when the event or listing gives one) and record its job:
+    RECEIVED (the outcome and the job) or FAILED with the reason (the outcome and None). A
+    job that exists already for this object, or that another object claims, is not written
+    (``duplicate``/``replaced``/``ignored``, None); an object gone before it was read is
+    ``superseded`` where the key names the job (`named`), else its job ends FAILED (module
+    docstring). The starter then queues the audio stage and starts Transcribe; a backfill's
+    state machine queues the audio stage itself (alertfusion.backfill). Transient trouble
+    raises."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     # No read first: a new upload (the common case) would pay for it; a duplicate finds out
@@ -177,22 +222,39 @@ def record_object(
     now = now_utc()
     uploaded_at = uploaded_at or now
     try:
-        head = read_object_head(ctx.s3, settings.audio_bucket, key, version_id=version_id)
+        head = read_object_head(
+            ctx.s3, settings.audio_bucket, key, version_id=version_id, etag=etag
+        )
     except ClientError as exc:
-        if error_code(exc) in S3_NOT_FOUND_CODES:
-            # deleted (or replaced by a later upload) before this record was handled
-            detail = "the object was deleted before it could be processed"
-            if store.reject(job_id, ReasonCode.OBJECT_NOT_FOUND, detail, now=now) is None:
-                return _not_applied(ctx, key, job_id), None
-            count("JobsFailed", reason=ReasonCode.OBJECT_NOT_FOUND.value, stage="starter")
-            outcome = UploadOutcome(key, job_id, "rejected", ReasonCode.OBJECT_NOT_FOUND, detail)
-            return outcome, None
-        raise TransientError(f"GetObject: {error_code(exc)}") from exc
+        code = error_code(exc)
+        gone: tuple[ReasonCode, str] | None = None
+        if code in S3_NOT_FOUND_CODES:
+            gone = (ReasonCode.OBJECT_NOT_FOUND, "the object was deleted before it was processed")
+        elif code in S3_CHANGED_CODES:
+            gone = (ReasonCode.OBJECT_REPLACED, "another object replaced it before it was read")
+        if gone is None:
+            raise TransientError(f"GetObject: {code}") from exc
+        reason, detail = gone
+        if named and reason is ReasonCode.OBJECT_REPLACED:
+            # the job is the replacing object's, whose own event comes (or came)
+            count("UploadsSuperseded")
+            return UploadOutcome(key, job_id, "superseded", reason, detail), None
+        if store.reject(job_id, reason, detail, now=now) is None:
+            return _not_applied(ctx, key, job_id, etag), None
+        count("JobsFailed", reason=reason.value, stage="starter")
+        return UploadOutcome(key, job_id, "rejected", reason, detail), None
     except BotoCoreError as exc:
         raise TransientError(f"GetObject: {type(exc).__name__}") from exc
     size, content_type = head.size, head.content_type
+    # every later read of this job's audio is pinned to the ETag read here
     reader = S3RangeReader(
-        ctx.s3, settings.audio_bucket, key, size, version_id=version_id, prefetched=head.head
+        ctx.s3,
+        settings.audio_bucket,
+        key,
+        size,
+        version_id=version_id,
+        etag=head.etag,
+        prefetched=head.head,
     )
     probe: ProbeResult | None = None
     rejection: AudioError | None = None
@@ -209,25 +271,36 @@ def record_object(
         version_id=version_id,
         uploaded_at=uploaded_at,
         container=probe.format if probe else None,
+        codec=probe.codec if probe else None,
         probed_duration_s=probe.duration_s if probe else None,
         backfill_id=backfill_id,
     )
     if rejection is not None:
         if store.reject(job_id, rejection.code, rejection.message, upload=upload, now=now) is None:
-            return _not_applied(ctx, key, job_id), None
+            return _not_applied(ctx, key, job_id, head.etag), None
         count("JobsFailed", reason=rejection.code.value, stage="starter")
         return UploadOutcome(key, job_id, "rejected", rejection.code, rejection.message), None
     job = store.receive(job_id, upload, now=now)
     if job is None:
-        return _not_applied(ctx, key, job_id), None
+        return _not_applied(ctx, key, job_id, head.etag), None
     return UploadOutcome(key, job_id, "accepted"), job
 
 
-def _not_applied(ctx: PipelineContext, key: str, job_id: str) -> UploadOutcome:
-    """The job refused the write: a duplicate event, or another object with this job id."""
+def _not_applied(ctx: PipelineContext, key: str, job_id: str, etag: str | None) -> UploadOutcome:
+    """The job refused the write: a duplicate event, another object under the job's key
+    (noted on the job, refused), or another key with this job id."""
     current = ctx.store.get(job_id)
     if current is not None and current.object_key not in (None, key):
         logger.warning("another object claims this job id; ignored")
         return UploadOutcome(key, job_id, "ignored", detail="job belongs to another object")
+    if current is not None and etag and current.etag and current.etag != etag:
+        ctx.store.note_replacement(job_id, etag)
+        count("ObjectsReplaced")
+        logger.warning(
+            "another object under the job's key: refused; the job keeps its recording",
+            extra={"etag": current.etag, "replacement_etag": etag},
+        )
+        detail = f"the job took its recording (ETag {current.etag}) already"
+        return UploadOutcome(key, job_id, "replaced", ReasonCode.OBJECT_REPLACED, detail)
     status = current.status.value if current else "missing"
     return UploadOutcome(key, job_id, "duplicate", detail=f"job is {status}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from alertfusion.aws import error_code
+from alertfusion.aws import error_code, if_match
 
 #: read granularity: one ranged GET fetches at least this much
 BLOCK_BYTES = 64 * 1024
@@ -53,15 +53,22 @@ class ObjectHead:
 
 
 def read_object_head(
-    client: Any, bucket: str, key: str, *, version_id: str | None = None
+    client: Any,
+    bucket: str,
+    key: str,
+    *,
+    version_id: str | None = None,
+    etag: str | None = None,
 ) -> ObjectHead:
     """One ranged ``GetObject`` for the first block: size (from ``Content-Range``),
     Content-Type and ETag come with it, so the starter needs no separate HeadObject.
     S3 answers any range on an empty object with 416 InvalidRange: then HeadObject says
-    what there is. Other errors (NoSuchKey...) propagate."""
+    what there is. With `etag` the read is pinned to that object (``If-Match``): S3 answers
+    PreconditionFailed when the key holds other bytes now. Other errors (NoSuchKey...)
+    propagate."""
     from botocore.exceptions import ClientError
 
-    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, **if_match(etag)}
     if version_id:
         kwargs["VersionId"] = version_id
     try:
@@ -93,7 +100,7 @@ def _etag(response: dict[str, Any]) -> str | None:
 
 class S3RangeReader:
     """Ranged ``GetObject`` calls on one S3 object version (`prefetched`: its first bytes,
-    already read, served without a request)."""
+    already read, served without a request), each pinned to `etag` when given."""
 
     def __init__(
         self,
@@ -103,9 +110,11 @@ class S3RangeReader:
         size: int,
         *,
         version_id: str | None = None,
+        etag: str | None = None,
         prefetched: bytes = b"",
     ) -> None:
         self._client = client
+        self._etag = etag
         self._bucket = bucket
         self._key = key
         self._size = size
@@ -128,6 +137,7 @@ class S3RangeReader:
             "Bucket": self._bucket,
             "Key": self._key,
             "Range": f"bytes={offset}-{end}",
+            **if_match(self._etag),
         }
         if self._version_id:
             kwargs["VersionId"] = self._version_id

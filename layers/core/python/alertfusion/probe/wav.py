@@ -8,6 +8,7 @@ from alertfusion.probe.readers import MAX_CHUNKS, BlockCache
 from alertfusion.probe.result import ProbeResult
 
 _PCM_LIKE = {1, 3, 6, 7}  # PCM, IEEE float, A-law, mu-law: frames = bytes / block_align
+_IEEE_FLOAT = 3
 
 
 def parse_wav(cache: BlockCache, kind: str, start: int, max_seconds: float | None) -> ProbeResult:
@@ -62,8 +63,10 @@ def _wav_result(
         return ProbeResult(fmt, None, detail="fmt chunk has no sample rate or channels")
     if tag in _PCM_LIKE:
         frame = align or channels * max(1, bits // 8)
+        # float samples may be NaN or out of range: only decoding can tell (NOT_FINITE)
+        codec = "pcm_float" if tag == _IEEE_FLOAT else "pcm"
         return ProbeResult(
-            fmt, (data_bytes // frame) / rate, codec="pcm", sample_rate=rate, channels=channels
+            fmt, (data_bytes // frame) / rate, codec=codec, sample_rate=rate, channels=channels
         )
     if fact_samples:
         return ProbeResult(fmt, fact_samples / rate, sample_rate=rate, channels=channels)
