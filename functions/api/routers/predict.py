@@ -12,14 +12,20 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
-from alertfusion.errors import InputError, ReasonCode
+from alertfusion.errors import InputError, NotFoundError, ReasonCode
+from alertfusion.keys import parse_upload_key
 from alertfusion.result import ClassificationResult
+from functions.api.auth import Principal
 from functions.api.deps import (
+    CallerDep,
     ClassifierDep,
     ClassifierProvider,
     PipelineDep,
+    PipelineResources,
     SettingsDep,
-    require_api_key,
+    charge_quota,
+    get_pipeline,
+    require_caller,
 )
 from functions.api.errors import error_responses
 from functions.api.inputs import (
@@ -31,7 +37,7 @@ from functions.api.inputs import (
 )
 from functions.api.models import PredictResponse, PredictS3Request
 
-router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["predict"], dependencies=[Depends(require_caller)])
 
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _FORM_SCHEMA: dict[str, Any] = {
@@ -47,11 +53,12 @@ _FORM_SCHEMA: dict[str, Any] = {
     "/predict",
     response_model=PredictResponse,
     summary="Classify an uploaded recording (+ optional transcript)",
-    responses=error_responses(401, 413, 415, 422, 500, 503),
+    responses=error_responses(401, 413, 415, 422, 429, 500, 503),
 )
 async def predict(
     settings: SettingsDep,
     classifier: ClassifierDep,
+    caller: CallerDep,
     audio_file: Annotated[
         UploadFile,
         File(description="the recording (WAV, FLAC, OGG, MP3, M4A/AAC, 3GP/AMR, WebM)"),
@@ -67,8 +74,19 @@ async def predict(
     audio = await audio_file.read()
     check_audio_bytes(audio, name)
     text = clean_text(text_input, settings.max_text_chars)
+    if caller.is_user:  # the jobs table counts users' predictions (API keys: the usage plan)
+        await run_in_threadpool(charge_quota, get_pipeline(), settings, caller, "predictions")
     result = await run_in_threadpool(_classify, classifier, audio, text, name)
     return PredictResponse.from_result(result)
+
+
+def _check_users_object(pipeline: PipelineResources, key: str, caller: Principal) -> None:
+    """A signed-in user may classify only the recording of one of their own jobs: any other
+    object is 404 OBJECT_NOT_FOUND, as a missing one (no oracle for other users' keys)."""
+    ref = parse_upload_key(key)
+    job = pipeline.store.get(ref.named_job_id) if ref and ref.named_job_id else None
+    if job is None or job.is_deleted or not caller.may_see(job.owner):
+        raise NotFoundError(f"no object {display_name(key)}", code=ReasonCode.OBJECT_NOT_FOUND)
 
 
 def _classify(
@@ -109,7 +127,7 @@ async def predict_s3_body(request: Request) -> PredictS3Request:
     "/predict_s3",
     response_model=PredictResponse,
     summary="Classify a recording already in the pipeline's bucket (+ optional transcript)",
-    responses=error_responses(401, 403, 404, 413, 415, 422, 500, 503),
+    responses=error_responses(401, 403, 404, 413, 415, 422, 429, 500, 503),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -124,6 +142,7 @@ async def predict_s3(
     settings: SettingsDep,
     classifier: ClassifierDep,
     pipeline: PipelineDep,
+    caller: CallerDep,
     body: Annotated[PredictS3Request, Depends(predict_s3_body)],
 ) -> PredictResponse:
     """`s3_key` (or `s3_uri`) + `text_input_s3` (or `text`). Only the pipeline's bucket,
@@ -143,6 +162,9 @@ async def predict_s3(
         )
     text = clean_text(body.text_input_s3 or body.text, settings.max_text_chars)
     name = display_name(key)
+    if caller.is_user:
+        await run_in_threadpool(_check_users_object, pipeline, key, caller)
+    await run_in_threadpool(charge_quota, pipeline, settings, caller, "predictions")
     audio = await run_in_threadpool(
         read_object, pipeline.s3, bucket, key, pipeline.settings.max_upload_bytes
     )
