@@ -74,7 +74,12 @@ class Issuer:
         return {k: v for k, v in claims.items() if v is not None}
 
     def token(
-        self, subject: str = ALICE, *, key: RSAKey | None = None, kid: str | None = None, **claims: Any
+        self,
+        subject: str = ALICE,
+        *,
+        key: RSAKey | None = None,
+        kid: str | None = None,
+        **claims: Any,
     ) -> str:
         header = {"alg": "RS256", "kid": kid or self.kid}
         return jwt.encode(header, self.claims(subject, **claims), key or self.key)
@@ -90,6 +95,7 @@ class Issuer:
         # that lets the token choose its algorithm would check it
         hmac_header = _b64(json.dumps({"alg": "HS256", "kid": self.kid}).encode())
         signed = f"{hmac_header}.{body}".encode()
+        tampered = _b64(json.dumps(self.claims(BOB)).encode())
         mac = hmac.new(self.key.as_pem(private=False), signed, hashlib.sha256).digest()
         return {
             "expired": self.token(exp=now - 3600, iat=now - 7200),
@@ -103,7 +109,7 @@ class Issuer:
             "malformed": "not-a-token",
             "malformed_segments": f"{head}.{body}",
             "garbage_base64": "eyJ!!!.eyJ???.sig",
-            "tampered_payload": f"{head}.{_b64(json.dumps(self.claims(BOB)).encode())}.{_signature}",
+            "tampered_payload": f"{head}.{tampered}.{_signature}",
             "wrong_token_use": self.token(token_use="id", aud=self.client_id, client_id=None),
             "unknown_kid": self.token(kid="rotated-away", key=rsa_key("rotated-away")),
             "not_yet_valid": self.token(nbf=now + 3600, iat=now + 3600),

@@ -21,7 +21,7 @@ from tests.tokens import ALICE, BOB, Issuer, jwks_server, token_settings
 pytestmark = pytest.mark.integration
 
 #: every route that wants a token, and a request that would otherwise pass validation
-PROTECTED = [
+PROTECTED: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/uploads", {"json": {"content_type": "audio/wav"}}),
     ("GET", f"/jobs/{new_job_id()}", {}),
     ("DELETE", f"/jobs/{new_job_id()}", {}),
@@ -143,9 +143,7 @@ def test_another_users_job_is_404_exactly_like_a_missing_one(users: Api, issuer:
     assert users.aws.job(job_id).status.value == "UPLOAD_PENDING"
 
 
-def test_a_users_idempotency_key_never_finds_another_users_job(
-    users: Api, issuer: Issuer
-) -> None:
+def test_a_users_idempotency_key_never_finds_another_users_job(users: Api, issuer: Issuer) -> None:
     headers = {"Idempotency-Key": "recording-1"}
     alice = users.client.post(
         "/uploads",
@@ -233,7 +231,7 @@ def test_uploads_over_the_hourly_quota_are_429_with_retry_after(
     assert store.used(f"user:{ALICE}", "uploads", now)[0] == 2
     create(api, issuer.token(BOB))
     # the job records made: exactly the admitted ones
-    owners = [api.aws.job(i["job_id"]["S"]).owner for i in _job_items(api)]
+    owners = [str(api.aws.job(i["job_id"]["S"]).owner) for i in _job_items(api)]
     assert sorted(owners) == sorted([f"user:{ALICE}"] * 2 + [f"user:{BOB}"])
 
 
@@ -247,7 +245,8 @@ def test_the_daily_quota_says_when_the_day_ends(
     )
     assert refused.status_code == 429 and "1 uploads per day" in error_of(refused)["message"]
     now = datetime.now(UTC)
-    assert int(refused.headers["retry-after"]) >= (next_window(now, "day") - now).total_seconds() - 5
+    until_tomorrow = (next_window(now, "day") - now).total_seconds()
+    assert int(refused.headers["retry-after"]) >= until_tomorrow - 5
 
 
 def test_an_idempotent_replay_does_not_count_again(
