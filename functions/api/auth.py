@@ -23,8 +23,6 @@ import hashlib
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -126,6 +124,9 @@ class TokenRefused(AlertFusionError):
 
 def fetch_json(url: str) -> dict[str, Any]:
     """GET a JSON object (a JWKS or a discovery document); TransientError when it cannot."""
+    import urllib.error
+    import urllib.request  # only when keys are fetched: a cold /jobs in api_key mode never is
+
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
