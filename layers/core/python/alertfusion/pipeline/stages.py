@@ -149,8 +149,7 @@ def _is_permanent(exc: Exception) -> bool:
 def _deleted(
     ctx: PipelineContext, job: Job, stage: Literal["audio_stage", "finalize", "reclassify"]
 ) -> StageOutcome:
-    """The owner deleted the job: nothing is classified, and what a step that ran before the
-    deletion (or Transcribe) left behind is deleted (alertfusion.pipeline.deletion)."""
+    """The owner deleted the job: no verdict; what was left behind goes (pipeline.deletion)."""
     purge_deleted(ctx, job)
     count("DeletedJobEvents", stage=stage)
     logger.info("job deleted: nothing to do but purge", extra={"status": job.status.value})
@@ -326,8 +325,7 @@ def _finalize_job(
     if job is None:
         logger.warning("Transcribe finished for an unknown job")
         return StageOutcome(job_id, "finalize", "not_found")
-    if job.is_deleted:
-        # the late Transcribe event of a deleted job: its transcript and job go, no verdict
+    if job.is_deleted:  # a late Transcribe event: its transcript and job go, no verdict
         return _deleted(ctx, job, "finalize")
     alerts = _flush_alerts(ctx, job)
     if job.final is not None or job.is_final:
