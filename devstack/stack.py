@@ -21,8 +21,7 @@ Where moto differs from AWS and the stack fills the gap, it says so here:
 * presigned POST conditions are not enforced by moto (the API's tests check the policy);
 * moto's state-machine interpreter runs the backfill; what it lacks (Lambda invocations,
   ItemBatcher, failure tolerance, the item reader's pages, redrive) is filled in by
-  devstack.stepfunctions; ``auth="cognito"``: moto's user pool signs real tokens with a key
-  that ships in moto, and has no hosted sign-in (devstack.cognito).
+  devstack.stepfunctions; ``auth="cognito"``: moto's user pool (devstack.cognito).
 
 Every hook into moto's internals is in devstack.moto_hooks, which names the moto version it
 was written for; the stack refuses to start with another.
