@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from functions.api.auth import COGNITO_SCOPE
+from functions.api.settings import COGNITO_SCOPE
 
 #: created with the pool; any other name gets an account on first `make token USER=...`
 DEMO_USERS = ("alice", "bob")

@@ -47,9 +47,6 @@ MAX_TOKEN_CHARS = 8192
 #: what a JWKS or discovery document may weigh
 MAX_DOCUMENT_BYTES = 256 * 1024
 FETCH_TIMEOUT_SECONDS = 5.0
-#: the scope every Cognito access token carries (sign-in through the API or the hosted UI);
-#: the gateway's Cognito authorizer asks for it, which makes it accept access tokens
-COGNITO_SCOPE = "aws.cognito.signin.user.admin"
 #: what every refusal says: nothing that tells a forger which check failed
 REFUSED_MESSAGE = "missing or invalid bearer token"
 REALM = "alertfusion"

@@ -35,6 +35,9 @@ MAX_UPLOAD_URL_SECONDS = 15 * 60
 #: user pool or another OpenID Connect issuer (functions.api.auth)
 AuthMode = Literal["api_key", "cognito", "oidc"]
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+#: the scope every Cognito access token carries (sign-in through the SDK or the hosted UI):
+#: the gateway's Cognito authorizer asks for it, which makes it take access tokens
+COGNITO_SCOPE = "aws.cognito.signin.user.admin"
 
 
 def _https_or_loopback(name: str, url: str, *, loopback_http: bool) -> None:

@@ -8,10 +8,9 @@ from typing import Literal
 from fastapi import APIRouter, Response
 from pydantic import Field
 
-from functions.api.auth import COGNITO_SCOPE
 from functions.api.deps import SettingsDep
 from functions.api.models import _ApiModel
-from functions.api.settings import AuthMode
+from functions.api.settings import COGNITO_SCOPE, AuthMode
 
 router = APIRouter(tags=["auth"])
 
