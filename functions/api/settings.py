@@ -184,7 +184,7 @@ class ApiSettings(BaseSettings):
         if self.auth_jwks_url:
             _https_or_loopback("AUTH_JWKS_URL", self.auth_jwks_url, loopback_http=True)
         if self.auth_hosted_ui_url:
-            _https_or_loopback("AUTH_HOSTED_UI_URL", self.auth_hosted_ui_url, loopback_http=False)
+            _https_or_loopback("AUTH_HOSTED_UI_URL", self.auth_hosted_ui_url, loopback_http=True)
         if self.auth_local_idp_url:
             _https_or_loopback("AUTH_LOCAL_IDP_URL", self.auth_local_idp_url, loopback_http=True)
             if urlsplit(self.auth_local_idp_url).scheme != "http":
