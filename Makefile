@@ -18,7 +18,7 @@ TORCH_INDEX_URL ?=
 PIP_TORCH_INDEX := $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
 LOCKS := locks/pip.txt locks/runtime.txt locks/export.txt locks/dev.txt
 
-.PHONY: setup test test-fast test-bundles lint format demo backfill serve bench synth deploy smoke bundle-demo system-deps lock image-deps clean
+.PHONY: setup test test-fast test-bundles lint format demo backfill serve token bench synth deploy smoke bundle-demo system-deps lock image-deps clean
 
 ## setup: venv + locked Python packages, the pinned CDK CLI, system packages, the demo model
 ## bundle, the tests' tiny bundles
@@ -100,6 +100,11 @@ backfill: setup
 ## serve: the HTTP API on 127.0.0.1:$${PORT:-8000} with the demo bundle and moto as the embedded AWS
 serve: setup
 	$(PY) -m devstack.serve $(ARGS)
+
+## token: an access token (last line) of a demo user of the local stack `make serve ARGS="--auth cognito"`
+## runs on the same PORT; the user (USER=alice) is created on first use
+token: $(VENV)/.installed
+	@$(PY) -m devstack.token --port $${PORT:-8000} $(or $(USER),alice)
 
 ## bench: the seed path (PyTorch + librosa) against this engine; writes build/bench/report.json
 bench: setup

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from alertfusion.keys import DEFAULT_TRANSCRIBE_JOB_PREFIX
 from alertfusion.settings import DEFAULT_TRANSCRIBE_POLICY, TranscribePolicy
@@ -35,6 +36,9 @@ class LocalConfig:
     standin_poll_s: float = 1.0
     #: extra environment for the handlers (e.g. MAX_UPLOAD_BYTES)
     env: dict[str, str] = field(default_factory=dict)
+    #: who the API's end-user routes accept: the API key (as deployed by default), or users
+    #: signed in to a Cognito user pool the stack creates in moto (devstack.cognito)
+    auth: Literal["api_key", "cognito"] = "api_key"
     #: the backfill's sizing and pacing here (alertfusion.backfill.plan.BackfillSettings):
     #: the stand-in has no StartTranscriptionJob rate quota, and a child checks its jobs
     #: every 2 s instead of every 20 s (the local handlers run one at a time: checks of a

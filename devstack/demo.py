@@ -1,6 +1,6 @@
 """`make demo`: one recording through the asynchronous pipeline, end to end, on this machine.
 
-    python -m devstack.demo [--audio FILE --text "..."] [--bundle DIR]
+    python -m devstack.demo [--audio FILE --text "..."] [--bundle DIR] [--auth cognito]
 
 moto is the embedded AWS (devstack/stack.py). The HTTP API runs under uvicorn on a
 free 127.0.0.1 port; the demo calls it like the app does: ``POST /uploads`` → the recording
@@ -8,6 +8,8 @@ over HTTP with the presigned POST → S3 notification → starter → Transcribe
 transcript + completion event from the labelled local Transcribe stand-in → classifier →
 ``GET /jobs/{id}`` until DONE. It prints both verdicts with their per-class probabilities,
 the timings and the time from the upload to each verdict, then stops everything.
+``--auth cognito`` runs it as alice, signed in to a local Cognito user pool (moto's real
+signed tokens): the job is hers, bob's token gets 404 for it, and she deletes it at the end.
 
 Handler logs and EMF metrics go to ``build/local/demo.log``. Exit status: 0 when the job
 ends DONE, 1 when it fails or times out, 2 for bad arguments.
@@ -50,6 +52,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for DONE")
     parser.add_argument("--summary-json", type=Path, help="also write the results as JSON here")
+    parser.add_argument(
+        "--auth",
+        choices=["api_key", "cognito"],
+        default="api_key",
+        help="cognito: the flow as a user signed in to a local Cognito user pool",
+    )
     return parser.parse_args(argv)
 
 
@@ -163,7 +171,9 @@ def run(args: argparse.Namespace, out: Console) -> int:
         )
 
     config = LocalConfig(
-        bundle=str(args.bundle), env={"FUSION_GATE": args.gate} if args.gate else {}
+        bundle=str(args.bundle),
+        env={"FUSION_GATE": args.gate} if args.gate else {},
+        auth=args.auth,
     )
     summary: dict[str, Any] = {"audio": str(audio_path), "bundle": str(args.bundle)}
     with LocalStack(config, on_note=out.step, on_invocation=on_invocation) as stack:
@@ -173,7 +183,11 @@ def run(args: argparse.Namespace, out: Console) -> int:
             f"handlers initialised in {warm['init_ms']:.0f} ms; engine loaded (bundle checked, "
             f"ONNX sessions created) in {warm['engine_ms']:.0f} ms"
         )
-        with ApiServer() as api, httpx.Client(base_url=api.url, timeout=30) as client:
+        headers = _sign_in(out, stack, "alice") if stack.cognito is not None else {}
+        with (
+            ApiServer() as api,
+            httpx.Client(base_url=api.url, timeout=30, headers=headers) as client,
+        ):
             out.step(f"HTTP API on {api.url}")
             created = client.post("/uploads", json={"filename": audio_path.name})
             if created.status_code != 201:
@@ -201,7 +215,10 @@ def run(args: argparse.Namespace, out: Console) -> int:
                 f"{(time.perf_counter() - started) * 1000:.0f} ms)"
             )
             job, seen = _poll(client, job_id, args.timeout, uploaded_epoch)
-        result = _result_file(stack, job_id) if job and job.get("final") else None
+            result = _result_file(stack, job_id) if job and job.get("final") else None
+            if stack.cognito is not None and job is not None:
+                stack.wait_idle(timeout=10)
+                summary["deletion"] = _owner_and_deletion(out, stack, client, job_id)
         stack.wait_idle(timeout=10)
         invocations = list(stack.invocations)
         alerts = stack.alerts()
@@ -214,6 +231,44 @@ def run(args: argparse.Namespace, out: Console) -> int:
     return _report(
         out, args, job, result, seen, uploaded_epoch, invocations, alerts, summary, STANDIN_LABEL
     )
+
+
+def _sign_in(out: Console, stack: Any, user: str) -> dict[str, str]:
+    """Sign `user` in to the local user pool as an app does: the Authorization header."""
+    from devstack.cognito import sign_in
+
+    tokens = sign_in(stack.cognito, user)
+    out.step(
+        f"signed in as {user} (local Cognito user pool {stack.cognito.pool_id}, "
+        f"USER_PASSWORD_AUTH): an RS256 access token valid {tokens['ExpiresIn']} s"
+    )
+    return {"Authorization": f"Bearer {tokens['AccessToken']}"}
+
+
+def _owner_and_deletion(out: Console, stack: Any, client: Any, job_id: str) -> dict[str, Any]:
+    """The job is alice's: bob's token gets 404; alice deletes it and nothing stays."""
+    owner = stack.job(job_id).owner
+    out.step(f"the job records its owner: {owner}")
+    bob = _sign_in(out, stack, "bob")
+    seen_by_bob = client.get(f"/jobs/{job_id}", headers=bob)
+    out.step(f"bob asks for it: {seen_by_bob.status_code} {seen_by_bob.json()['error']['code']}")
+    deleted = client.delete(f"/jobs/{job_id}")
+    deleted.raise_for_status()
+    tombstone = deleted.json()
+    listed = stack.client("s3").list_objects_v2(Bucket=stack.config.bucket).get("Contents", [])
+    left = sorted(o["Key"] for o in listed if job_id in o["Key"])
+    transcribe_left = [n for n in stack.transcribe_job_names() if job_id in n]
+    out.step(
+        f"alice deletes it: {tombstone['status']} at {tombstone['timings']['deleted_at']}; "
+        f"objects left {left or 'none'}, Transcribe jobs left {transcribe_left or 'none'}"
+    )
+    return {
+        "owner": owner,
+        "other_user_status": seen_by_bob.status_code,
+        "status": tombstone["status"],
+        "objects_left": left,
+        "transcribe_jobs_left": transcribe_left,
+    }
 
 
 def _result_file(stack: Any, job_id: str) -> dict[str, Any] | None:

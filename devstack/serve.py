@@ -1,6 +1,6 @@
 """`make serve`: the HTTP API on 127.0.0.1 (port ``PORT`` or 8000) with its pipeline behind it.
 
-    python -m devstack.serve [--port N] [--bundle DIR]
+    python -m devstack.serve [--port N] [--bundle DIR] [--auth cognito]
 
 Local (default): the local stack of devstack/stack.py runs in the same process —
 moto as the embedded AWS, the real starter/classifier/sweeper handlers fed by moto's S3 and
@@ -15,6 +15,10 @@ environment as the Lambda function would (``AUDIO_BUCKET``, ``JOBS_TABLE``,
 to the deployed bucket and the deployed functions process them.
 
 ``API_KEY`` (≥ 16 characters), when set, is checked on every route but ``/healthz``.
+``--auth cognito``: the end-user routes want a signed-in user's token instead, from a
+Cognito user pool in moto with demo users (devstack.cognito); the page signs them in, and
+``make token USER=alice`` prints a token (the pool's whereabouts are in
+``build/local/serve-<port>.json`` while the server runs).
 Handler logs and metrics of the local stack go to ``build/local/serve.log``.
 """
 
@@ -24,6 +28,8 @@ import argparse
 import copy
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +45,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--bundle", type=Path, help="model bundle (default: MODEL_BUNDLE)")
+    parser.add_argument(
+        "--auth",
+        choices=["api_key", "cognito"],
+        default="api_key",
+        help="cognito: signed-in users (a local Cognito user pool) instead of the API key",
+    )
     return parser.parse_args(argv)
 
 
@@ -69,6 +81,27 @@ def _serve(port: int) -> None:
     )
 
 
+@contextmanager
+def _sign_in_state(stack: Any, port: int, err: Any) -> Iterator[None]:
+    """With a user pool: say how to sign in, and leave the pool's whereabouts for
+    `make token` (devstack.token) while the server runs."""
+    if stack.cognito is None:
+        yield
+        return
+    from devstack.cognito import DEMO_PASSWORD, DEMO_USERS, ServeState
+
+    path = ServeState(port=port, pid=os.getpid(), pool=stack.cognito).write()
+    err.write(
+        f"  sign-in: Cognito user pool {stack.cognito.pool_id} in moto; demo users "
+        f"{', '.join(DEMO_USERS)} (password {DEMO_PASSWORD}); "
+        f"a token: make token USER=alice PORT={port}\n"
+    )
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads (see the Makefile)
     args = parse_args(argv)
@@ -96,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         # Powertools' Logger and metrics write to sys.stdout: the log file, not the terminal
         sys.stdout = log
         try:
-            config = LocalConfig(bundle=str(bundle), stuck_after_seconds=30, sweep_interval_s=5)
+            config = LocalConfig(
+                bundle=str(bundle), stuck_after_seconds=30, sweep_interval_s=5, auth=args.auth
+            )
 
             def notes(line: str) -> None:
                 err.write(line + "\n")
@@ -111,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                     "transcripts, other recordings an empty one\n"
                     f"  handler logs: {LOG_FILE.relative_to(REPO)}; Ctrl-C stops everything\n"
                 )
-                _serve(args.port)
+                with _sign_in_state(stack, args.port, err):
+                    _serve(args.port)
         except KeyboardInterrupt:
             pass
         finally:

@@ -21,7 +21,7 @@ Where moto differs from AWS and the stack fills the gap, it says so here:
 * presigned POST conditions are not enforced by moto (the API's tests check the policy);
 * moto's state-machine interpreter runs the backfill; what it lacks (Lambda invocations,
   ItemBatcher, failure tolerance, the item reader's pages, redrive) is filled in by
-  devstack.stepfunctions.
+  devstack.stepfunctions; ``auth="cognito"``: moto's user pool (devstack.cognito).
 
 Every hook into moto's internals is in devstack.moto_hooks, which names the moto version it
 was written for; the stack refuses to start with another.
@@ -39,6 +39,7 @@ from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
+from devstack.cognito import LocalPool, create_pool
 from devstack.config import LocalConfig
 from devstack.handlers import Handlers, Invocation
 from devstack.moto_hooks import (
@@ -87,6 +88,8 @@ class LocalStack:
         self._pumps = Pumps(self, self._handlers)
         self._resources = Resources(self.client, self.config)
         self.endpoint_url = ""
+        #: the Cognito user pool (``auth="cognito"``), after start
+        self.cognito: LocalPool | None = None
         self.notes: list[str] = []
         self.received_alerts: list[dict[str, Any]] = []
         self.standin = TranscribeStandIn(self)
@@ -132,6 +135,12 @@ class LocalStack:
             }
         )
         self._resources.create()
+        if self.config.auth == "cognito":
+            self.cognito = create_pool(
+                self.client("cognito-idp"),
+                endpoint_url=self.endpoint_url,
+                region=self.config.region,
+            )
         self._set_env(self.pipeline_env())
         self._reset_runtime()
         self._handlers.install()
@@ -181,6 +190,7 @@ class LocalStack:
             release_transcribe_progression()
             remove_interpreter_hooks()
         self._clients.clear()
+        self.cognito = None
         self._resources.forget_arns()
         self._restore_env()
         self._reset_runtime()
@@ -223,6 +233,8 @@ class LocalStack:
         }
         if c.bundle is not None:
             env["MODEL_BUNDLE"] = str(c.bundle)
+        if self.cognito is not None:
+            env.update(self.cognito.api_env())
         env.update(c.env)
         return env
 
@@ -248,6 +260,9 @@ class LocalStack:
         reset_context()
         engine_settings.cache_clear()
         backfill_settings.cache_clear()
+        api_settings = sys.modules.get("functions.api.settings")
+        if api_settings is not None:  # the API's own settings (AUTH_* follow the stack)
+            api_settings.api_settings.cache_clear()
         api_deps = sys.modules.get("functions.api.deps")
         if api_deps is not None:  # the API's own cache of the pipeline's clients
             api_deps.reset_pipeline()

@@ -59,9 +59,12 @@ def build_app(app: App, *, core_layer_dir: Path) -> AlertFusionApp:
             description="alertfusion EC2 t2.medium fallback serving the same API",
             config=config,
             refs=refs,
+            api_stack_name=api.stack_name,
             env=env,
         )
         fallback.add_stack_dependency(pipeline)
+        if config.auth == "cognito":
+            fallback.add_stack_dependency(api)  # it imports the user pool's ids
     Tags.of(app).add("project", "alertfusion")
     Tags.of(app).add("stage", config.stage)
     add_rule_packs(app)

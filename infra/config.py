@@ -62,6 +62,7 @@ LOG_RETENTION_DAYS: dict[int, str] = {
 }  # fmt: skip
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_HTTPS_URL = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s?#]*)?$")
 
 
 def _csv_list(value: Any) -> Any:
@@ -217,6 +218,41 @@ class InfraConfig(BaseModel):
         le=1,
         description="share of the account's reservable concurrency this deployment reserves",
     )
+    # ---- end-user identity (functions.api.auth) and per-user quotas (functions.api.quotas) ----
+    auth: Literal["api_key", "cognito", "oidc"] = Field(
+        "api_key",
+        description="who /uploads, /jobs, /predict and /predict_s3 accept: the API key "
+        "(api_key), users of a Cognito user pool the stack creates (cognito), or tokens of "
+        "an existing OpenID Connect issuer (oidc)",
+    )
+    oidc_issuer: str | None = Field(
+        None, description="with auth=oidc: the issuer's URL (https; `iss` of its tokens)"
+    )
+    oidc_audience: CsvList = Field(
+        default_factory=list,
+        description="with auth=oidc: the accepted audiences (`aud`; comma-separated)",
+    )
+    cognito_self_sign_up: bool = Field(
+        True,
+        description="with auth=cognito: people create their own account on the hosted "
+        "sign-in page (e-mail verified); false: only administrators create accounts",
+    )
+    quota_uploads_per_hour: int = Field(
+        limits.QUOTA_UPLOADS_PER_HOUR, ge=1, description="uploads per signed-in user and hour"
+    )
+    quota_uploads_per_day: int = Field(
+        limits.QUOTA_UPLOADS_PER_DAY, ge=1, description="uploads per signed-in user and day"
+    )
+    quota_predictions_per_hour: int = Field(
+        limits.QUOTA_PREDICTIONS_PER_HOUR,
+        ge=1,
+        description="/predict and /predict_s3 calls per signed-in user and hour",
+    )
+    quota_predictions_per_day: int = Field(
+        limits.QUOTA_PREDICTIONS_PER_DAY,
+        ge=1,
+        description="/predict and /predict_s3 calls per signed-in user and day",
+    )
     # ---- backfills (alertfusion.backfill.plan.BackfillSettings reads the same names) ----
     backfill_prefixes: CsvList = Field(
         default_factory=lambda: list(DEFAULT_BACKFILL_PREFIXES),
@@ -244,7 +280,7 @@ class InfraConfig(BaseModel):
         20, ge=1, le=3600, description="seconds between a child workflow's checks of its jobs"
     )
 
-    @field_validator("alarm_email", "account", mode="before")
+    @field_validator("alarm_email", "account", "oidc_issuer", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value in ("", None) else value
@@ -281,6 +317,7 @@ class InfraConfig(BaseModel):
                 f"({concurrency.classifier}) or the API function's ({concurrency.api}) "
                 "reserved concurrency"
             )
+        self._check_auth()
         try:
             self.backfill_settings()
         except ValidationError as exc:
@@ -289,6 +326,23 @@ class InfraConfig(BaseModel):
             if prefix.startswith(("transcripts/", "results/", "backfills/")):
                 raise ValueError(f"backfill_prefixes: {prefix!r} holds the pipeline's outputs")
         return self
+
+    def _check_auth(self) -> None:
+        if self.auth == "oidc":
+            if not self.oidc_issuer or not self.oidc_audience:
+                raise ValueError(
+                    "auth=oidc needs the issuer and the audiences its tokens carry: pass "
+                    "-c oidc_issuer=https://login.example.com -c oidc_audience=<client id>"
+                )
+            if not re.match(
+                r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s?#]*)?$", self.oidc_issuer
+            ):
+                raise ValueError(f"oidc_issuer: {self.oidc_issuer!r} is not an https URL")
+        elif self.oidc_issuer or self.oidc_audience:
+            raise ValueError(f"oidc_issuer and oidc_audience need auth=oidc (auth={self.auth})")
+        for kind in ("uploads", "predictions"):
+            if getattr(self, f"quota_{kind}_per_hour") > getattr(self, f"quota_{kind}_per_day"):
+                raise ValueError(f"quota_{kind}_per_hour is above quota_{kind}_per_day")
 
     def _check_deploy_options(self) -> None:
         if self.fallback and self.architecture != "x86_64":

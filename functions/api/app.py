@@ -21,7 +21,7 @@ from alertfusion.runtime_hooks import prepare_sandbox
 from functions.api.deps import get_classifier_provider
 from functions.api.errors import handle_exception
 from functions.api.middleware import BodyTimeout, ContentLengthLimit, RequestContext, StagePrefix
-from functions.api.routers import backfills, health, jobs, page, predict, uploads
+from functions.api.routers import backfills, health, jobs, page, predict, signin, uploads
 from functions.api.settings import ApiSettings, api_settings
 
 DESCRIPTION = """\
@@ -33,7 +33,10 @@ sexual assault, theft, violence) or not (regular).
   server's paths `POST /s3predict` and `POST /s3predict-label6` (every model, no gate) are
   kept as legacy aliases.
 * Asynchronous: `POST /uploads` gives a presigned POST to upload the recording straight
-  to S3; `GET /jobs/{job_id}` answers the preliminary (audio-only) and final verdicts.
+  to S3; `GET /jobs/{job_id}` answers the preliminary (audio-only) and final verdicts;
+  `DELETE /jobs/{job_id}` deletes the recording, transcript and result.
+* Access: `x-api-key`, or (AUTH_MODE cognito/oidc) a signed-in user's bearer token; a job
+  is its creator's (anyone else: 404), and users have hourly and daily quotas (429).
 * Backfills: `POST /backfills` classifies every recording under a prefix of the bucket
   (Step Functions Distributed Map; `dry_run` estimates first); `GET /backfills/{id}`.
 
@@ -60,7 +63,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     # FastAPI's body limit on every route rather than on the app: the app-level one sits
     # outside the middleware below and turns any answer to a request declaring a larger
     # Content-Length (ContentLengthLimit's 413 included) into its own plain-text 413
-    for module in (health, predict, uploads, jobs, backfills, page):
+    for module in (health, predict, uploads, jobs, backfills, signin, page):
         app.include_router(module.router, max_body_size=settings.max_body_bytes)
     # added innermost first: RequestContext wraps everything
     app.add_middleware(
@@ -71,8 +74,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_allow_origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["content-type", "x-api-key", "idempotency-key", "x-request-id"],
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=[
+                "authorization",
+                "content-type",
+                "x-api-key",
+                "idempotency-key",
+                "x-request-id",
+            ],
             expose_headers=["retry-after", "x-request-id", "location"],
             max_age=600,
         )

@@ -1,18 +1,21 @@
 """Dependencies of the routes (`Depends`, so tests override them): settings, the API key
-check, the engine (loaded lazily, only by the classifying routes) and the AWS resources."""
+check, the caller (API key or bearer token), the engine (loaded lazily, only by the
+classifying routes) and the AWS resources."""
 
 from __future__ import annotations
 
 import hmac
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPBearer
 
 from alertfusion.errors import AlertFusionError, ReasonCode
 from alertfusion.protocols import Classifier
+from functions.api.auth import Principal, TokenRefused, TokenVerifier, bearer_token, log_refusal
 from functions.api.settings import ApiSettings
 
 if TYPE_CHECKING:
@@ -53,6 +56,50 @@ def require_api_key(
         raise AlertFusionError("missing or wrong x-api-key header", code=ReasonCode.UNAUTHORIZED)
 
 
+# documents the bearer token in the schema; the header is read and checked by require_caller
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A signed-in user's access token (AUTH_MODE cognito or oidc): the "
+    "end-user routes want it instead of x-api-key.",
+)
+_verifier_lock = threading.Lock()
+
+
+def get_verifier(request: Request) -> TokenVerifier:
+    """The app's token verifier (its signing keys cached for the process), made on first use."""
+    verifier: TokenVerifier | None = getattr(request.app.state, "verifier", None)
+    if verifier is None:
+        with _verifier_lock:
+            verifier = getattr(request.app.state, "verifier", None)
+            if verifier is None:
+                verifier = TokenVerifier.from_settings(get_settings(request))
+                request.app.state.verifier = verifier
+    return verifier
+
+
+def require_caller(
+    request: Request,
+    settings: SettingsDep,
+    given: Annotated[str | None, Depends(_api_key_header)],
+    _documented: Annotated[Any, Depends(_bearer)],
+) -> Principal:
+    """Who calls the end-user routes (`/uploads`, `/jobs`, `/predict`, `/predict_s3`): with
+    AUTH_MODE api_key the API key's client (checked as `require_api_key` checks it), else the
+    signed-in user of the `Authorization: Bearer` token (functions.api.auth; 401
+    UNAUTHORIZED with one message for every refusal)."""
+    if not settings.uses_tokens:
+        require_api_key(settings, given)
+        return Principal.for_api_key(given)
+    try:
+        return get_verifier(request).verify(bearer_token(request.headers.get("authorization")))
+    except TokenRefused as exc:
+        log_refusal(exc)
+        raise
+
+
+CallerDep = Annotated[Principal, Depends(require_caller)]
+
+
 def _load_engine() -> Classifier:
     # the only place the API imports the engine (and with it numpy, onnxruntime, ...)
     from alertfusion.engine import get_engine
@@ -87,6 +134,13 @@ class PipelineResources:
 
         return aws.s3()
 
+    @property
+    def transcribe(self) -> Any:
+        """The Transcribe client (deleting a job deletes its Transcribe job), on first use."""
+        from alertfusion import aws
+
+        return aws.transcribe()
+
 
 _resources: PipelineResources | None = None
 
@@ -118,6 +172,26 @@ def reset_pipeline() -> None:
 
 
 PipelineDep = Annotated[PipelineResources, Depends(get_pipeline)]
+
+
+def charge_quota(
+    pipeline: PipelineResources,
+    settings: ApiSettings,
+    caller: Principal,
+    kind: Literal["uploads", "predictions"],
+) -> None:
+    """Count one upload or prediction against a signed-in user's hourly and daily quota (429
+    QUOTA_EXCEEDED past it). API keys are governed by API Gateway's usage plan instead."""
+    if not caller.is_user:
+        return
+    from functions.api.quotas import QuotaLimits, QuotaStore
+
+    limits = QuotaLimits(
+        per_hour=getattr(settings, f"quota_{kind}_per_hour"),
+        per_day=getattr(settings, f"quota_{kind}_per_day"),
+    )
+    QuotaStore(pipeline.settings.jobs_table, pipeline.dynamodb).take(caller.owner, kind, limits)
+
 
 _backfills: BackfillService | None = None
 

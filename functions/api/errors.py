@@ -111,7 +111,9 @@ def body_too_large(max_bytes: int, declared: int | None = None) -> AlertFusionEr
 def as_domain_error(exc: Exception) -> tuple[ReasonCode, str, dict[str, str] | None]:
     """(code, message, headers) for any exception the app raises or Starlette raises."""
     if isinstance(exc, AlertFusionError):
-        return exc.code, exc.message, None
+        # e.g. WWW-Authenticate with a 401, Retry-After with a 429
+        headers = exc.details.get("http_headers")
+        return exc.code, exc.message, dict(headers) if isinstance(headers, dict) else None
     if isinstance(exc, RequestValidationError):
         return ReasonCode.INVALID_INPUT, _validation_message(exc), None
     if isinstance(exc, StarletteHTTPException):
@@ -146,10 +148,13 @@ async def handle_exception(request: Request, exc: Exception) -> JSONResponse:
 #: the OpenAPI description of error responses, per status the routes can answer
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
-        401: "missing or wrong `x-api-key` (UNAUTHORIZED)",
+        401: "missing or wrong `x-api-key`, or (AUTH_MODE cognito/oidc) a missing or invalid "
+        "bearer token (UNAUTHORIZED)",
         403: "a location the API may not read (FORBIDDEN_LOCATION)",
         404: "not found (NOT_FOUND, OBJECT_NOT_FOUND, JOB_NOT_FOUND, BACKFILL_NOT_FOUND)",
         413: "body above the limit: use POST /uploads (PAYLOAD_TOO_LARGE, FILE_TOO_LARGE)",
+        429: "the caller's hourly or daily quota is used up; `Retry-After` says when the next "
+        "window opens (QUOTA_EXCEEDED)",
         415: "not audio, judged from the bytes (UNSUPPORTED_FORMAT)",
         422: "invalid fields or unusable audio/text (INVALID_INPUT, EMPTY_AUDIO, "
         "DECODE_FAILED, TOO_SHORT, TOO_LONG, NOT_FINITE, TEXT_TOO_LONG); an Idempotency-Key "

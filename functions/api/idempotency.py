@@ -1,9 +1,10 @@
 """`Idempotency-Key` records of `POST /uploads`, kept in the jobs table.
 
-One item per key: partition key ``idempotency#<sha256 of the key>`` (the client's string
-is never stored), the job id it made, a fingerprint of the request body, and the table's
-TTL attribute. The items have no ``status``, so the ``by_status`` index stays sparse, and
-no job id looks like them (job ids are ULIDs).
+One item per key and caller: partition key ``idempotency#<sha256 of the key>`` (of the
+caller's owner id and the key for a known caller: one user's key never finds another's job;
+the client's string is never stored), the job id it made, a fingerprint of the request
+body, and the table's TTL attribute. The items have no ``status``, so the ``by_status``
+index stays sparse, and no job id looks like them (job ids are ULIDs).
 
 A key is claimed with a conditional put: the first request wins and names the job; a
 repeat with the same body gets the same job, even while the first is still running (both
@@ -44,18 +45,26 @@ class IdempotencyStore:
         self._ttl = timedelta(days=ttl_days)
 
     @staticmethod
-    def item_id(key: str) -> str:
-        return ITEM_PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()
+    def item_id(key: str, owner: str | None = None) -> str:
+        """The item of `key` as `owner` uses it (None, "anonymous": nobody in particular)."""
+        scoped = key if owner in (None, "anonymous") else f"{owner}\n{key}"
+        return ITEM_PREFIX + hashlib.sha256(scoped.encode("utf-8")).hexdigest()
 
     def claim(
-        self, key: str, body_fingerprint: str, new_job_id: str, *, now: datetime | None = None
+        self,
+        key: str,
+        body_fingerprint: str,
+        new_job_id: str,
+        *,
+        owner: str | None = None,
+        now: datetime | None = None,
     ) -> Claim:
-        """The job of `key`: `new_job_id` if this call claimed the key, else the job the
-        first request made (same body) or 422 IDEMPOTENCY_CONFLICT (another body)."""
+        """The job of `owner`'s `key`: `new_job_id` if this call claimed the key, else the
+        job the first request made (same body) or 422 IDEMPOTENCY_CONFLICT (another body)."""
         from botocore.exceptions import ClientError
 
         moment = now or now_utc()
-        item_id = self.item_id(key)
+        item_id = self.item_id(key, owner)
         for _ in range(2):
             try:
                 self._call(
@@ -91,6 +100,19 @@ class IdempotencyStore:
                 )
             return Claim(item["target_job_id"]["S"], replayed=True)
         raise TransientError("the idempotency record kept changing; retry")
+
+    def replay_of(self, key: str, body_fingerprint: str, *, owner: str | None = None) -> bool:
+        """Whether `owner` already made a job with `key` and this body (a replay: it does not
+        count against a quota again)."""
+        item = self._call(
+            "get_item",
+            TableName=self.table_name,
+            Key={"job_id": {"S": self.item_id(key, owner)}},
+            ConsistentRead=True,
+        ).get("Item")
+        if item is None or int(item["expires_at"]["N"]) < int(now_utc().timestamp()):
+            return False
+        return bool(item["fingerprint"]["S"] == body_fingerprint)
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         return call_dynamodb(self._client, self.table_name, operation, **kwargs)

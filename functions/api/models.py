@@ -299,6 +299,9 @@ class JobTimings(_ApiModel):
     final_at: UtcDateTime | None = None
     done_at: UtcDateTime | None = None
     failed_at: UtcDateTime | None = None
+    #: when the owner deleted the job (DELETE /jobs/{id}) and when nothing of it remained
+    deleted_at: UtcDateTime | None = None
+    purged_at: UtcDateTime | None = None
     preliminary_latency_ms: float | None = None
     final_latency_ms: float | None = None
 

@@ -8,11 +8,13 @@ process that only serves `/healthz` needs neither.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from alertfusion import limits
 from alertfusion.keys import UPLOAD_PREFIX
 from alertfusion.limits import MAX_TEXT_CHARS
 from alertfusion.settings import load_settings
@@ -34,6 +36,24 @@ DEFAULT_UPLOAD_URL_SECONDS = 120
 DEFAULT_BODY_TIMEOUT_SECONDS = 60.0
 #: ...and no part of it may be this long in coming
 DEFAULT_BODY_IDLE_SECONDS = 10.0
+
+
+#: who the end-user routes (`/uploads`, `/jobs`, `/predict`, `/predict_s3`) accept: the API
+#: key (the original clients and servers), or a signed-in user's bearer token from a Cognito
+#: user pool or another OpenID Connect issuer (functions.api.auth)
+AuthMode = Literal["api_key", "cognito", "oidc"]
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+#: the scope every Cognito access token carries (sign-in through the SDK or the hosted UI):
+#: the gateway's Cognito authorizer asks for it, which makes it take access tokens
+COGNITO_SCOPE = "aws.cognito.signin.user.admin"
+
+
+def _https_or_loopback(name: str, url: str, *, loopback_http: bool) -> None:
+    parts = urlsplit(url)
+    local = parts.scheme == "http" and parts.hostname in _LOOPBACK
+    if not parts.hostname or not (parts.scheme == "https" or (loopback_http and local)):
+        allowed = "https (or http on 127.0.0.1 for the local stack)" if loopback_http else "https"
+        raise ValueError(f"{name} must be an {allowed} URL, not {url!r}")
 
 
 def _csv(value: Any) -> Any:
@@ -91,7 +111,56 @@ class ApiSettings(BaseSettings):
         15.0, ge=0, le=600, validation_alias="TRANSCRIBE_EXPECTED_SECONDS"
     )
 
-    @field_validator("cors_allow_origins", "predict_s3_prefixes", mode="before")
+    # ---- end-user identity (functions.api.auth) ----
+    auth_mode: AuthMode = Field("api_key", validation_alias="AUTH_MODE")
+    #: the token issuer (`iss`): https://cognito-idp.<region>.amazonaws.com/<pool id>, or the
+    #: OpenID Connect issuer's URL
+    auth_issuer: str | None = Field(None, validation_alias="AUTH_ISSUER")
+    #: accepted audiences (comma-separated): the app client ids (Cognito access tokens carry
+    #: it as `client_id`, ID tokens and other issuers' tokens as `aud`)
+    auth_audience: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="AUTH_AUDIENCE"
+    )
+    #: the `token_use` claim tokens must have (Cognito: `access` unless set); unset for oidc
+    auth_token_use: Literal["access", "id"] | None = Field(None, validation_alias="AUTH_TOKEN_USE")
+    #: a scope tokens must carry in `scope` (what the gateway's authorizer demands too)
+    auth_scope: str | None = Field(None, validation_alias="AUTH_SCOPE")
+    #: where the signing keys are (default: the issuer's; the local stack points at moto)
+    auth_jwks_url: str | None = Field(None, validation_alias="AUTH_JWKS_URL")
+    #: how long fetched signing keys are used before they are fetched again
+    auth_jwks_cache_seconds: int = Field(
+        3600, ge=60, le=86_400, validation_alias="AUTH_JWKS_CACHE_SECONDS"
+    )
+    #: the page's sign-in where deployed: the Cognito domain's base URL (hosted sign-in)
+    auth_hosted_ui_url: str | None = Field(None, validation_alias="AUTH_HOSTED_UI_URL")
+    #: the local stack only: the Cognito API (moto) the page signs demo users in at
+    auth_local_idp_url: str | None = Field(None, validation_alias="AUTH_LOCAL_IDP_URL")
+    auth_demo_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="AUTH_DEMO_USERS"
+    )
+    auth_demo_password: SecretStr | None = Field(None, validation_alias="AUTH_DEMO_PASSWORD")
+
+    # ---- per-user quotas (functions.api.quotas): signed-in users; keys have the usage plan
+    quota_uploads_per_hour: int = Field(
+        limits.QUOTA_UPLOADS_PER_HOUR, ge=1, validation_alias="QUOTA_UPLOADS_PER_HOUR"
+    )
+    quota_uploads_per_day: int = Field(
+        limits.QUOTA_UPLOADS_PER_DAY, ge=1, validation_alias="QUOTA_UPLOADS_PER_DAY"
+    )
+    quota_predictions_per_hour: int = Field(
+        limits.QUOTA_PREDICTIONS_PER_HOUR, ge=1, validation_alias="QUOTA_PREDICTIONS_PER_HOUR"
+    )
+    quota_predictions_per_day: int = Field(
+        limits.QUOTA_PREDICTIONS_PER_DAY, ge=1, validation_alias="QUOTA_PREDICTIONS_PER_DAY"
+    )
+
+    @field_validator(
+        "cors_allow_origins",
+        "predict_s3_prefixes",
+        "auth_audience",
+        "auth_demo_users",
+        mode="before",
+    )
     @classmethod
     def _split(cls, value: Any) -> Any:
         return _csv(value)
@@ -127,10 +196,60 @@ class ApiSettings(BaseSettings):
             raise ValueError("API_KEY must have at least 16 characters")
         return self
 
+    @model_validator(mode="after")
+    def _auth(self) -> ApiSettings:
+        token_settings = {
+            "AUTH_ISSUER": self.auth_issuer,
+            "AUTH_AUDIENCE": self.auth_audience,
+            "AUTH_JWKS_URL": self.auth_jwks_url,
+            "AUTH_HOSTED_UI_URL": self.auth_hosted_ui_url,
+            "AUTH_LOCAL_IDP_URL": self.auth_local_idp_url,
+        }
+        if self.auth_mode == "api_key":
+            given = [name for name, value in token_settings.items() if value]
+            if given:
+                raise ValueError(f"{', '.join(given)} set, but AUTH_MODE is api_key")
+            return self
+        if not self.auth_issuer or not self.auth_audience:
+            raise ValueError(f"AUTH_MODE={self.auth_mode} needs AUTH_ISSUER and AUTH_AUDIENCE")
+        _https_or_loopback("AUTH_ISSUER", self.auth_issuer, loopback_http=False)
+        if self.auth_jwks_url:
+            _https_or_loopback("AUTH_JWKS_URL", self.auth_jwks_url, loopback_http=True)
+        if self.auth_hosted_ui_url:
+            _https_or_loopback("AUTH_HOSTED_UI_URL", self.auth_hosted_ui_url, loopback_http=True)
+        if self.auth_local_idp_url:
+            _https_or_loopback("AUTH_LOCAL_IDP_URL", self.auth_local_idp_url, loopback_http=True)
+            if urlsplit(self.auth_local_idp_url).scheme != "http":
+                raise ValueError("AUTH_LOCAL_IDP_URL is the local stack's moto (http://127.0.0.1)")
+        elif self.auth_demo_users or self.auth_demo_password:
+            raise ValueError("AUTH_DEMO_USERS and AUTH_DEMO_PASSWORD need AUTH_LOCAL_IDP_URL")
+        return self
+
+    @model_validator(mode="after")
+    def _quotas(self) -> ApiSettings:
+        for kind in ("uploads", "predictions"):
+            if getattr(self, f"quota_{kind}_per_hour") > getattr(self, f"quota_{kind}_per_day"):
+                raise ValueError(
+                    f"QUOTA_{kind.upper()}_PER_HOUR is above QUOTA_{kind.upper()}_PER_DAY"
+                )
+        return self
+
     @property
     def checks_api_key(self) -> bool:
         """Whether the app itself checks `x-api-key` (standalone: EC2, local)."""
         return self.api_key_required and self.api_key is not None
+
+    @property
+    def uses_tokens(self) -> bool:
+        """Whether the end-user routes want a signed-in user's bearer token."""
+        return self.auth_mode != "api_key"
+
+    @property
+    def token_use(self) -> Literal["access", "id"] | None:
+        """The `token_use` tokens must carry: Cognito's are typed, access by default."""
+        if self.auth_token_use is None and self.auth_mode == "cognito":
+            return "access"
+        return self.auth_token_use
 
 
 @lru_cache(maxsize=1)

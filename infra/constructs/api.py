@@ -5,13 +5,23 @@ Routes: every resource has ANY with the API key required, and one greedy `{proxy
 every other path to the app. A browser cannot send a key when it loads a page, nor can a
 load balancer's or uptime checker's health probe, so GET alone is key-free on exactly
 KEY_FREE_GET_PATHS: the page (`/`, `/upload`), its assets (`/static/{name}`), the probes
-(`/healthz`, `/readyz`) and the schema (`/openapi.json`: it describes requests every one of
+(`/healthz`, `/readyz`), the schema (`/openapi.json`: it describes requests every one of
 which needs the key, and the fallback, where the app itself checks the key, serves it
-without one too). With `cors_allowed_origins` set, OPTIONS is key-free on every resource as
-well: browsers never send custom headers such as x-api-key on a CORS preflight, so a
-preflight that needs the key fails and no cross-origin call can be made; the app's CORS
-middleware answers it. Key-free methods do not count against a key's quota; the stage's
-throttling limits them like every method.
+without one too) and how to sign in (`/auth/config`: the app client's id and the sign-in
+page's URL, public in any case). With `cors_allowed_origins` set, OPTIONS is key-free on
+every resource as well: browsers never send custom headers such as x-api-key on a CORS
+preflight, so a preflight that needs the key fails and no cross-origin call can be made;
+the app's CORS middleware answers it. Key-free methods do not count against a key's quota;
+the stage's throttling limits them like every method.
+
+End users (`-c auth=cognito|oidc`): the end-user routes END_USER_PATHS (`/uploads`,
+`/jobs/{job_id}`, `/predict`, `/predict_s3`) take a signed-in user's bearer token instead of
+the API key. With `cognito` the stack creates the user pool (infra/constructs/user_pool.py)
+and API Gateway's Cognito authorizer refuses a bad token before the function runs (its 401
+carries the API's error shape); with `oidc` (any other OpenID Connect issuer) no authorizer
+stands in front and the function checks the token itself. It checks it in both modes
+(functions.api.auth): it needs the user's subject, and the EC2 fallback has no gateway.
+`/backfills` and every other path keep the API key (operators, servers).
 
 Size limits: the API answers 413 PAYLOAD_TOO_LARGE above MAX_BODY_BYTES, the largest body
 a synchronous Lambda invocation carries once base64-encoded (the arithmetic is at
@@ -21,19 +31,25 @@ a synchronous Lambda invocation carries once base64-encoded (the arithmetic is a
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, SecretValue
+import json
+
+from aws_cdk import Aws, Duration, RemovalPolicy, SecretValue
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from functions.api.auth import REALM, REFUSED_MESSAGE
+from functions.api.settings import COGNITO_SCOPE
 from infra.config import InfraConfig
-from infra.constructs.audio_bucket import UPLOADS_PREFIX
+from infra.constructs.audio_bucket import EXPIRING_PREFIXES, UPLOADS_PREFIX
 from infra.constructs.backfill import allow_backfill_control, backfill_environment
 from infra.constructs.function_support import (
+    TokenIssuer,
     acknowledge_snapstart_publish,
     acknowledge_xray,
     api_environment,
+    auth_environment,
     engine_environment,
     function_log_group,
     grant_bundle_read,
@@ -44,21 +60,40 @@ from infra.constructs.function_support import (
     pipeline_environment,
     snap_start,
 )
-from infra.constructs.permissions import TABLE_READ_WRITE_ACTIONS, allow_objects, allow_table
+from infra.constructs.permissions import (
+    TABLE_READ_WRITE_ACTIONS,
+    allow_job_deletion,
+    allow_objects,
+    allow_table,
+)
 from infra.constructs.service_image import API_COMMAND, ServiceImage
+from infra.constructs.user_pool import EndUsers
 from infra.nag import acknowledge
 from infra.stacks.shared import PipelineRefs
 
 BINARY_MEDIA_TYPES = ["multipart/form-data", "audio/*", "application/octet-stream"]
 #: The GET routes a browser or a health probe calls without the API key (module docstring).
-KEY_FREE_GET_PATHS = ("/", "/upload", "/static/{name}", "/healthz", "/readyz", "/openapi.json")
+KEY_FREE_GET_PATHS = (
+    "/",
+    "/upload",
+    "/static/{name}",
+    "/healthz",
+    "/readyz",
+    "/openapi.json",
+    "/auth/config",
+)
 #: Errors API Gateway itself answers (missing key, throttling, timeouts) before the app
 #: could add CORS headers to them.
 GATEWAY_ERROR_RESPONSES = (apigw.ResponseType.DEFAULT_4_XX, apigw.ResponseType.DEFAULT_5_XX)
+#: The routes end users call (with `-c auth=cognito|oidc`: a bearer token, no API key).
+END_USER_PATHS = ("/uploads", "/jobs/{job_id}", "/predict", "/predict_s3")
+#: The page the hosted sign-in sends people back to (the Cognito client's callback URL).
+PAGE_PATH = "/upload"
 
 
 class AlertFusionApi(Construct):
-    """`function` (the API Lambda), `api` (REST API), `key` (the client API key), `plan`."""
+    """`function` (the API Lambda), `api` (REST API), `key` (the client API key), `plan`,
+    and with `-c auth=cognito` `users` (the user pool)."""
 
     def __init__(
         self,
@@ -107,6 +142,14 @@ class AlertFusionApi(Construct):
             {UPLOADS_PREFIX: refs.objects_arn(UPLOADS_PREFIX)},
         )
         allow_table(self.role, refs.table_arn, TABLE_READ_WRITE_ACTIONS)
+        # DELETE /jobs/{id}: the recording, transcript, result file and Transcribe job
+        allow_job_deletion(
+            self,
+            self.role,
+            refs.objects_arn,
+            prefixes=EXPIRING_PREFIXES,
+            job_prefix=config.transcribe_job_prefix,
+        )
         allow_backfill_control(
             self,
             self.role,
@@ -124,6 +167,23 @@ class AlertFusionApi(Construct):
         )
 
         self.api = self._rest_api(config)
+        self.users: EndUsers | None = None
+        self.authorizer: apigw.CognitoUserPoolsAuthorizer | None = None
+        if config.auth == "cognito":
+            self.users = EndUsers(
+                self,
+                "Users",
+                config=config,
+                page_url=self.page_url(config),
+                removal_policy=removal_policy,
+            )
+            self.authorizer = apigw.CognitoUserPoolsAuthorizer(
+                self, "UserAuthorizer", cognito_user_pools=[self.users.pool]
+            )
+        self._routes(config)
+        self._gateway_responses(config)
+        for name, value in auth_environment(config, self.token_issuer(config)).items():
+            self.function.add_environment(name, value)
         self.key = self.api.add_api_key(
             "ClientKey",
             description="alertfusion client key (value: the ClientApiKey secret)",
@@ -186,8 +246,6 @@ class AlertFusionApi(Construct):
                 ),
             ),
         )
-        self._routes(api, preflight=bool(config.cors_allowed_origins))
-        self._gateway_cors(api, config.cors_allowed_origins)
         acknowledge(
             api,
             "AwsSolutions-APIG2",
@@ -210,34 +268,87 @@ class AlertFusionApi(Construct):
         )
         return api
 
-    def _routes(self, api: apigw.RestApi, *, preflight: bool) -> None:
-        """GET key-free on KEY_FREE_GET_PATHS; ANY with the key on every resource (so any
-        other method of those paths, and every other path through `{proxy+}`, reaches the
-        app only with the key); OPTIONS key-free everywhere when `preflight`."""
+    def page_url(self, config: InfraConfig) -> str:
+        """The page's URL on the API (`<ApiUrl>upload`), built from the REST API's id and the
+        stage name rather than from the stage resource: the function's environment names the
+        user pool client, whose callback URL this is, and the stage depends on the function
+        through its deployment."""
+        return (
+            f"https://{self.api.rest_api_id}.execute-api.{Aws.REGION}.{Aws.URL_SUFFIX}/"
+            f"{config.stage}{PAGE_PATH}"
+        )
+
+    def token_issuer(self, config: InfraConfig) -> TokenIssuer | None:
+        """Whose tokens the API function accepts (None with the API key mode)."""
+        if self.users is not None:
+            return TokenIssuer(
+                issuer=self.users.issuer,
+                audiences=(self.users.client.user_pool_client_id,),
+                hosted_ui_url=self.users.hosted_ui_url,
+            )
+        if config.auth == "oidc" and config.oidc_issuer:
+            return TokenIssuer(config.oidc_issuer, tuple(config.oidc_audience))
+        return None
+
+    def _routes(self, config: InfraConfig) -> None:
+        """GET key-free on KEY_FREE_GET_PATHS; with auth=cognito|oidc, ANY with a bearer
+        token on END_USER_PATHS (the gateway's Cognito authorizer, or the function alone for
+        oidc); ANY with the key on every other resource (so any other method of those paths,
+        and every other path through `{proxy+}`, reaches the app only with the key);
+        OPTIONS key-free everywhere when browsers of other origins call the API."""
+        api = self.api
+        if config.auth != "api_key":
+            for path in END_USER_PATHS:
+                end_user = api.root.resource_for_path(path)
+                if self.authorizer is not None:
+                    end_user.add_method(
+                        "ANY",
+                        api_key_required=False,
+                        authorizer=self.authorizer,
+                        authorization_type=apigw.AuthorizationType.COGNITO,
+                        authorization_scopes=[COGNITO_SCOPE],
+                    )
+                else:
+                    method = end_user.add_method("ANY", api_key_required=False)
+                    _acknowledge_app_checks_token(method)
         for path in KEY_FREE_GET_PATHS:
             method = api.root.resource_for_path(path).add_method("GET", api_key_required=False)
             _acknowledge_key_free(method, "GET " + path)
         api.root.add_proxy(any_method=False)
         for resource in _tree(api.root):
-            _acknowledge_api_key(resource.add_method("ANY"))
-            if preflight:
+            if resource.node.try_find_child("ANY") is None:
+                _acknowledge_api_key(resource.add_method("ANY"))
+            if config.cors_allowed_origins:
                 options = resource.add_method("OPTIONS", api_key_required=False)
                 _acknowledge_key_free(options, "the CORS preflight (OPTIONS)")
 
-    @staticmethod
-    def _gateway_cors(api: apigw.RestApi, origins: list[str]) -> None:
+    def _gateway_responses(self, config: InfraConfig) -> None:
         """Errors API Gateway answers itself (403 for a missing or wrong key, 429 when
         throttled, 504 on a timeout) carry the allowed origin, so a browser client sees the
         status instead of a bare network error. A gateway response can name only one
         origin (it cannot choose among several per request); with several configured,
-        only the app's own answers carry CORS headers."""
-        if len(origins) != 1:
+        only the app's own answers carry CORS headers. The Cognito authorizer's 401 answers
+        in the API's own error shape, with the same words and challenge as the function's."""
+        origins = config.cors_allowed_origins
+        cors = {"Access-Control-Allow-Origin": f"'{origins[0]}'"} if len(origins) == 1 else {}
+        if self.authorizer is not None:
+            error = {"code": "UNAUTHORIZED", "message": REFUSED_MESSAGE, "request_id": "$ID"}
+            body = json.dumps({"error": error}).replace("$ID", "$context.requestId")
+            challenge = f'Bearer realm="{REALM}", error="invalid_token"'
+            self.api.add_gateway_response(
+                "Unauthorized",
+                type=apigw.ResponseType.UNAUTHORIZED,
+                status_code="401",
+                response_headers={"WWW-Authenticate": f"'{challenge}'", **cors},
+                templates={"application/json": body},
+            )
+        if not cors:
             return
         for response_type in GATEWAY_ERROR_RESPONSES:
-            api.add_gateway_response(
+            self.api.add_gateway_response(
                 f"Cors{response_type.response_type}",
                 type=response_type,
-                response_headers={"Access-Control-Allow-Origin": f"'{origins[0]}'"},
+                response_headers=cors,
             )
 
 
@@ -255,15 +366,28 @@ def _acknowledge_api_key(method: apigw.Method) -> None:
         method,
         "AwsSolutions-APIG4",
         "Clients authenticate with the API key (required on this method) under a usage "
-        "plan with throttling and a quota: the original app's model. Per-user identity is "
-        "outside this service's scope.",
+        "plan with throttling and a quota: servers, operators (/backfills) and, without "
+        "-c auth, the original app. End users sign in on the end-user routes with "
+        "-c auth=cognito|oidc.",
     )
     acknowledge(
         method,
         "AwsSolutions-COG4",
-        "No Cognito user pool: callers are apps holding the client API key, not end users "
-        "signing in (see AwsSolutions-APIG4).",
+        "An API-key method (see AwsSolutions-APIG4): its callers are servers and operators "
+        "holding the client key, not end users; end users' routes take Cognito tokens with "
+        "-c auth=cognito.",
     )
+
+
+def _acknowledge_app_checks_token(method: apigw.Method) -> None:
+    reason = (
+        "auth=oidc: an OpenID Connect issuer other than Cognito, which REST APIs have no "
+        "native authorizer for; the API function verifies the bearer token (signature "
+        "against the issuer's JWKS, issuer, audience, expiry) before any work, answers 401 "
+        "otherwise, and the stage's throttling bounds what unauthenticated calls can cost."
+    )
+    acknowledge(method, "AwsSolutions-APIG4", reason)
+    acknowledge(method, "AwsSolutions-COG4", reason)
 
 
 def _acknowledge_key_free(method: apigw.Method, what: str) -> None:

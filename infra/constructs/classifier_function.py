@@ -14,6 +14,7 @@ from constructs import Construct
 from alertfusion.transcribe import job_state_change_pattern
 from infra.config import InfraConfig
 from infra.constructs.audio_bucket import (
+    EXPIRING_PREFIXES,
     RESULTS_PREFIX,
     TRANSCRIPTS_PREFIX,
     UPLOADS_PREFIX,
@@ -37,9 +38,9 @@ from infra.constructs.function_support import (
 from infra.constructs.jobs_table import JobsTable
 from infra.constructs.permissions import (
     TABLE_READ_WRITE_ACTIONS,
+    allow_job_deletion,
     allow_objects,
     allow_table,
-    allow_transcribe_get,
     allow_transcribe_start,
 )
 from infra.constructs.queues import WORK_MAX_RECEIVE_COUNT, PipelineQueues
@@ -174,6 +175,14 @@ class ClassifierFunction(Construct):
         allow_transcribe_start(
             self, role, bucket_name=bucket.bucket.bucket_name, transcripts_prefix=TRANSCRIPTS_PREFIX
         )
-        allow_transcribe_get(self, role, job_prefix=config.transcribe_job_prefix)
+        # the steps that find a deleted job delete what was written for it meanwhile (a
+        # transcript, a result file) and its Transcribe job (alertfusion.pipeline.deletion)
+        allow_job_deletion(
+            self,
+            role,
+            bucket.objects_arn,
+            prefixes=EXPIRING_PREFIXES,
+            job_prefix=config.transcribe_job_prefix,
+        )
         grant_bundle_read(config, role)
         acknowledge_xray(role)

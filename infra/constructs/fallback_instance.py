@@ -21,15 +21,22 @@ from constructs import Construct
 
 from functions.api.server import KEEP_ALIVE_SECONDS
 from infra.config import InfraConfig
-from infra.constructs.audio_bucket import UPLOADS_PREFIX
+from infra.constructs.audio_bucket import EXPIRING_PREFIXES, UPLOADS_PREFIX
 from infra.constructs.function_support import (
+    TokenIssuer,
     api_environment,
+    auth_environment,
     engine_environment,
     grant_bundle_read,
     log_retention,
     pipeline_environment,
 )
-from infra.constructs.permissions import TABLE_READ_WRITE_ACTIONS, allow_objects, allow_table
+from infra.constructs.permissions import (
+    TABLE_READ_WRITE_ACTIONS,
+    allow_job_deletion,
+    allow_objects,
+    allow_table,
+)
 from infra.constructs.service_image import ASGI_APP, ASGI_PROTOCOL, TASK_ROOT, ServiceImage
 from infra.nag import acknowledge
 from infra.stacks.shared import PipelineRefs
@@ -61,8 +68,12 @@ class FallbackInstance(Construct):
         config: InfraConfig,
         image: ServiceImage,
         refs: PipelineRefs,
+        token_issuer: TokenIssuer | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        #: whose tokens the app accepts with -c auth=cognito|oidc (no hosted sign-in here:
+        #: Cognito redirects only to https pages, and this one is plain HTTP)
+        self.token_issuer = token_issuer
         self.vpc = ec2.Vpc(
             self,
             "Vpc",
@@ -168,6 +179,13 @@ class FallbackInstance(Construct):
             {UPLOADS_PREFIX: refs.objects_arn(UPLOADS_PREFIX)},
         )
         allow_table(role, refs.table_arn, TABLE_READ_WRITE_ACTIONS)
+        allow_job_deletion(
+            self,
+            role,
+            refs.objects_arn,
+            prefixes=EXPIRING_PREFIXES,
+            job_prefix=config.transcribe_job_prefix,
+        )
         grant_bundle_read(config, role)
         acknowledge(
             role,
@@ -191,6 +209,7 @@ class FallbackInstance(Construct):
         environment.update(engine_environment(config))
         # The app checks the key itself here (API_KEY comes from the secret at start).
         environment.update(api_environment(config, gateway_checks_key=False))
+        environment.update(auth_environment(config, self.token_issuer))
         environment.update({"AWS_REGION": region, "AWS_DEFAULT_REGION": region})
         env_lines = "\n".join(f"{key}={value}" for key, value in sorted(environment.items()))
         docker_run = " ".join(

@@ -10,7 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from functions.api.settings import DEFAULT_MAX_BODY_BYTES
+from functions.api.settings import COGNITO_SCOPE, DEFAULT_MAX_BODY_BYTES
 from infra.config import LOG_RETENTION_DAYS, InfraConfig
 from infra.constructs.audio_bucket import UPLOADS_PREFIX
 from infra.nag import acknowledge
@@ -98,6 +98,42 @@ def api_environment(config: InfraConfig, *, gateway_checks_key: bool) -> dict[st
         "MAX_BODY_BYTES": str(DEFAULT_MAX_BODY_BYTES),
         "PREDICT_S3_PREFIXES": ",".join(PREDICT_S3_PREFIXES),
     }
+
+
+@dataclass(frozen=True)
+class TokenIssuer:
+    """Whose tokens the API accepts (`-c auth=cognito|oidc`): the issuer (`iss`), the
+    audiences, and the hosted sign-in the page sends people to (the pool's domain; none on
+    the fallback, whose plain-HTTP page Cognito would not redirect back to)."""
+
+    issuer: str
+    audiences: tuple[str, ...]
+    hosted_ui_url: str | None = None
+
+
+def auth_environment(config: InfraConfig, issuer: TokenIssuer | None) -> dict[str, str]:
+    """What functions.api.auth and functions.api.quotas read: the mode, the issuer (with
+    auth=cognito|oidc) and the per-user quotas. The signing keys are the issuer's own
+    (AUTH_JWKS_URL stays unset: only the local stack points it at moto)."""
+    env = {
+        "AUTH_MODE": config.auth,
+        "QUOTA_UPLOADS_PER_HOUR": str(config.quota_uploads_per_hour),
+        "QUOTA_UPLOADS_PER_DAY": str(config.quota_uploads_per_day),
+        "QUOTA_PREDICTIONS_PER_HOUR": str(config.quota_predictions_per_hour),
+        "QUOTA_PREDICTIONS_PER_DAY": str(config.quota_predictions_per_day),
+    }
+    if config.auth == "api_key":
+        return env
+    if issuer is None:
+        raise ValueError(f"auth={config.auth} needs the token issuer")
+    env["AUTH_ISSUER"] = issuer.issuer
+    env["AUTH_AUDIENCE"] = ",".join(issuer.audiences)
+    if config.auth == "cognito":
+        # what the gateway's Cognito authorizer demands too (it then takes access tokens)
+        env["AUTH_SCOPE"] = COGNITO_SCOPE
+    if issuer.hosted_ui_url:
+        env["AUTH_HOSTED_UI_URL"] = issuer.hosted_ui_url
+    return env
 
 
 def engine_environment(config: InfraConfig) -> dict[str, str]:

@@ -6,6 +6,8 @@ CDK's `bucket.grant_read/put` and `table.grant_*` would add wildcard actions (`s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
@@ -91,9 +93,31 @@ def allow_transcribe_start(
     return policy
 
 
-def allow_transcribe_get(scope: Construct, role: iam.Role, *, job_prefix: str) -> None:
+def allow_transcribe_get(
+    scope: Construct, role: iam.Role, *, job_prefix: str, delete: bool = False
+) -> None:
+    """GetTranscriptionJob on this deployment's jobs; with `delete`, DeleteTranscriptionJob
+    too (deleting a job deletes its Transcribe job: alertfusion.pipeline.deletion)."""
     arn = transcription_job_arn(scope, job_prefix)
-    role.add_to_principal_policy(
-        iam.PolicyStatement(actions=["transcribe:GetTranscriptionJob"], resources=[arn])
-    )
+    actions = ["transcribe:GetTranscriptionJob"]
+    if delete:
+        actions.append("transcribe:DeleteTranscriptionJob")
+    role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=[arn]))
     acknowledge_wildcard_resource(role, role, arn, _TRANSCRIBE_JOB_REASON.format(prefix=job_prefix))
+
+
+def allow_job_deletion(
+    scope: Construct,
+    role: iam.Role,
+    objects_arn: Callable[[str], str],
+    *,
+    prefixes: tuple[str, ...],
+    job_prefix: str | None,
+) -> None:
+    """What deleting a job's data needs: s3:DeleteObject under `prefixes` (of the recording,
+    transcript and result a job may have), and, with `job_prefix`, deleting its Transcribe
+    job. A role that only ever discards one kind of object (the starter: a late upload)
+    gets only that prefix and no Transcribe rights."""
+    allow_objects(role, ["s3:DeleteObject"], {p: objects_arn(p) for p in prefixes})
+    if job_prefix is not None:
+        allow_transcribe_get(scope, role, job_prefix=job_prefix, delete=True)

@@ -25,6 +25,7 @@ from infra.constructs.jobs_table import JobsTable
 from infra.constructs.layers import ZIP_RUNTIME, FunctionLayers
 from infra.constructs.permissions import (
     TABLE_READ_WRITE_ACTIONS,
+    allow_job_deletion,
     allow_objects,
     allow_table,
     allow_transcribe_start,
@@ -93,6 +94,10 @@ class StarterFunction(Construct):
             self.role,
             ["s3:PutObject"],
             {TRANSCRIPTS_PREFIX: bucket.objects_arn(TRANSCRIPTS_PREFIX)},
+        )
+        # an upload for a job its owner deleted is deleted too (alertfusion.pipeline.deletion)
+        allow_job_deletion(
+            self, self.role, bucket.objects_arn, prefixes=(UPLOADS_PREFIX,), job_prefix=None
         )
         allow_table(self.role, table.table.table_arn, TABLE_READ_WRITE_ACTIONS)
         queues.work.grant_send_messages(self.role)

@@ -1,5 +1,6 @@
-"""The sweeper (zip, every 5 minutes): finishes jobs whose Transcribe events were lost and
-fails jobs past the hard timeout."""
+"""The sweeper (zip, every 5 minutes): finishes jobs whose Transcribe events were lost, fails
+jobs past the hard timeout, and finishes the purge of deleted jobs whose Transcribe job was
+still running."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aws_cdk import aws_lambda_destinations as destinations
 from constructs import Construct
 
 from infra.config import REPO_ROOT
+from infra.constructs.audio_bucket import EXPIRING_PREFIXES, AudioBucket
 from infra.constructs.function_support import (
     PipelineFunctionProps,
     acknowledge_destination_not_dlq,
@@ -23,7 +25,7 @@ from infra.constructs.function_support import (
 )
 from infra.constructs.jobs_table import JobsTable
 from infra.constructs.layers import ZIP_RUNTIME, FunctionLayers
-from infra.constructs.permissions import allow_table, allow_transcribe_get
+from infra.constructs.permissions import allow_job_deletion, allow_table
 from infra.constructs.queues import PipelineQueues
 from infra.constructs.starter_function import ZIP_ASSET_EXCLUDES
 
@@ -44,6 +46,7 @@ class SweeperFunction(Construct):
         construct_id: str,
         *,
         props: PipelineFunctionProps,
+        bucket: AudioBucket,
         table: JobsTable,
         queues: PipelineQueues,
         layers: FunctionLayers,
@@ -95,6 +98,14 @@ class SweeperFunction(Construct):
             SWEEPER_TABLE_ACTIONS,
             index_arns=(table.by_status_index_arn,),
         )
-        allow_transcribe_get(self, self.role, job_prefix=config.transcribe_job_prefix)
+        # a deleted job whose Transcribe job ran at the deletion: its transcript, whatever
+        # else remains, and the Transcribe job (alertfusion.pipeline.deletion)
+        allow_job_deletion(
+            self,
+            self.role,
+            bucket.objects_arn,
+            prefixes=EXPIRING_PREFIXES,
+            job_prefix=config.transcribe_job_prefix,
+        )
         queues.work.grant_send_messages(self.role)
         acknowledge_xray(self.role)

@@ -13,7 +13,13 @@ from infra.constructs.alarms import Alarms
 from infra.constructs.api import AlertFusionApi
 from infra.constructs.function_support import service_name
 from infra.constructs.service_image import ServiceImage
-from infra.stacks.shared import PipelineRefs, removal_policy
+from infra.stacks.shared import (
+    USER_POOL_CLIENT_ID,
+    USER_POOL_ID,
+    PipelineRefs,
+    export,
+    removal_policy,
+)
 
 
 class ApiStack(Stack):
@@ -53,3 +59,21 @@ class ApiStack(Stack):
             description="aws apigateway get-api-key --include-value --api-key <id>",
         )
         CfnOutput(self, "ApiFunctionName", value=self.http.function.function_name)
+        users = self.http.users
+        if users is not None:
+            # exported: the fallback checks the same pool's tokens
+            export(self, USER_POOL_ID, users.pool.user_pool_id, "the end users' Cognito pool")
+            export(
+                self,
+                USER_POOL_CLIENT_ID,
+                users.client.user_pool_client_id,
+                "the app client users sign in with (the tokens' audience)",
+            )
+            CfnOutput(
+                self,
+                "SignInUrl",
+                value=f"{users.hosted_ui_url}/login?client_id={users.client.user_pool_client_id}"
+                f"&response_type=code&redirect_uri={self.http.page_url(config)}",
+                description="the hosted sign-in page (the API's page starts it itself)",
+            )
+            CfnOutput(self, "TokenIssuer", value=users.issuer, description="`iss` of the tokens")

@@ -100,6 +100,7 @@ class PipelineStack(Stack):
             self,
             "Sweeper",
             props=props,
+            bucket=self.audio,
             table=self.jobs,
             queues=self.queues,
             layers=layers,

@@ -23,6 +23,9 @@ WORK_QUEUE_URL = "WorkQueueUrl"
 API_KEY_SECRET_ARN = "ClientApiKeySecretArn"
 ALARM_TOPIC_ARN = "AlarmTopicArn"
 BACKFILL_STATE_MACHINE_ARN = "BackfillStateMachineArn"
+#: exported by the API stack with `-c auth=cognito` (the fallback checks the same tokens)
+USER_POOL_ID = "UserPoolId"
+USER_POOL_CLIENT_ID = "UserPoolClientId"
 
 
 def removal_policy(config: InfraConfig) -> RemovalPolicy:
@@ -86,3 +89,21 @@ class PipelineRefs:
 
     def objects_arn(self, prefix: str) -> str:
         return f"{self.bucket_arn}/{prefix}*"
+
+
+@dataclass(frozen=True)
+class UserPoolRefs:
+    """The API stack's user pool as the fallback stack sees it (Fn::ImportValue tokens)."""
+
+    pool_id: str
+    client_id: str
+
+    @classmethod
+    def imported(cls, api_stack_name: str) -> UserPoolRefs:
+        return cls(
+            pool_id=Fn.import_value(export_name(api_stack_name, USER_POOL_ID)),
+            client_id=Fn.import_value(export_name(api_stack_name, USER_POOL_CLIENT_ID)),
+        )
+
+    def issuer(self, stack: Stack) -> str:
+        return f"https://cognito-idp.{stack.region}.{stack.url_suffix}/{self.pool_id}"

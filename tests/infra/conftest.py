@@ -25,6 +25,17 @@ FALLBACK_CIDRS = ("203.0.113.0/24", "198.51.100.7/32")
 ALARM_EMAIL = "ops@example.com"
 CORS_ORIGIN = "https://app.example.com"
 S3_BUNDLE = "s3://models-example-bucket/alertfusion/v1"
+OIDC_ISSUER = "https://login.example.com/tenant-1"
+OIDC_AUDIENCE = "alertfusion-app"
+#: end users in a Cognito user pool, with the fallback checking the same tokens
+COGNITO_OVERRIDES = {
+    "auth": "cognito",
+    "fallback": "true",
+    "fallback_allowed_cidrs": ",".join(FALLBACK_CIDRS),
+    "cors_allowed_origins": CORS_ORIGIN,
+}
+#: end users of another OpenID Connect issuer
+OIDC_OVERRIDES = {"auth": "oidc", "oidc_issuer": OIDC_ISSUER, "oidc_audience": OIDC_AUDIENCE}
 
 
 def cdk_json_context() -> dict[str, Any]:
@@ -148,6 +159,28 @@ def synth_s3_bundle(tmp_path_factory: pytest.TempPathFactory, core_layer_dir: Pa
         tmp_path_factory.mktemp("cdk.out-s3"),
         core_layer_dir,
         {"stage": TEST_STAGE, "bundle": S3_BUNDLE, "removal_policy": "destroy"},
+        components=("pipeline", "api"),
+    )
+
+
+@pytest.fixture(scope="session")
+def synth_cognito(tmp_path_factory: pytest.TempPathFactory, core_layer_dir: Path) -> Synth:
+    """`-c auth=cognito`: the stack's user pool, its authorizer, the fallback on its tokens."""
+    return synthesize(
+        tmp_path_factory.mktemp("cdk.out-cognito"),
+        core_layer_dir,
+        {"stage": TEST_STAGE, "bundle": S3_BUNDLE, **COGNITO_OVERRIDES},
+        components=("pipeline", "api", "fallback"),
+    )
+
+
+@pytest.fixture(scope="session")
+def synth_oidc(tmp_path_factory: pytest.TempPathFactory, core_layer_dir: Path) -> Synth:
+    """`-c auth=oidc`: an existing OpenID Connect issuer; the function checks its tokens."""
+    return synthesize(
+        tmp_path_factory.mktemp("cdk.out-oidc"),
+        core_layer_dir,
+        {"stage": TEST_STAGE, "bundle": S3_BUNDLE, **OIDC_OVERRIDES},
         components=("pipeline", "api"),
     )
 

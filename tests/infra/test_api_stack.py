@@ -35,9 +35,17 @@ def test_binary_media_types_keep_multipart_and_audio_bodies_intact(synth: Synth)
 
 
 #: GET routes a browser (the page) or a health probe calls: no API key on them
-KEY_FREE_GET = {"/", "/upload", "/static/{name}", "/healthz", "/readyz", "/openapi.json"}
-#: every resource of the API: the key-free paths, their parent /static, the greedy proxy
-ALL_PATHS = KEY_FREE_GET | {"/static", "/{proxy+}"}
+KEY_FREE_GET = {
+    "/",
+    "/upload",
+    "/static/{name}",
+    "/healthz",
+    "/readyz",
+    "/openapi.json",
+    "/auth/config",
+}
+#: every resource of the API: the key-free paths, their parents /static and /auth, the proxy
+ALL_PATHS = KEY_FREE_GET | {"/static", "/auth", "/{proxy+}"}
 
 
 @pytest.mark.parametrize("fixture", ["synth", "synth_s3_bundle"])
@@ -95,13 +103,14 @@ def _app_routes(routes: list[Any]) -> list[Any]:
 
 
 def _route_needs_key(route: Any) -> bool:
-    """Whether the app's route depends on `require_api_key` (directly or through others)."""
-    from functions.api.deps import require_api_key
+    """Whether the app's route depends on `require_api_key` or `require_caller` (the key,
+    or with AUTH_MODE cognito/oidc a bearer token), directly or through others."""
+    from functions.api.deps import require_api_key, require_caller
 
     pending = list(getattr(getattr(route, "dependant", None), "dependencies", []))
     while pending:
         dependency = pending.pop()
-        if dependency.call is require_api_key:
+        if dependency.call in (require_api_key, require_caller):
             return True
         pending += dependency.dependencies
     return False
@@ -235,7 +244,21 @@ def test_outputs_give_the_url_and_the_key_id(synth: Synth) -> None:
 # ---- the API function's settings ---------------------------------------------------------
 
 #: ApiSettings fields whose app default is right in AWS (infra.constructs.function_support)
-DEFAULTS_KEPT = {"MAX_TEXT_CHARS", "UPLOAD_URL_EXPIRES_SECONDS", "TRANSCRIBE_EXPECTED_SECONDS"}
+DEFAULTS_KEPT = {
+    "MAX_TEXT_CHARS",
+    "UPLOAD_URL_EXPIRES_SECONDS",
+    "TRANSCRIBE_EXPECTED_SECONDS",
+    # the issuer's own keys, cached an hour; Cognito's tokens are access tokens unless set
+    "AUTH_JWKS_URL",
+    "AUTH_JWKS_CACHE_SECONDS",
+    "AUTH_TOKEN_USE",
+    # the local stack's sign-in only (moto)
+    "AUTH_LOCAL_IDP_URL",
+    "AUTH_DEMO_USERS",
+    "AUTH_DEMO_PASSWORD",
+}
+#: set by the stack with -c auth=cognito|oidc only (tests/infra/test_auth_stack.py)
+SET_WITH_TOKENS = {"AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_SCOPE", "AUTH_HOSTED_UI_URL"}
 #: the synchronous Lambda invocation payload limit (bytes of event JSON)
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
 #: API Gateway's request-header cap, counted twice (headers + multiValueHeaders)
@@ -287,7 +310,8 @@ def test_every_api_setting_is_either_set_by_the_stack_or_a_chosen_default(synth:
         variable = str(field.validation_alias)
         if variable == "API_KEY":
             continue  # behind API Gateway: none (the fallback sets it)
-        assert (variable in env) != (variable in DEFAULTS_KEPT), f"{name}: decide {variable}"
+        decided = variable in DEFAULTS_KEPT | SET_WITH_TOKENS
+        assert (variable in env) != decided, f"{name}: decide {variable}"
 
 
 def test_body_limit_fits_a_synchronous_lambda_invocation(synth: Synth) -> None:

@@ -10,8 +10,10 @@ import pytest
 
 from tests.infra.conftest import (
     ALARM_EMAIL,
+    COGNITO_OVERRIDES,
     CORS_ORIGIN,
     FALLBACK_CIDRS,
+    OIDC_OVERRIDES,
     S3_BUNDLE,
     TEST_STAGE,
     Synth,
@@ -20,7 +22,7 @@ from tests.infra.conftest import (
 
 pytestmark = pytest.mark.infra
 
-SYNTHS = ["synth", "synth_s3_bundle", "synth_options"]
+SYNTHS = ["synth", "synth_s3_bundle", "synth_options", "synth_cognito", "synth_oidc"]
 
 
 @pytest.mark.parametrize("fixture", SYNTHS)
@@ -88,8 +90,10 @@ def _violations(app: Any) -> set[tuple[str, str]]:
             "cors_allowed_origins": CORS_ORIGIN,
         },
         {"bundle": S3_BUNDLE, "removal_policy": "destroy"},
+        {"bundle": S3_BUNDLE, **COGNITO_OVERRIDES},
+        {"bundle": S3_BUNDLE, **OIDC_OVERRIDES},
     ],
-    ids=["full", "s3-bundle"],
+    ids=["full", "s3-bundle", "cognito", "oidc"],
 )
 def test_every_acknowledgment_is_narrow_reasoned_and_matches_a_finding(
     monkeypatch: pytest.MonkeyPatch,

@@ -160,3 +160,52 @@ def test_settings_the_functions_read_default_to_the_functions_own_defaults() -> 
 def test_every_setting_is_documented() -> None:
     for name in SETTINGS:
         assert InfraConfig.model_fields[name].description, name
+
+
+S3 = "s3://models-example/alertfusion/v1"
+
+
+def test_end_users_are_off_by_default_and_oidc_needs_its_issuer() -> None:
+    assert load_config({"bundle": S3}).auth == "api_key"
+    assert load_config({"bundle": S3, "auth": "cognito"}).cognito_self_sign_up is True
+    config = load_config(
+        {
+            "bundle": S3,
+            "auth": "oidc",
+            "oidc_issuer": "https://login.example.com/tenant",
+            "oidc_audience": "app-1, app-2",
+        }
+    )
+    assert config.oidc_audience == ["app-1", "app-2"]
+    message = _error({"bundle": S3, "auth": "oidc"})
+    assert "-c oidc_issuer=" in message and "oidc_audience" in message
+
+
+@pytest.mark.parametrize(
+    ("context", "fragment"),
+    [
+        ({"auth": "saml"}, "auth"),
+        (
+            {"auth": "oidc", "oidc_issuer": "http://login.example.com", "oidc_audience": "a"},
+            "is not an https URL",
+        ),
+        ({"oidc_issuer": "https://login.example.com"}, "need auth=oidc"),
+        ({"auth": "cognito", "oidc_audience": "a"}, "need auth=oidc"),
+        ({"quota_uploads_per_hour": "300"}, "quota_uploads_per_hour is above"),
+        ({"quota_predictions_per_day": "0"}, "quota_predictions_per_day"),
+    ],
+)
+def test_invalid_auth_settings_name_the_key(context: dict[str, object], fragment: str) -> None:
+    assert fragment in _error({"bundle": S3, **context})
+
+
+def test_the_quota_defaults_are_the_apis_own() -> None:
+    from functions.api.settings import ApiSettings
+
+    for name in (
+        "quota_uploads_per_hour",
+        "quota_uploads_per_day",
+        "quota_predictions_per_hour",
+        "quota_predictions_per_day",
+    ):
+        assert InfraConfig.model_fields[name].default == ApiSettings.model_fields[name].default

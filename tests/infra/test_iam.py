@@ -122,10 +122,12 @@ def test_starter_reads_uploads_writes_transcripts_starts_transcribe_and_nothing_
         | XRAY
         | SQS_SEND
         | TABLE_RW
-        | {"s3:GetObject", "s3:PutObject", "transcribe:StartTranscriptionJob"}
+        | {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "transcribe:StartTranscriptionJob"}
     )
     assert _object_prefixes(statements, "s3:GetObject") == {"/uploads/*"}
     assert _object_prefixes(statements, "s3:PutObject") == {"/transcripts/*"}
+    # an upload for a job its owner deleted (a presigned POST issued before) goes too
+    assert _object_prefixes(statements, "s3:DeleteObject") == {"/uploads/*"}
     queues = {ref_id(r) for r in resources_for(statements, "sqs:SendMessage")}
     template = synth.templates["pipeline"]
     assert queues == {
@@ -161,6 +163,7 @@ def test_classifier_permissions(synth: Synth) -> None:
             "transcribe:StartTranscriptionJob",
             "transcribe:GetTranscriptionJob",
         }
+        | JOB_DELETION
     )
     # archive/: recordings a backfill brings in (infra/constructs/backfill.py); Transcribe
     # reads them with the classifier's role too
@@ -180,6 +183,7 @@ def test_classifier_permissions(synth: Synth) -> None:
     (job_arn,) = resources_for(statements, "transcribe:GetTranscriptionJob")
     assert join_suffix(job_arn) == ":transcription-job/alert-*"
     _assert_transcribe_start_is_pinned_to_the_bucket(synth, statements)
+    _assert_deletes_only_job_data(statements)
 
 
 def test_sweeper_queries_the_index_updates_jobs_asks_transcribe_and_sends_tasks(
@@ -197,9 +201,31 @@ def test_sweeper_queries_the_index_updates_jobs_asks_transcribe_and_sends_tasks(
             "dynamodb:ConditionCheckItem",
             "transcribe:GetTranscriptionJob",
         }
+        | JOB_DELETION  # finishing the purge of a job deleted while Transcribe ran
     )
     (query_resource,) = resources_for(statements, "dynamodb:Query")
     assert join_suffix(query_resource) == "/index/by_status"
+    _assert_deletes_only_job_data(statements)
+
+
+#: what deleting a job's data needs (DELETE /jobs/{id}, and the steps that find a tombstone)
+JOB_DELETION = {
+    "s3:DeleteObject",
+    "transcribe:GetTranscriptionJob",
+    "transcribe:DeleteTranscriptionJob",
+}
+
+
+def _assert_deletes_only_job_data(statements: list[dict[str, Any]]) -> None:
+    """Deletion reaches the recording, transcript and result prefixes and this deployment's
+    Transcribe jobs, nothing else (no archive/, no backfills/, no other job names)."""
+    assert _object_prefixes(statements, "s3:DeleteObject") == {
+        "/uploads/*",
+        "/transcripts/*",
+        "/results/*",
+    }
+    (job_arn,) = resources_for(statements, "transcribe:DeleteTranscriptionJob")
+    assert join_suffix(job_arn) == ":transcription-job/alert-*"
 
 
 #: what starting and watching backfills needs (POST /backfills, GET /backfills/{id})
@@ -216,8 +242,9 @@ BACKFILL_CONTROL = {
 def test_api_presigns_and_reads_uploads_and_uses_the_table_only(synth: Synth) -> None:
     statements = _function_statements(synth, "api", "HttpFunction")
     assert allowed_actions(statements) == (
-        LOGS | XRAY | TABLE_RW | {"s3:GetObject", "s3:PutObject"} | BACKFILL_CONTROL
+        LOGS | XRAY | TABLE_RW | {"s3:GetObject", "s3:PutObject"} | BACKFILL_CONTROL | JOB_DELETION
     )
+    _assert_deletes_only_job_data(statements)
     uploads = {
         "Fn::Join": [
             "",
@@ -241,6 +268,7 @@ def test_fallback_instance_has_the_api_rights_plus_image_pull_key_and_logs(synth
     assert allowed_actions(statements) == (
         LOGS
         | TABLE_RW
+        | JOB_DELETION
         | {"s3:GetObject", "s3:PutObject", "secretsmanager:GetSecretValue"}
         | {
             "ecr:GetAuthorizationToken",
@@ -252,6 +280,7 @@ def test_fallback_instance_has_the_api_rights_plus_image_pull_key_and_logs(synth
     assert resources_for(statements, "secretsmanager:GetSecretValue") == [
         {"Fn::ImportValue": "alertfusion-test-pipeline-ClientApiKeySecretArn"}
     ]
+    _assert_deletes_only_job_data(statements)
 
 
 def test_an_s3_bundle_is_readable_by_the_image_functions_only(synth_s3_bundle: Synth) -> None:

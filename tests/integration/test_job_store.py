@@ -156,3 +156,52 @@ def test_stuck_query_uses_the_status_index(aws: AwsEnv) -> None:
     assert store.stuck(JobStatus.RECEIVED, cutoff) == old[1:]
     assert aws.job(old[0]).sweep_count == 1
     assert not store.mark_swept(moved, JobStatus.RECEIVED, now=NOW)
+
+
+def test_a_tombstone_replaces_the_record_and_refuses_every_pipeline_write(aws: AwsEnv) -> None:
+    store, job_id = aws.store, new_job_id()
+    key = f"uploads/{job_id}.wav"
+    store.create_pending(job_id, object_key=key, client_transcript="비밀", owner="user:alice")
+    store.receive(job_id, upload(key))
+    store.mark_transcribing(job_id, f"alert-{job_id}")
+    store.set_preliminary(job_id, verdict("help"), latency_ms=10.0)
+    store.mark_alert_sent(job_id, Stage.PRELIMINARY)
+    seen = aws.job(job_id)
+
+    # a stale copy (the job moved on since it was read) is not written over
+    store.note_transcribe(job_id, "STARTED", detail="still running")
+    assert store.tombstone(seen) is None
+    fresh = aws.job(job_id)
+    tombstone = store.tombstone(fresh)
+    assert tombstone is not None and tombstone.status is JobStatus.DELETING
+    assert (tombstone.owner, tombstone.object_key, tombstone.created_at) == (
+        "user:alice",
+        key,
+        fresh.created_at,
+    )
+    assert tombstone.expires_at == fresh.expires_at  # the record's TTL still ends it
+    stored = aws.job(job_id)
+    assert stored.preliminary is None and stored.client_transcript is None
+    assert stored.alert_preliminary_sent_at is None and stored.deleted_at is not None
+    assert store.tombstone(stored) is None  # deleted already
+
+    # nothing the pipeline does applies to it any more
+    assert store.receive(job_id, upload(key)) is None
+    assert store.reject(job_id, ReasonCode.TOO_SHORT, "late") is None
+    assert store.reject(job_id, ReasonCode.TOO_SHORT, "late", upload=upload(key)) is None
+    assert store.fail(job_id, ReasonCode.TIMEOUT, "late") is None
+    assert store.mark_transcribing(job_id, f"alert-{job_id}") is None
+    assert store.note_transcribe(job_id, "COMPLETED") is None
+    assert store.set_preliminary(job_id, verdict("theft"), latency_ms=1.0) is None
+    assert store.finish(job_id, verdict("violence"), latency_ms=1.0) is None
+    assert store.add_version_verdict(job_id, verdict("help")) is None
+    assert store.mark_alert_sent(job_id, Stage.FINAL) is None
+    with pytest.raises(JobStateError):
+        store.create_pending(job_id)
+    assert aws.job(job_id).model_dump(exclude={"updated_at"}) == stored.model_dump(
+        exclude={"updated_at"}
+    )
+
+    purged = store.mark_purged(job_id)
+    assert purged is not None and purged.status is JobStatus.DELETED and purged.purged_at
+    assert store.mark_purged(job_id) is None  # once

@@ -1,4 +1,8 @@
-"""`GET /jobs/{job_id}`: status, verdicts, reason codes and timings of a job."""
+"""`GET /jobs/{job_id}`: status, verdicts, reason codes and timings of a job;
+`DELETE /jobs/{job_id}`: its recording, transcript, result file and Transcribe job deleted.
+
+A job is its owner's (alertfusion.jobs.Job.owner): anyone else gets 404 JOB_NOT_FOUND, as
+for an id that does not exist, never 403 (which would confirm the id exists)."""
 
 from __future__ import annotations
 
@@ -10,12 +14,36 @@ from starlette.concurrency import run_in_threadpool
 from alertfusion.errors import NotFoundError, ReasonCode
 from alertfusion.jobs import Job, now_utc
 from alertfusion.keys import JOB_ID_RE
-from functions.api.deps import PipelineDep, SettingsDep, require_api_key
+from functions.api.auth import Principal
+from functions.api.deps import (
+    CallerDep,
+    PipelineDep,
+    PipelineResources,
+    SettingsDep,
+    require_caller,
+)
 from functions.api.errors import error_responses
 from functions.api.models import JobFailure, JobObject, JobTimings, JobTranscribe, JobView
 from functions.api.polling import retry_after
 
-router = APIRouter(tags=["jobs"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["jobs"], dependencies=[Depends(require_caller)])
+
+JobIdPath = Annotated[
+    str,
+    Path(
+        pattern=JOB_ID_RE.pattern,
+        description="the 26-character id `POST /uploads` answered (anything else: 422)",
+        examples=["01JD3W7Q5V2ZK8F9X4M6N0P1RS"],
+    ),
+]
+
+
+def _callers_job(pipeline: PipelineResources, job_id: str, caller: Principal) -> Job:
+    """The job, if it is the caller's; JOB_NOT_FOUND for a missing job and for another's."""
+    job = pipeline.store.get(job_id)
+    if job is None or not caller.may_see(job.owner):
+        raise NotFoundError(f"no job {job_id}", code=ReasonCode.JOB_NOT_FOUND)
+    return job
 
 
 def job_view(job: Job, retry: int | None) -> JobView:
@@ -59,6 +87,8 @@ def job_view(job: Job, retry: int | None) -> JobView:
             final_at=job.final_at,
             done_at=job.done_at,
             failed_at=job.failed_at,
+            deleted_at=job.deleted_at,
+            purged_at=job.purged_at,
             preliminary_latency_ms=job.preliminary_latency_ms,
             final_latency_ms=job.final_latency_ms,
         ),
@@ -74,25 +104,53 @@ def job_view(job: Job, retry: int | None) -> JobView:
     responses=error_responses(401, 404, 422, 500, 503),
 )
 async def get_job(
-    job_id: Annotated[
-        str,
-        Path(
-            pattern=JOB_ID_RE.pattern,
-            description="the 26-character id `POST /uploads` answered (anything else: 422)",
-            examples=["01JD3W7Q5V2ZK8F9X4M6N0P1RS"],
-        ),
-    ],
+    job_id: JobIdPath,
     response: Response,
     pipeline: PipelineDep,
     settings: SettingsDep,
+    caller: CallerDep,
 ) -> JobView:
     """While the job is not final the answer carries `Retry-After` (seconds; see
-    `retry_after_seconds`). Unknown ids are 404 JOB_NOT_FOUND."""
-    job = await run_in_threadpool(pipeline.store.get, job_id)
-    if job is None:
-        raise NotFoundError(f"no job {job_id}", code=ReasonCode.JOB_NOT_FOUND)
+    `retry_after_seconds`). Unknown ids, and another caller's jobs, are 404 JOB_NOT_FOUND; a
+    deleted job answers its tombstone (status DELETING or DELETED, `timings.deleted_at`)."""
+    job = await run_in_threadpool(_callers_job, pipeline, job_id, caller)
     retry = retry_after(job, now_utc(), settings.transcribe_expected_seconds)
     response.headers["Cache-Control"] = "no-store"
     if retry is not None:
         response.headers["Retry-After"] = str(retry)
     return job_view(job, retry)
+
+
+def _delete(pipeline: PipelineResources, job_id: str, caller: Principal) -> Job:
+    from alertfusion.pipeline.deletion import delete_job as delete_everything
+
+    job = _callers_job(pipeline, job_id, caller)
+    return delete_everything(
+        job,
+        store=pipeline.store,
+        s3=pipeline.s3,
+        transcribe=pipeline.transcribe,
+        bucket=pipeline.settings.audio_bucket,
+        transcribe_job_prefix=pipeline.settings.transcribe_job_prefix,
+    )
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    name="delete_job",
+    response_model=JobView,
+    summary="Delete a job's recording, transcript, result and Transcribe job",
+    responses=error_responses(401, 404, 422, 500, 503),
+)
+async def delete_job(
+    job_id: JobIdPath, response: Response, pipeline: PipelineDep, caller: CallerDep
+) -> JobView:
+    """The owner deletes the job: its recording (`uploads/`), transcript (`transcripts/`),
+    result file (`results/`) and Transcribe job go now; the record becomes a tombstone that
+    keeps only when the job was made and deleted (and disappears with the record's TTL). A
+    Transcribe job still running cannot be deleted yet: the tombstone then says DELETING
+    until its completion event (or the sweeper) deletes it and the transcript it wrote, then
+    DELETED. No late event or sweep brings a deleted job back. Repeating the call is safe."""
+    tombstone = await run_in_threadpool(_delete, pipeline, job_id, caller)
+    response.headers["Cache-Control"] = "no-store"
+    return job_view(tombstone, None)

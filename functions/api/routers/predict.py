@@ -18,15 +18,20 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
-from alertfusion.errors import InputError, ReasonCode
+from alertfusion.errors import InputError, NotFoundError, ReasonCode
+from alertfusion.keys import parse_upload_key
 from alertfusion.result import ClassificationResult
+from functions.api.auth import Principal
 from functions.api.deps import (
+    CallerDep,
     ClassifierDep,
     ClassifierProvider,
     PipelineDep,
     PipelineResources,
     SettingsDep,
-    require_api_key,
+    charge_quota,
+    get_pipeline,
+    require_caller,
 )
 from functions.api.errors import error_responses
 from functions.api.forms import StrictFormRoute
@@ -42,7 +47,7 @@ from functions.api.settings import ApiSettings
 
 # form fields must decode as the text they claim to be (functions.api.forms)
 router = APIRouter(
-    tags=["predict"], dependencies=[Depends(require_api_key)], route_class=StrictFormRoute
+    tags=["predict"], dependencies=[Depends(require_caller)], route_class=StrictFormRoute
 )
 
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -59,11 +64,12 @@ _FORM_SCHEMA: dict[str, Any] = {
     "/predict",
     response_model=PredictResponse,
     summary="Classify an uploaded recording (+ optional transcript)",
-    responses=error_responses(401, 413, 415, 422, 500, 503),
+    responses=error_responses(401, 413, 415, 422, 429, 500, 503),
 )
 async def predict(
     settings: SettingsDep,
     classifier: ClassifierDep,
+    caller: CallerDep,
     audio_file: Annotated[
         UploadFile,
         File(description="the recording (WAV, FLAC, OGG, MP3, M4A/AAC, 3GP/AMR, WebM)"),
@@ -79,8 +85,19 @@ async def predict(
     audio = await audio_file.read()
     check_audio_bytes(audio, name)
     text = clean_text(text_input, settings.max_text_chars)
+    if caller.is_user:  # the jobs table counts users' predictions (API keys: the usage plan)
+        await run_in_threadpool(charge_quota, get_pipeline(), settings, caller, "predictions")
     result = await run_in_threadpool(_classify, classifier, audio, text, name)
     return PredictResponse.from_result(result)
+
+
+def _check_users_object(pipeline: PipelineResources, key: str, caller: Principal) -> None:
+    """A signed-in user may classify only the recording of one of their own jobs: any other
+    object is 404 OBJECT_NOT_FOUND, as a missing one (no oracle for other users' keys)."""
+    ref = parse_upload_key(key)
+    job = pipeline.store.get(ref.named_job_id) if ref and ref.named_job_id else None
+    if job is None or job.is_deleted or not caller.may_see(job.owner):
+        raise NotFoundError(f"no object {display_name(key)}", code=ReasonCode.OBJECT_NOT_FOUND)
 
 
 def _classify(
@@ -137,7 +154,7 @@ _S3_BODY: dict[str, Any] = {
         },
     }
 }
-_S3_ERRORS = error_responses(401, 403, 404, 413, 415, 422, 500, 503)
+_S3_ERRORS = error_responses(401, 403, 404, 413, 415, 422, 429, 500, 503)
 
 
 @router.post(
@@ -151,13 +168,14 @@ async def predict_s3(
     settings: SettingsDep,
     classifier: ClassifierDep,
     pipeline: PipelineDep,
+    caller: CallerDep,
     body: Annotated[PredictS3Request, Depends(predict_s3_body)],
 ) -> PredictResponse:
     """`s3_key` (or `s3_uri`) + `text_input_s3` (or `text`). Only the pipeline's bucket,
     only keys under the allowed prefixes (`PREDICT_S3_PREFIXES`, default `uploads/`):
     another bucket or prefix is 403, a missing object 404. The object is read into
     memory (at most MAX_UPLOAD_BYTES); nothing is written to disk."""
-    return await _predict_s3(settings, classifier, pipeline, body, gate=None)
+    return await _predict_s3(settings, classifier, pipeline, caller, body, gate=None)
 
 
 @router.post(
@@ -172,11 +190,12 @@ async def s3predict(
     settings: SettingsDep,
     classifier: ClassifierDep,
     pipeline: PipelineDep,
+    caller: CallerDep,
     body: Annotated[PredictS3Request, Depends(predict_s3_body)],
 ) -> PredictResponse:
     """The original server's page posts its S3 form (`s3_key`, `text_input_s3`) here: the
     same as `POST /predict_s3`."""
-    return await _predict_s3(settings, classifier, pipeline, body, gate=None)
+    return await _predict_s3(settings, classifier, pipeline, caller, body, gate=None)
 
 
 @router.post(
@@ -191,17 +210,19 @@ async def s3predict_label6(
     settings: SettingsDep,
     classifier: ClassifierDep,
     pipeline: PipelineDep,
+    caller: CallerDep,
     body: Annotated[PredictS3Request, Depends(predict_s3_body)],
 ) -> PredictResponse:
     """The original server's six-class path: as `POST /predict_s3` with the gate off, so
     the six-class audio model and the text model decide every window."""
-    return await _predict_s3(settings, classifier, pipeline, body, gate="none")
+    return await _predict_s3(settings, classifier, pipeline, caller, body, gate="none")
 
 
 async def _predict_s3(
     settings: ApiSettings,
     classifier: ClassifierProvider,
     pipeline: PipelineResources,
+    caller: Principal,
     body: PredictS3Request,
     *,
     gate: Literal["binary", "none"] | None,
@@ -219,6 +240,9 @@ async def _predict_s3(
         )
     text = clean_text(body.text_input_s3 or body.text, settings.max_text_chars)
     name = display_name(key)
+    if caller.is_user:
+        await run_in_threadpool(_check_users_object, pipeline, key, caller)
+    await run_in_threadpool(charge_quota, pipeline, settings, caller, "predictions")
     audio = await run_in_threadpool(
         read_object, pipeline.s3, bucket, key, pipeline.settings.max_upload_bytes
     )

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 
-from alertfusion.errors import AudioError, InputError, JobStateError, ReasonCode
+from alertfusion.errors import AlertFusionError, AudioError, InputError, JobStateError, ReasonCode
 from alertfusion.jobs import JobStatus, now_utc
 from alertfusion.keys import (
     SUPPORTED_EXTENSIONS,
@@ -15,14 +15,21 @@ from alertfusion.keys import (
     new_job_id,
     upload_key,
 )
-from functions.api.deps import PipelineDep, PipelineResources, SettingsDep, require_api_key
+from functions.api.deps import (
+    CallerDep,
+    PipelineDep,
+    PipelineResources,
+    SettingsDep,
+    charge_quota,
+    require_caller,
+)
 from functions.api.errors import error_responses
 from functions.api.idempotency import IdempotencyStore, fingerprint
 from functions.api.inputs import clean_text
 from functions.api.models import PresignedPost, UploadRequest, UploadResponse
 from functions.api.settings import ApiSettings
 
-router = APIRouter(tags=["jobs"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["jobs"], dependencies=[Depends(require_caller)])
 
 #: the Content-Type an upload of each extension declares (the policy wants audio/*)
 CANONICAL_CONTENT_TYPES: dict[str, str] = {
@@ -75,16 +82,26 @@ def _ensure_job(
     content_type: str,
     transcript: str | None,
     replayed: bool,
+    owner: str | None = None,
 ) -> JobStatus:
-    """The job's status, creating the record unless a replayed request made it already
-    (a first attempt that crashed between the claim and this write made none)."""
+    """The job's status, creating the record (`owner`'s) unless a replayed request made it
+    already (a first attempt that crashed between the claim and this write made none)."""
     if replayed:
         job = pipeline.store.get(job_id)
         if job is not None:
+            if job.is_deleted:
+                raise AlertFusionError(
+                    "the job this Idempotency-Key made was deleted; use a new key",
+                    code=ReasonCode.IDEMPOTENCY_CONFLICT,
+                )
             return job.status
     try:
         return pipeline.store.create_pending(
-            job_id, object_key=key, content_type=content_type, client_transcript=transcript
+            job_id,
+            object_key=key,
+            content_type=content_type,
+            client_transcript=transcript,
+            owner=owner,
         ).status
     except JobStateError:
         # a concurrent replay created it a moment ago
@@ -101,7 +118,7 @@ def _ensure_job(
     summary="Start an asynchronous job: a presigned POST for the recording",
     responses={
         200: {"model": UploadResponse, "description": "replay of an Idempotency-Key"},
-        **error_responses(401, 413, 415, 422, 500, 503),
+        **error_responses(401, 413, 415, 422, 429, 500, 503),
     },
 )
 def create_upload(
@@ -110,6 +127,7 @@ def create_upload(
     body: UploadRequest,
     settings: SettingsDep,
     pipeline: PipelineDep,
+    caller: CallerDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -135,15 +153,23 @@ def create_upload(
             code=ReasonCode.INVALID_INPUT,
         )
     job_id, replayed = new_job_id(), False
-    if idempotency_key is not None:
-        claim = IdempotencyStore(
+    owner = caller.owner
+    if idempotency_key is None:
+        charge_quota(pipeline, settings, caller, "uploads")
+    else:
+        idempotency = IdempotencyStore(
             pipeline.settings.jobs_table,
             pipeline.dynamodb,
             ttl_days=pipeline.settings.job_ttl_days,
-        ).claim(idempotency_key, fingerprint(body.model_dump_json()), job_id)
+        )
+        body_print = fingerprint(body.model_dump_json())
+        # a replay of a job already made (and counted) does not count again
+        if not idempotency.replay_of(idempotency_key, body_print, owner=owner):
+            charge_quota(pipeline, settings, caller, "uploads")
+        claim = idempotency.claim(idempotency_key, body_print, job_id, owner=owner)
         job_id, replayed = claim.job_id, claim.replayed
     key = upload_key(job_id, ext)
-    status = _ensure_job(pipeline, job_id, key, content_type, transcript, replayed)
+    status = _ensure_job(pipeline, job_id, key, content_type, transcript, replayed, owner)
 
     poll_url = public_url(request, settings, request.app.url_path_for("get_job", job_id=job_id))
     response.headers["Location"] = poll_url

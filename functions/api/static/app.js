@@ -1,11 +1,16 @@
 // alertfusion try-it page: POST /predict, POST /predict_s3, and the asynchronous flow
-// (POST /uploads -> presigned POST to S3 -> GET /jobs/{id} until DONE or FAILED).
+// (POST /uploads -> presigned POST to S3 -> GET /jobs/{id} until DONE or FAILED, then
+// DELETE /jobs/{id}). Access: the API key, or a signed-in user's bearer token (GET
+// /auth/config says which): the Cognito hosted sign-in (authorization code with PKCE) where
+// deployed, the local stack's demo users, or a pasted token.
 // No framework, no build step, no external resources. Every server string goes into the
 // page through textContent, never as HTML.
 "use strict";
 
 (function () {
   const KEY_STORAGE = "alertfusion.apiKey";
+  const TOKEN_STORAGE = "alertfusion.token";
+  const PKCE_STORAGE = "alertfusion.pkce";
   const LABELS_KO = {
     regular: "정상",
     help: "도움요청",
@@ -26,6 +31,8 @@
     TRANSCRIBING: "전사 중",
     DONE: "완료",
     FAILED: "실패",
+    DELETING: "삭제 중",
+    DELETED: "삭제됨",
   };
   const MAX_POLL_MS = 15 * 60 * 1000;
 
@@ -48,40 +55,209 @@
   const bilingual = (label) => (LABELS_KO[label] ? `${LABELS_KO[label]} · ${label}` : label);
   const pct = (p) => `${(100 * p).toFixed(1)}%`;
 
-  // ---- API key (sessionStorage only) ------------------------------------------------------
+  // ---- access: the API key or a bearer token (sessionStorage only) -----------------------
+
+  let auth = { mode: "api_key" };
+
+  const stored = (name) => {
+    try {
+      return sessionStorage.getItem(name) || "";
+    } catch (_) {
+      return ""; // storage disabled: the page still works for this view
+    }
+  };
+  const store = (name, value) => {
+    try {
+      if (value) sessionStorage.setItem(name, value);
+      else sessionStorage.removeItem(name);
+    } catch (_) {
+      /* ignore */
+    }
+  };
 
   function apiHeaders(extra) {
     const headers = Object.assign({ Accept: "application/json" }, extra || {});
-    const key = $("api-key").value.trim();
-    if (key) headers["x-api-key"] = key;
+    if (auth.mode === "api_key") {
+      const key = $("api-key").value.trim();
+      if (key) headers["x-api-key"] = key;
+    } else {
+      const token = stored(TOKEN_STORAGE);
+      if (token) headers.Authorization = `Bearer ${token}`;
+    }
     return headers;
   }
 
   function setupKey() {
     const input = $("api-key");
+    input.value = stored(KEY_STORAGE);
+    input.addEventListener("input", () => store(KEY_STORAGE, input.value));
+  }
+
+  const b64url = (bytes) =>
+    btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+
+  function randomString(length) {
+    return b64url(crypto.getRandomValues(new Uint8Array(length))).slice(0, length);
+  }
+
+  // what the token says about its user, for display only: the API checks the signature
+  function claimsOf(token) {
     try {
-      input.value = sessionStorage.getItem(KEY_STORAGE) || "";
+      const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      return JSON.parse(decodeURIComponent(escape(atob(part))));
     } catch (_) {
-      /* storage disabled: the field still works for this page view */
+      return {};
     }
-    input.addEventListener("input", () => {
-      try {
-        sessionStorage.setItem(KEY_STORAGE, input.value);
-      } catch (_) {
-        /* ignore */
-      }
+  }
+
+  const pageUrl = () => new URL("upload", document.baseURI).href;
+
+  function showSignedIn() {
+    const token = stored(TOKEN_STORAGE);
+    const claims = token ? claimsOf(token) : {};
+    const name = claims.username || claims["cognito:username"] || claims.email || claims.sub;
+    const until = claims.exp ? new Date(claims.exp * 1000).toLocaleTimeString() : "?";
+    $("signin-status").textContent = token
+      ? `${name || "?"} 로그인됨 / signed in as ${name || "?"} (until ${until})`
+      : "로그인하지 않음 / not signed in";
+    $("signout").hidden = !token;
+    $("local-signin-form").hidden = Boolean(token) || !auth.local;
+    $("hosted-signin").hidden = Boolean(token) || !auth.hosted_ui_url;
+    $("token-form").hidden = Boolean(token) || Boolean(auth.local || auth.hosted_ui_url);
+  }
+
+  async function localSignIn(user, password) {
+    let response;
+    try {
+      response = await fetch(`${auth.local.idp_url}/`, {
+        method: "POST",
+        headers: {
+          "Content-Type": "application/x-amz-json-1.1",
+          "X-Amz-Target": "AWSCognitoIdentityProviderService.InitiateAuth",
+        },
+        body: JSON.stringify({
+          AuthFlow: "USER_PASSWORD_AUTH",
+          ClientId: auth.client_id,
+          AuthParameters: { USERNAME: user, PASSWORD: password },
+        }),
+      });
+    } catch (error) {
+      throw new ApiError(0, null, `로그인 실패 / sign-in failed: ${error.message}`);
+    }
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok || !body.AuthenticationResult) {
+      const code = String(body.__type || "SIGN_IN_FAILED").split("#").pop();
+      throw new ApiError(response.status, { error: { code, message: body.message || "sign-in failed" } }, "");
+    }
+    const result = body.AuthenticationResult;
+    store(TOKEN_STORAGE, auth.token === "id" ? result.IdToken : result.AccessToken);
+  }
+
+  async function startHostedSignIn() {
+    const verifier = randomString(64);
+    const state = randomString(24);
+    store(PKCE_STORAGE, JSON.stringify({ verifier, state }));
+    const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+    const params = new URLSearchParams({
+      response_type: "code",
+      client_id: auth.client_id,
+      redirect_uri: pageUrl(),
+      scope: auth.scopes.join(" "),
+      state,
+      code_challenge: b64url(new Uint8Array(digest)),
+      code_challenge_method: "S256",
     });
+    window.location.assign(`${auth.hosted_ui_url}/oauth2/authorize?${params}`);
+  }
+
+  // back from the hosted sign-in with ?code=...&state=...: trade the code for the tokens
+  async function finishHostedSignIn() {
+    const query = new URLSearchParams(window.location.search);
+    const code = query.get("code");
+    if (!code || !auth.hosted_ui_url) return;
+    window.history.replaceState(null, "", pageUrl());
+    const pending = JSON.parse(stored(PKCE_STORAGE) || "{}");
+    store(PKCE_STORAGE, "");
+    if (!pending.verifier || pending.state !== query.get("state")) {
+      throw new ApiError(0, null, "로그인 응답이 이 탭의 요청과 다릅니다 / the sign-in answer does not match this tab's request");
+    }
+    const response = await fetch(`${auth.hosted_ui_url}/oauth2/token`, {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({
+        grant_type: "authorization_code",
+        client_id: auth.client_id,
+        code,
+        redirect_uri: pageUrl(),
+        code_verifier: pending.verifier,
+      }),
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new ApiError(response.status, { error: { code: body.error || "SIGN_IN_FAILED", message: "sign-in failed" } }, "");
+    store(TOKEN_STORAGE, auth.token === "id" ? body.id_token : body.access_token);
+  }
+
+  function signOut() {
+    store(TOKEN_STORAGE, "");
+    if (auth.hosted_ui_url) {
+      const params = new URLSearchParams({ client_id: auth.client_id, logout_uri: pageUrl() });
+      window.location.assign(`${auth.hosted_ui_url}/logout?${params}`);
+      return;
+    }
+    showSignedIn();
+  }
+
+  async function setupAccess() {
+    setupKey();
+    try {
+      const { body } = await callApi("auth/config", { headers: { Accept: "application/json" } });
+      auth = body || auth;
+    } catch (_) {
+      auth = { mode: "api_key" }; // an older server: the key as before
+    }
+    if (auth.mode === "api_key") return;
+    $("key-section").hidden = true;
+    $("signin-section").hidden = false;
+    if (auth.local) {
+      const select = $("signin-user");
+      select.replaceChildren(...auth.local.users.map((u) => el("option", { value: u }, u)));
+      $("signin-password").value = auth.local.password || "";
+    }
+    const form = $("local-signin-form");
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      busy(form, async () => {
+        await localSignIn($("signin-user").value, $("signin-password").value);
+        showSignedIn();
+      });
+    });
+    $("hosted-signin").addEventListener("click", () => startHostedSignIn().catch((e) => show(renderError(e))));
+    const tokenForm = $("token-form");
+    tokenForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      store(TOKEN_STORAGE, $("token-input").value.trim());
+      $("token-input").value = "";
+      showSignedIn();
+    });
+    $("signout").addEventListener("click", signOut);
+    try {
+      await finishHostedSignIn();
+    } catch (error) {
+      show(renderError(error));
+    }
+    showSignedIn();
   }
 
   // ---- requests ---------------------------------------------------------------------------
 
   class ApiError extends Error {
-    constructor(status, body, fallback) {
+    constructor(status, body, fallback, retryAfter) {
       const err = body && body.error ? body.error : null;
       super(err ? err.message : fallback);
       this.status = status;
       this.code = err ? err.code : `HTTP_${status}`;
       this.requestId = err ? err.request_id : null;
+      this.retryAfter = retryAfter || null;
     }
   }
 
@@ -94,7 +270,10 @@
     } catch (_) {
       body = null;
     }
-    if (!response.ok) throw new ApiError(response.status, body, text.slice(0, 200) || response.statusText);
+    if (!response.ok) {
+      const retry = Number(response.headers.get("Retry-After"));
+      throw new ApiError(response.status, body, text.slice(0, 200) || response.statusText, retry > 0 ? retry : null);
+    }
     return { response, body };
   }
 
@@ -261,6 +440,16 @@
       )
     );
     if (job.failure) parts.push(el("p", { class: "error", role: "alert" }, el("code", {}, job.failure.reason), " ", job.failure.detail || ""));
+    if (job.timings && job.timings.deleted_at) {
+      parts.push(
+        el(
+          "p",
+          { "data-testid": "deleted" },
+          `삭제됨 / deleted at ${job.timings.deleted_at}`,
+          job.status === "DELETING" ? " — 전사 작업이 끝나면 나머지도 삭제됩니다 / the rest goes once Transcribe finishes" : ""
+        )
+      );
+    }
     for (const [name, title] of [["final", "최종 판정 / Final verdict"], ["preliminary", "예비 판정 (음성만) / Preliminary verdict (audio only)"]]) {
       const v = job[name];
       if (!v) continue;
@@ -276,7 +465,20 @@
     return parts;
   }
 
+  function retryText(seconds) {
+    const minutes = Math.ceil(seconds / 60);
+    return seconds >= 120
+      ? `${minutes}분 후에 다시 시도하세요 / try again in ${minutes} minutes`
+      : `${seconds}초 후에 다시 시도하세요 / try again in ${seconds} s`;
+  }
+
   function renderError(error) {
+    let hint = null;
+    if (error.code === "QUOTA_EXCEEDED") {
+      hint = el("strong", { class: "retry", "data-testid": "quota" }, "사용 한도에 도달했습니다 / quota reached: ", retryText(error.retryAfter || 60));
+    } else if (error.code === "UNAUTHORIZED" && auth.mode !== "api_key") {
+      hint = el("strong", { class: "retry" }, "다시 로그인하세요 / sign in again");
+    }
     return [
       el(
         "div",
@@ -284,6 +486,7 @@
         el("code", {}, error.code || "ERROR"),
         " ",
         error.message || String(error),
+        hint,
         error.requestId ? el("p", { class: "hint" }, `request id: ${error.requestId}`) : null
       ),
     ];
@@ -404,6 +607,7 @@
         const file = $("async-file").files[0];
         if (!file) throw new ApiError(0, null, "파일을 고르세요 / choose a file");
         $("async-log").replaceChildren();
+        $("delete-job").hidden = true;
         const request = { filename: file.name };
         if (file.type && file.type.startsWith("audio/")) request.content_type = file.type;
         const transcript = $("async-text").value;
@@ -417,16 +621,35 @@
         logStep(`작업 생성 / job created: ${job.job_id}`);
         await uploadToS3(job.upload, file);
         logStep(`S3 업로드 완료 / uploaded to ${job.upload.key}`);
-        await pollJob(job.poll_url);
+        const finished = await pollJob(job.poll_url);
+        showDelete(finished.job_id);
+      });
+    });
+    const remove = $("delete-job");
+    remove.addEventListener("click", () => {
+      busy(form, async () => {
+        const { body } = await callApi(`jobs/${remove.dataset.jobId}`, {
+          method: "DELETE",
+          headers: apiHeaders(),
+        });
+        logStep(`삭제됨 / deleted: ${body.status}`);
+        remove.hidden = true;
+        show(renderJob(body));
       });
     });
   }
 
-  document.addEventListener("DOMContentLoaded", () => {
-    setupKey();
+  function showDelete(jobId) {
+    const remove = $("delete-job");
+    remove.dataset.jobId = jobId;
+    remove.hidden = false;
+  }
+
+  document.addEventListener("DOMContentLoaded", async () => {
     setupPredict();
     setupS3();
     setupAsync();
+    await setupAccess();
     document.documentElement.dataset.ready = "true";
   });
 })();

@@ -68,3 +68,14 @@ def test_event_entry() -> None:
         "violence",
     }
     assert "비밀" not in entry["Detail"]  # never the transcript
+
+
+def test_the_event_names_the_jobs_owner() -> None:
+    mine = job(owner="user:3f2a9c1e-0b7d-4e58-9a61-2c4d8e0f1a2b", final=verdict("help"))
+    detail = json.loads(emergency_entry(mine, Stage.FINAL, verdict("help"), "bus")["Detail"])
+    assert detail["owner"] == "user:3f2a9c1e-0b7d-4e58-9a61-2c4d8e0f1a2b"
+    dropped = job(final=verdict("help"))  # a recording dropped into the bucket: nobody's
+    assert (
+        json.loads(emergency_entry(dropped, Stage.FINAL, verdict("help"), "bus")["Detail"])["owner"]
+        is None
+    )

@@ -44,6 +44,8 @@ class ReasonCode(StrEnum):
     BACKFILL_NOT_FOUND = "BACKFILL_NOT_FOUND"
     #: an Idempotency-Key used before with another request body
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+    #: the caller used up an hourly or daily quota (uploads, synchronous predictions)
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
     # pipeline
     TRANSCRIBE_FAILED = "TRANSCRIBE_FAILED"
     #: not a failure: why a final verdict is audio-only when Transcribe was deliberately not
@@ -84,6 +86,7 @@ HTTP_STATUS: dict[ReasonCode, int] = {
     # 422, not 409, as the Idempotency-Key draft (IETF httpapi) answers a key reused with
     # another body; its 409 is for a retry while the first request is still in flight
     ReasonCode.IDEMPOTENCY_CONFLICT: 422,
+    ReasonCode.QUOTA_EXCEEDED: 429,
     ReasonCode.BUNDLE_INVALID: 503,
     ReasonCode.SELFCHECK_FAILED: 503,
     ReasonCode.BUNDLE_NOT_FOUND: 503,

@@ -21,3 +21,11 @@ JOB_TTL_DAYS = 30
 STUCK_AFTER_SECONDS = 300
 #: a job not DONE after this ends FAILED with reason TIMEOUT
 HARD_TIMEOUT_SECONDS = 3600
+#: per signed-in user: uploads (`POST /uploads`) per clock hour and per day (UTC). An upload
+#: starts a Transcribe job (billed at least 15 s); a person calling for help records a few
+#: clips, not dozens, so the hour's limit stops abuse long before it stops a real caller.
+QUOTA_UPLOADS_PER_HOUR = 30
+QUOTA_UPLOADS_PER_DAY = 200
+#: per signed-in user: synchronous predictions (`/predict`, `/predict_s3`) per hour and day
+QUOTA_PREDICTIONS_PER_HOUR = 60
+QUOTA_PREDICTIONS_PER_DAY = 500

@@ -44,11 +44,14 @@ def alert_id(job_id: str, stage: Stage) -> str:
 
 
 def emergency_detail(job: Job, stage: Stage, verdict: Verdict) -> dict[str, Any]:
-    """The event detail: what a backend needs to push an alert (never audio or text)."""
+    """The event detail: what a backend needs to push an alert to the right person (never
+    audio or text). `owner` is who made the job (``user:<token subject>``,
+    ``apikey:<key digest>``; None for recordings dropped into the bucket)."""
     latency = job.preliminary_latency_ms if stage is Stage.PRELIMINARY else job.final_latency_ms
     return {
         "alert_id": alert_id(job.job_id, stage),
         "job_id": job.job_id,
+        "owner": job.owner,
         "stage": stage.value,
         "label": verdict.label,
         "label_ko": verdict.label_ko,

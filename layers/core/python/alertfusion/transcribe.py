@@ -173,6 +173,30 @@ def get_transcription(client: Any, job_name: str) -> TranscriptionJobInfo | None
     )
 
 
+def delete_transcription(client: Any, job_name: str) -> bool:
+    """Delete the finished Transcribe job `job_name` (its record at Transcribe; the
+    transcript file is the caller's to delete). False when Transcribe has no such job, or
+    refuses because it is still running (Transcribe deletes only jobs in a terminal
+    state: ask again once it finished)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        client.delete_transcription_job(TranscriptionJobName=job_name)
+    except ClientError as exc:
+        if error_code(exc) in ("BadRequestException", "NotFoundException"):
+            return False
+        if _is_retryable(exc):
+            raise TransientError(f"DeleteTranscriptionJob {job_name}: {error_code(exc)}") from exc
+        raise
+    except Exception as exc:
+        if _is_retryable(exc):
+            raise TransientError(
+                f"DeleteTranscriptionJob {job_name}: {type(exc).__name__}"
+            ) from exc
+        raise
+    return True
+
+
 def parse_transcript(raw: bytes | str) -> str:
     """The text of a Transcribe output file (``results.transcripts[*].transcript`` joined).
 

@@ -221,8 +221,8 @@ def _item_state(
     job: Job | None, item: Admitted, version: str | None, give_up: timedelta, now: datetime
 ) -> ItemState | None:
     """The object's state once final, None while its batch should keep waiting."""
-    if item.action in ("skipped", "conflict") or job is None:
-        return "SKIPPED"
+    if item.action in ("skipped", "conflict") or job is None or job.is_deleted:
+        return "SKIPPED"  # a deleted job (its owner's choice) gets no verdict
     if job.status is JobStatus.FAILED:
         return "FAILED"
     if job.status is JobStatus.DONE:

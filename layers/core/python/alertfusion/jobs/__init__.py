@@ -2,6 +2,7 @@
 
 from alertfusion.dynamodb import now_utc, utc_iso
 from alertfusion.jobs.model import (
+    DELETION_STATUSES,
     FINAL_STATUSES,
     Job,
     JobStatus,
@@ -17,6 +18,7 @@ from alertfusion.jobs.store import JobStore
 from alertfusion.jobs.table import STATUS_INDEX, create_jobs_table
 
 __all__ = [
+    "DELETION_STATUSES",
     "FINAL_STATUSES",
     "STATUS_INDEX",
     "Job",

@@ -16,16 +16,28 @@ from alertfusion.result import ClassificationResult, DecidedBy
 
 class JobStatus(StrEnum):
     """``UPLOAD_PENDING → RECEIVED → TRANSCRIBING → DONE | FAILED``; DONE and FAILED are
-    final. A job may skip states, never go back (`can_transition`)."""
+    final. A job may skip states, never go back (`can_transition`).
+
+    Deletion is outside the pipeline's moves: its owner may delete a job in any state, which
+    leaves a tombstone, DELETING until its recording, transcript, result file and Transcribe
+    job are all gone, then DELETED (alertfusion.pipeline.deletion). No pipeline write
+    applies to a tombstone."""
 
     UPLOAD_PENDING = "UPLOAD_PENDING"
     RECEIVED = "RECEIVED"
     TRANSCRIBING = "TRANSCRIBING"
     DONE = "DONE"
     FAILED = "FAILED"
+    DELETING = "DELETING"
+    DELETED = "DELETED"
 
 
-FINAL_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.DONE, JobStatus.FAILED})
+#: a tombstone: the owner deleted the job (DELETING while something remains to purge)
+DELETION_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.DELETING, JobStatus.DELETED})
+#: no verdict will come: the pipeline leaves these jobs alone, clients stop polling
+FINAL_STATUSES: frozenset[JobStatus] = frozenset(
+    {JobStatus.DONE, JobStatus.FAILED, *DELETION_STATUSES}
+)
 #: every allowed move (None: no record yet). Forward only; a job may skip states (a
 #: hand-dropped upload starts at RECEIVED, a job whose Transcribe event overtakes the
 #: starter goes RECEIVED → DONE), but nothing is DONE or TRANSCRIBING without an upload.
@@ -36,6 +48,8 @@ _ALLOWED: dict[JobStatus | None, frozenset[JobStatus]] = {
     JobStatus.TRANSCRIBING: frozenset({JobStatus.DONE, JobStatus.FAILED}),
     JobStatus.DONE: frozenset(),
     JobStatus.FAILED: frozenset(),
+    JobStatus.DELETING: frozenset(),
+    JobStatus.DELETED: frozenset(),
 }
 
 
@@ -145,6 +159,9 @@ class Job(BaseModel):
     status: JobStatus
     #: who created the record: ``POST /uploads`` (api) or an S3 event (s3)
     source: Literal["api", "s3"] = "s3"
+    #: who may read and delete it: ``user:<token subject>`` or ``apikey:<key digest>``
+    #: (``POST /uploads``); None for objects dropped into the bucket and backfills
+    owner: str | None = None
     created_at: UtcDateTime
     updated_at: UtcDateTime
     expires_at: int
@@ -199,6 +216,11 @@ class Job(BaseModel):
     # sweeper bookkeeping
     sweep_count: int = 0
     last_swept_at: UtcDateTime | None = None
+    # deletion (a tombstone: DELETING, then DELETED)
+    #: when the owner asked for the deletion
+    deleted_at: UtcDateTime | None = None
+    #: when the recording, transcript, result file and Transcribe job were all gone
+    purged_at: UtcDateTime | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -227,6 +249,11 @@ class Job(BaseModel):
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def is_deleted(self) -> bool:
+        """A tombstone: its owner deleted it."""
+        return self.status in DELETION_STATUSES
 
     def verdict(self, stage: Stage) -> Verdict | None:
         return self.preliminary if stage is Stage.PRELIMINARY else self.final

@@ -12,6 +12,8 @@ from alertfusion.aws import error_code
 from alertfusion.dynamodb import call_dynamodb, from_attribute, now_utc, to_attribute, utc_iso
 from alertfusion.errors import JobStateError, ReasonCode, TransientError
 from alertfusion.jobs.model import (
+    DELETION_STATUSES,
+    FINAL_STATUSES,
     Job,
     JobStatus,
     Stage,
@@ -165,12 +167,14 @@ class JobStore:
         object_key: str | None = None,
         content_type: str | None = None,
         client_transcript: str | None = None,
+        owner: str | None = None,
         now: datetime | None = None,
     ) -> Job:
-        """A job created before its upload (``POST /uploads``). Raises JobStateError if the
-        id exists already."""
+        """A job created before its upload (``POST /uploads``), belonging to `owner`. Raises
+        JobStateError if the id exists already."""
         moment = now or now_utc()
         up = self._base(JobStatus.UPLOAD_PENDING, moment, new_record=True, source="api")
+        up.set("owner", owner)
         up.set("object_key", object_key)
         up.set("content_type", content_type)
         up.set("client_transcript", client_transcript)
@@ -280,7 +284,8 @@ class JobStore:
         latency_ms: float | None,
         now: datetime | None = None,
     ) -> Job | None:
-        """Write the preliminary verdict once. None when it exists or the job FAILED."""
+        """Write the preliminary verdict once. None when it exists, the job FAILED or was
+        deleted."""
         moment = now or now_utc()
         up = _Update()
         up.set("updated_at", utc_iso(moment))
@@ -288,10 +293,12 @@ class JobStore:
         up.set("preliminary_at", utc_iso(verdict.decided_at))
         up.set("preliminary_latency_ms", latency_ms)
         up.set("bundle_version", verdict.bundle_version, keep_existing=True)
-        failed = up.value(JobStatus.FAILED.value)
+        refused = ", ".join(
+            up.value(s.value) for s in (JobStatus.FAILED, *sorted(DELETION_STATUSES))
+        )
         cond = (
             f"attribute_exists(job_id) AND attribute_not_exists({up.name('preliminary')})"
-            f" AND {up.name('status')} <> {failed}"
+            f" AND NOT ({up.name('status')} IN ({refused}))"
         )
         return self._update(job_id, up, cond)
 
@@ -367,7 +374,11 @@ class JobStore:
         up = _Update()
         attribute = f"alert_{stage.value}_sent_at"
         up.set(attribute, utc_iso(now or now_utc()))
-        cond = f"attribute_exists(job_id) AND attribute_not_exists({up.name(attribute)})"
+        deleted = ", ".join(up.value(s.value) for s in sorted(DELETION_STATUSES))
+        cond = (
+            f"attribute_exists(job_id) AND attribute_not_exists({up.name(attribute)})"
+            f" AND NOT ({up.name('status')} IN ({deleted}))"
+        )
         return self._update(job_id, up, cond)
 
     def mark_swept(
@@ -380,6 +391,64 @@ class JobStore:
         up.set("last_swept_at", utc_iso(moment))
         up.add("sweep_count", 1)
         cond = f"{up.name('status')} = {up.value(expected.value)}"
+        return self._update(job_id, up, cond)
+
+    # -- deletion ------------------------------------------------------------------------------
+
+    #: what a tombstone keeps of the job: when and for whom it existed, and what the purge
+    #: needs (the upload's key, Transcribe's job name); never a verdict, transcript or detail
+    TOMBSTONE_ATTRIBUTES = (
+        "job_id",
+        "source",
+        "owner",
+        "created_at",
+        "expires_at",
+        "object_key",
+        "transcribe_job_name",
+    )
+
+    def tombstone(self, job: Job, *, now: datetime | None = None) -> Job | None:
+        """Replace `job`'s record by a DELETING tombstone (one PutItem: every verdict,
+        transcript and version verdict goes with the old item). Written only if the record is
+        still as `job` shows it (same status and last write): None when it changed meanwhile
+        (read it again and retry) or is deleted already. The tombstone keeps the job's TTL."""
+        from botocore.exceptions import ClientError
+
+        if job.is_deleted:
+            return None
+        moment = now or now_utc()
+        kept = job.model_dump(mode="json", include=set(self.TOMBSTONE_ATTRIBUTES))
+        item = {
+            **{k: v for k, v in kept.items() if v is not None},
+            "status": JobStatus.DELETING.value,
+            "updated_at": utc_iso(moment),
+            "deleted_at": utc_iso(moment),
+        }
+        try:
+            self._call(
+                "put_item",
+                TableName=self.table_name,
+                Item={k: to_attribute(v) for k, v in item.items()},
+                ConditionExpression="#status = :status AND #updated = :updated",
+                ExpressionAttributeNames={"#status": "status", "#updated": "updated_at"},
+                ExpressionAttributeValues={
+                    ":status": {"S": job.status.value},
+                    ":updated": {"S": utc_iso(job.updated_at)},
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return self._job({k: to_attribute(v) for k, v in item.items()})
+
+    def mark_purged(self, job_id: str, *, now: datetime | None = None) -> Job | None:
+        """DELETING → DELETED once nothing of the job remains but the tombstone (None when
+        the job is not DELETING)."""
+        moment = now or now_utc()
+        up = self._base(JobStatus.DELETED, moment)
+        up.set("purged_at", utc_iso(moment))
+        cond = f"{up.name('status')} = {up.value(JobStatus.DELETING.value)}"
         return self._update(job_id, up, cond)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -414,8 +483,8 @@ class JobStore:
 
     def _not_final(self, up: _Update, *, allow_missing: bool) -> str:
         status = up.name("status")
-        done, failed = up.value(JobStatus.DONE.value), up.value(JobStatus.FAILED.value)
-        not_final = f"({status} <> {done} AND {status} <> {failed})"
+        final = ", ".join(up.value(s.value) for s in sorted(FINAL_STATUSES))
+        not_final = f"(NOT ({status} IN ({final})))"
         if allow_missing:
             return f"(attribute_not_exists(job_id) OR {not_final})"
         return f"(attribute_exists(job_id) AND {not_final})"

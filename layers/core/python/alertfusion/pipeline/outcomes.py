@@ -14,7 +14,14 @@ from alertfusion.jobs import JobStatus
 UploadAction = Literal["accepted", "rejected", "duplicate", "replaced", "superseded", "ignored"]
 TranscribeAction = Literal["started", "already_started", "skipped", "deferred", "refused"]
 StageAction = Literal[
-    "recorded", "already_recorded", "failed", "not_found", "not_ready", "final", "wrong_bundle"
+    "recorded",
+    "already_recorded",
+    "failed",
+    "not_found",
+    "not_ready",
+    "final",
+    "wrong_bundle",
+    "deleted",
 ]
 
 
@@ -54,6 +61,8 @@ class SweepReport:
     still_running: int = 0
     timed_out: int = 0
     moved_on: int = 0
+    #: deleted jobs whose purge the sweeper finished (Transcribe had still been running)
+    purged: int = 0
     job_ids: dict[str, list[str]] = field(default_factory=dict)
 
     def note(self, action: str, job_id: str) -> None:

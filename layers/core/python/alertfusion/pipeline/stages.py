@@ -14,6 +14,7 @@ from alertfusion.keys import transcribe_job_name, transcript_key
 from alertfusion.notify import publish_pending_alerts
 from alertfusion.observability import count, logger, milliseconds
 from alertfusion.pipeline.context import PipelineContext, get_context
+from alertfusion.pipeline.deletion import purge_deleted
 from alertfusion.pipeline.outcomes import StageAction, StageOutcome, TranscribeAction
 from alertfusion.pipeline.storage import JobAudio, _load_audio, _write_result_file
 from alertfusion.pipeline.transcription import _ensure_transcription
@@ -102,6 +103,9 @@ def _finish(
     )
     current = written or ctx.store.get(job.job_id)
     assert current is not None
+    if current.is_deleted:
+        # deleted while this verdict was being made: its result file must not stay
+        return _deleted(ctx, current, stage)
     if written is not None:
         count("Verdicts", stage=Stage.FINAL.value, label=verdict.label)
         if latency is not None:
@@ -144,6 +148,17 @@ def _fail_outcome(
 
 def _is_permanent(exc: Exception) -> bool:
     return isinstance(exc, AlertFusionError) and exc.permanent
+
+
+def _deleted(
+    ctx: PipelineContext, job: Job, stage: Literal["audio_stage", "finalize", "reclassify"]
+) -> StageOutcome:
+    """The owner deleted the job: no verdict; what was left behind goes (pipeline.deletion)."""
+    purge_deleted(ctx, job)
+    count("DeletedJobEvents", stage=stage)
+    logger.info("job deleted: nothing to do but purge", extra={"status": job.status.value})
+    current = ctx.store.get(job.job_id) or job
+    return StageOutcome(job.job_id, stage, "deleted", status=current.status)
 
 
 def _client_transcript_stage(
@@ -199,6 +214,8 @@ def _run_audio_stage(ctx: PipelineContext, job_id: str, classifier: Classifier) 
     if job is None:
         logger.error("audio stage for an unknown job")
         return StageOutcome(job_id, "audio_stage", "not_found")
+    if job.is_deleted:
+        return _deleted(ctx, job, "audio_stage")
     alerts = _flush_alerts(ctx, job)  # what a crashed earlier attempt left unsent
     if job.status is JobStatus.FAILED:
         return StageOutcome(job_id, "audio_stage", "final", status=job.status, alerts_sent=alerts)
@@ -313,6 +330,8 @@ def _finalize_job(
     if job is None:
         logger.warning("Transcribe finished for an unknown job")
         return StageOutcome(job_id, "finalize", "not_found")
+    if job.is_deleted:  # a late Transcribe event: its transcript and job go, no verdict
+        return _deleted(ctx, job, "finalize")
     alerts = _flush_alerts(ctx, job)
     if job.final is not None or job.is_final:
         action: StageAction = "already_recorded" if job.final is not None else "final"
@@ -448,6 +467,8 @@ def _reclassify_job(
     job = store.get(job_id)
     if job is None:
         return StageOutcome(job_id, "reclassify", "not_found")
+    if job.is_deleted:
+        return _deleted(ctx, job, "reclassify")
     if job.status is not JobStatus.DONE:
         action: StageAction = "final" if job.is_final else "not_ready"
         return StageOutcome(job_id, "reclassify", action, status=job.status)

@@ -39,6 +39,7 @@ from alertfusion.keys import (
 )
 from alertfusion.observability import count, logger, milliseconds
 from alertfusion.pipeline.context import PipelineContext, get_context
+from alertfusion.pipeline.deletion import delete_object
 from alertfusion.pipeline.outcomes import TranscribeAction, UploadOutcome
 from alertfusion.pipeline.storage import _send_task
 from alertfusion.pipeline.transcription import _ensure_transcription
@@ -288,8 +289,15 @@ def record_object(
 
 def _not_applied(ctx: PipelineContext, key: str, job_id: str, etag: str | None) -> UploadOutcome:
     """The job refused the write: a duplicate event, another object under the job's key
-    (noted on the job, refused), or another key with this job id."""
+    (noted on the job, refused), another key with this job id, or a deleted job (an upload
+    through a presigned POST issued before the deletion: the object is deleted too, so a
+    deleted job's recording never stays)."""
     current = ctx.store.get(job_id)
+    if current is not None and current.is_deleted and current.object_key in (None, key):
+        delete_object(ctx.s3, ctx.settings.audio_bucket, key)
+        count("DeletedJobUploadsDiscarded")
+        logger.info("upload for a deleted job discarded")
+        return UploadOutcome(key, job_id, "ignored", detail="the job was deleted")
     if current is not None and current.object_key not in (None, key):
         logger.warning("another object claims this job id; ignored")
         return UploadOutcome(key, job_id, "ignored", detail="job belongs to another object")

@@ -10,6 +10,7 @@ from alertfusion.jobs import Job, JobStatus, now_utc
 from alertfusion.keys import transcribe_job_name
 from alertfusion.observability import count, logger
 from alertfusion.pipeline.context import PipelineContext, get_context
+from alertfusion.pipeline.deletion import purge_deleted
 from alertfusion.pipeline.outcomes import SweepReport
 from alertfusion.pipeline.storage import _send_task
 from alertfusion.tasks import AudioStageTask, FinalizeTask
@@ -27,6 +28,9 @@ def sweep(
       started): a new ``audio_stage`` task, which records the verdict and starts Transcribe.
     * Any of those past ``HARD_TIMEOUT_SECONDS`` since the upload → FAILED/TIMEOUT.
     * UPLOAD_PENDING past ``HARD_TIMEOUT_SECONDS`` (no upload ever came) → FAILED/TIMEOUT.
+    * DELETING past ``STUCK_AFTER_SECONDS`` (deleted while Transcribe ran, and its completion
+      event was lost): purge again; DELETED once Transcribe's job could go too. A tombstone
+      is never moved anywhere else.
     """
     ctx = ctx or get_context()
     moment = now or now_utc()
@@ -52,6 +56,18 @@ def sweep(
             detail = f"no upload arrived within {settings.hard_timeout_seconds} s"
             if store.fail(job_id, ReasonCode.TIMEOUT, detail, now=moment):
                 _timed_out(report, job_id, JobStatus.UPLOAD_PENDING)
+        for job_id in store.stuck(JobStatus.DELETING, stuck_before, limit=limit):
+            job = store.get(job_id)
+            if job is None or job.status is not JobStatus.DELETING:
+                report.moved_on += 1
+                continue
+            report.checked += 1
+            if purge_deleted(ctx, job).complete:
+                report.purged += 1
+                report.note("purged", job_id)
+                count("SweeperActions", action="purged")
+            else:
+                store.mark_swept(job_id, JobStatus.DELETING, now=moment)
         logger.info(
             "sweep done", extra={k: v for k, v in report.as_dict().items() if k != "job_ids"}
         )
