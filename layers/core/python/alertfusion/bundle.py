@@ -12,6 +12,7 @@ directories too): the runtime refuses a bundle whose files do not match their su
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -23,6 +24,7 @@ from alertfusion.aws import S3_DENIED_CODES, S3_NOT_FOUND_CODES, error_code
 from alertfusion.bundle_files import check_file_sums
 from alertfusion.errors import BundleError, ReasonCode, TransientError
 from alertfusion.manifest import MANIFEST_FILE, Manifest
+from alertfusion.manifest_v2 import ManifestV2
 
 S3_SCHEME = "s3://"
 #: a manifest larger than this is not a manifest (they are a few kB)
@@ -34,12 +36,31 @@ _NOT_FOUND_CODES = S3_NOT_FOUND_CODES | S3_DENIED_CODES | {"NoSuchBucket"}
 
 @dataclass(frozen=True)
 class Bundle:
-    """A verified bundle on the local filesystem."""
+    """A verified bundle on the local filesystem.
+
+    `spec` is its manifest as v2 (a v1 manifest mapped onto v2); `legacy` the v1 manifest of
+    today's system (read from a v1 bundle, or the view of a v2 recipe that is exactly that
+    system), which the engine's optimised path serves; None for any other recipe."""
 
     directory: Path
-    manifest: Manifest
+    spec: ManifestV2
     #: where it came from (a directory or an s3:// URI), for messages
     source: str
+    legacy: Manifest | None = None
+    #: the manifest file's schema version (1 or 2)
+    schema_version: int = 2
+
+    @property
+    def manifest(self) -> Manifest:
+        """The v1 manifest (today's system); BUNDLE_INVALID for another recipe, whose
+        readers use `spec`."""
+        if self.legacy is None:
+            raise BundleError(
+                f"bundle {self.spec.bundle_version} serves recipe {self.spec.recipe.name}, "
+                "not the emergency-voice system this reader knows",
+                code=ReasonCode.BUNDLE_INVALID,
+            )
+        return self.legacy
 
     def path(self, file: str) -> Path:
         return self.directory / file
@@ -67,9 +88,25 @@ def load_bundle(
                 "bundle, or set MODEL_BUNDLE)",
                 code=ReasonCode.BUNDLE_NOT_FOUND,
             )
-    manifest = Manifest.load(directory / MANIFEST_FILE)
+    return open_bundle(directory, source=text)
+
+
+def open_bundle(directory: Path, *, source: str | None = None) -> Bundle:
+    """The bundle in a local directory: its manifest (v1 or v2) validated, every file's
+    sha256 checked, and for v2 the recipe's graph checked against the model files' shapes."""
+    from alertfusion.manifest_v2 import (
+        check_bundle_shapes,
+        from_v1,
+        legacy_manifest,
+        load_manifest,
+    )
+
+    manifest = load_manifest(directory / MANIFEST_FILE)
     check_file_sums(directory, manifest.files())
-    return Bundle(directory=directory, manifest=manifest, source=text)
+    if isinstance(manifest, Manifest):
+        return Bundle(directory, from_v1(manifest), source or str(directory), manifest, 1)
+    check_bundle_shapes(manifest)
+    return Bundle(directory, manifest, source or str(directory), legacy_manifest(manifest))
 
 
 def _default_cache_dir() -> str:
@@ -102,10 +139,13 @@ def fetch_s3_bundle(uri: str, cache_dir: Path) -> Path:
     target = cache_dir / hashlib.sha256(manifest_bytes).hexdigest()[:32]
     if (target / MANIFEST_FILE).is_file():
         return target
+    from alertfusion.manifest_v2 import parse_manifest
+
     try:
-        manifest = Manifest.model_validate_json(manifest_bytes)
+        raw = json.loads(manifest_bytes)
     except ValueError as exc:
         raise BundleError(f"{uri}/{MANIFEST_FILE} is not a valid manifest: {exc}") from exc
+    manifest = parse_manifest(raw, f"{uri}/{MANIFEST_FILE}")
     cache_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=cache_dir))
     try:
@@ -125,17 +165,18 @@ def fetch_s3_bundle(uri: str, cache_dir: Path) -> Path:
     return target
 
 
-def _sizes(manifest: Manifest) -> dict[str, int]:
+def _sizes(manifest: Manifest | ManifestV2) -> dict[str, int]:
     """Each file's size limit: the manifest's own size where it has one, generous for the
     tokenizer (its size is not in the manifest)."""
     sizes = {}
-    for _, model in manifest.models:
+    for model in manifest.model_entries().values():
         sizes[model.file] = model.size_bytes
         if model.fp32_fallback is not None:
             sizes[model.fp32_fallback.file] = model.fp32_fallback.size_bytes
     if manifest.golden is not None:
         sizes[manifest.golden.file] = manifest.golden.size_bytes
-    sizes[manifest.text.tokenizer_file] = 64 << 20
+    if manifest.text is not None:
+        sizes[manifest.text.tokenizer_file] = 64 << 20
     return sizes
 
 

@@ -218,10 +218,10 @@ def load_golden(bundle: Bundle) -> dict[str, np.ndarray]:
     none or the file cannot be read (its sha256 was checked when the bundle loaded)."""
     import numpy as np
 
-    golden = bundle.manifest.golden
+    golden = bundle.spec.golden
     if golden is None:
         raise BundleError(
-            f"bundle {bundle.manifest.bundle_version} has no golden set (built before the "
+            f"bundle {bundle.spec.bundle_version} has no golden set (built before the "
             "self-check): rebuild it with model_export",
             code=ReasonCode.BUNDLE_INVALID,
         )
@@ -234,7 +234,7 @@ def load_golden(bundle: Bundle) -> dict[str, np.ndarray]:
             f"{golden.file}: not a readable golden set ({exc})", code=ReasonCode.BUNDLE_INVALID
         ) from exc
     for name, rows in golden.inputs.items():
-        entry = getattr(bundle.manifest.models, name, None)
+        entry = bundle.spec.models.get(name)
         keys = [f"{name}/fp32", *(f"{name}/{i}" for i in getattr(entry, "input_names", ()))]
         if entry is None or any(k not in arrays or len(arrays[k]) != rows for k in keys):
             raise BundleError(
@@ -260,11 +260,11 @@ def run_selfcheck(
 
     started = time.perf_counter()
     golden = load_golden(bundle)
-    manifest = bundle.manifest
+    manifest = bundle.spec
     assert manifest.golden is not None  # load_golden checked
     checks = []
     for name in names or list(manifest.golden.inputs):
-        entry = getattr(manifest.models, name)
+        entry = manifest.models[name]
         fp32 = golden[f"{name}/fp32"]
         here = np.concatenate(
             [run(name, feeds) for feeds in _rows(golden, name, entry.input_names)]
@@ -369,7 +369,7 @@ def check_before_serving(engine: _Checked) -> Readiness:
     try:
         check = engine.self_check()
     except BundleError as exc:
-        if engine.bundle.manifest.golden is not None:
+        if engine.bundle.spec.golden is not None:
             raise  # the golden set exists but cannot be used: the bundle is broken
         readiness = Readiness("unavailable", None, detail=exc.message)
         observability.logger.warning("self-check unavailable", extra={"detail": exc.message})
@@ -378,8 +378,8 @@ def check_before_serving(engine: _Checked) -> Readiness:
     readiness = Readiness("passed", check)
     if not check.passed:
         failing = check.failing
-        models = engine.bundle.manifest.models
-        if all(getattr(models, name).fp32_fallback is not None for name in failing):
+        models = engine.bundle.spec.models
+        if all(models[name].fp32_fallback is not None for name in failing):
             engine.use_fp32_fallback(failing)
             again = engine.self_check(names=failing)
             readiness = Readiness(
