@@ -159,6 +159,10 @@ class KernelClassifier(nn.Module):
     vectors (standardised inputs), a linear layer, softmax. Not scikit-learn's SVC (one-vs-one
     with Platt coupling): a real SVC comes through `bundle --onnx` from skl2onnx."""
 
+    support: torch.Tensor
+    mean: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(
         self, support: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor, classes: int
     ):

@@ -272,6 +272,10 @@ def run_selfcheck(
         quantization = "none" if name in fallback else entry.quantization
         tolerance = _tolerance(entry, quantization)
         build = golden.get(f"{name}/build")
+        if manifest.recipe.models[name].output.kind == "sigmoid":
+            # one probability p: the decision reads [1 - p, p] (as the build's report did)
+            fp32, here = (np.concatenate([1.0 - x, x], axis=1) for x in (fp32, here))
+            build = None if build is None else np.concatenate([1.0 - build, build], axis=1)
         checks.append(
             ModelCheck(
                 name=name,

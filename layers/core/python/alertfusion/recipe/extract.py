@@ -64,7 +64,8 @@ def extract_features(
         dtype = np.result_type(*arrays, np.float32)
         padded = np.full((len(arrays), *largest), np.nan, dtype=dtype)
         for i, a in enumerate(arrays):
-            padded[(i, *(slice(0, d) for d in a.shape))] = a
+            index: tuple[int | slice, ...] = (i, *(slice(0, d) for d in a.shape))
+            padded[index] = a
         out[name] = padded
         out[name + SHAPE_SUFFIX] = np.array([a.shape for a in arrays], dtype=np.int64)
     sr = recipe.sample_rate
