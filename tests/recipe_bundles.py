@@ -52,9 +52,7 @@ def _model(spec: s.ModelSpec, rows: dict[str, tuple[int, ...]], seed: int) -> on
         for op in ("ReduceMean", "ReduceMax"):
             out = f"{name}_{op}"
             nodes.append(helper.make_node(op, [name], [out], axes=axes, keepdims=0))
-            nodes.append(
-                helper.make_node("Unsqueeze", [out, "one_axis"], [f"{out}_2d"])
-            )
+            nodes.append(helper.make_node("Unsqueeze", [out, "one_axis"], [f"{out}_2d"]))
             pooled.append(f"{out}_2d")
     inits.append(numpy_helper.from_array(np.array([1], dtype=np.int64), "one_axis"))
     nodes.append(helper.make_node("Concat", pooled, ["pooled"], axis=1))
@@ -65,8 +63,10 @@ def _model(spec: s.ModelSpec, rows: dict[str, tuple[int, ...]], seed: int) -> on
     nodes.append(helper.make_node("Gemm", ["pooled", "w", "b"], ["raw"]))
     kind = spec.output.kind
     last = {"logits": "Identity", "probabilities": "Softmax", "sigmoid": "Sigmoid"}[kind]
-    attrs = {"axis": -1} if last == "Softmax" else {}
-    nodes.append(helper.make_node(last, ["raw"], [spec.output.name], **attrs))
+    if last == "Softmax":
+        nodes.append(helper.make_node(last, ["raw"], [spec.output.name], axis=-1))
+    else:
+        nodes.append(helper.make_node(last, ["raw"], [spec.output.name]))
     output = helper.make_tensor_value_info(spec.output.name, TensorProto.FLOAT, ["batch", width])
     graph = helper.make_graph(nodes, "recipe_test_model", inputs, [output], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -92,9 +92,7 @@ def probe_rows(recipe: s.Recipe, lengths: tuple[float, ...] = (1.0, 0.7, 1.3)) -
             for input_name, feed in spec.inputs.items():
                 row = layout(values[feed.node], feed.layout)
                 out.setdefault(name, {}).setdefault(input_name, []).append(row)
-    return {
-        m: {i: np.stack(v).astype(np.float32) for i, v in d.items()} for m, d in out.items()
-    }
+    return {m: {i: np.stack(v).astype(np.float32) for i, v in d.items()} for m, d in out.items()}
 
 
 def write_bundle(raw: dict[str, Any], directory: Path, *, seed: int = 0) -> Path:

@@ -15,7 +15,7 @@ from alertfusion.bundle import load_bundle
 from alertfusion.engine import Engine
 from alertfusion.errors import AlertFusionError
 from alertfusion.manifest import Manifest
-from alertfusion.manifest_v2 import ManifestV2, from_v1, legacy_manifest
+from alertfusion.manifest_v2 import ManifestV2, from_v1
 from alertfusion.recipe.schema import Recipe
 from tests.conftest import SAMPLES
 from tests.recipe_bundles import RECIPES

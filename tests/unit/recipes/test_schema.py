@@ -211,8 +211,10 @@ SHORT_WINDOWS: dict[str, tuple[str, Edit, tuple[str, ...]]] = {
     ),
     "an STFT longer than an unpadded window": (
         "speaker-gender",
-        lambda raw: raw["windows"].update(tail="score", min_tail_seconds=0.0)
-        or raw["features"]["power"].update(input="waveform", n_fft=20_000, hop_length=320),
+        lambda raw: (
+            raw["windows"].update(tail="score", min_tail_seconds=0.0)
+            or raw["features"]["power"].update(input="waveform", n_fft=20_000, hop_length=320)
+        ),
         ("reflect padding",),
     ),
     "a layout the node's rank does not fit": (
