@@ -237,7 +237,7 @@ def _recipe_bundle(args: argparse.Namespace) -> int:
         args.out,
         scalers=dict(args.scaler),
         tolerance=args.tolerance,
-        quantize=args.quantize,
+        quantize=args.quantize if args.quantize_given else "none",
         threshold=args.threshold,
         keep_fp32=frozenset(args.keep_fp32),
         fp32_fallback=args.fp32_fallback,
@@ -364,8 +364,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.command == "demo":
-        # int8 is the default of today's demo; a recipe's demo quantizes only when asked
+    if args.command in ("demo", "bundle"):
+        # int8 is the default of today's system; a recipe's models are quantized when asked
         raw = list(argv) if argv is not None else sys.argv[1:]
         args.quantize_given = any(a == "--quantize" or a.startswith("--quantize=") for a in raw)
     handler = {"bundle": _bundle, "demo": _demo, "verify": _verify}[args.command]

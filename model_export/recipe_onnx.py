@@ -76,13 +76,16 @@ def _check_file(name: str, spec: s.ModelSpec, path: Path) -> None:
             f"--onnx {name}={path}: not a valid ONNX model: "
             f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__}",
         ) from exc
-    inputs, _ = onnx_shapes(path, spec.output.name)
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    inputs = [v.name for v in graph.input if v.name not in initializers]
     if sorted(inputs) != sorted(spec.inputs):
         raise ExportError(
             ExportReason.CHECKPOINT_MISMATCH,
             f"--onnx {name}: the file's inputs {sorted(inputs)} are not the recipe's "
             f"models.{name}.inputs {sorted(spec.inputs)}",
         )
+    onnx_shapes(path, spec.output.name)  # the recipe's output, a tensor
 
 
 def build_recipe_bundle(
