@@ -342,7 +342,8 @@ def _verify(args: argparse.Namespace) -> int:
     from alertfusion.manifest import MANIFEST_FILE
     from model_export.verify import verify_bundle
 
-    head = (args.directory / MANIFEST_FILE).read_text(encoding="utf-8", errors="replace")
+    path = args.directory / MANIFEST_FILE
+    head = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
     if '"schema_version": 2' in head:
         from model_export.recipe_build import verify_v2
 

@@ -166,7 +166,7 @@ def _parity_off(parity: Path, tmp_path: Path) -> Path:
         arrays = {k: data[k] for k in data.files}
     arrays["gender/probability"] = arrays["gender/probability"] + 1e-3
     out = tmp_path / "off.npz"
-    np.savez(out, **arrays)  # type: ignore[arg-type]  # numpy's stub: **arrays
+    np.savez(out, **arrays)
     return out
 
 
@@ -203,8 +203,11 @@ def test_bundle_refuses_a_file_whose_inputs_are_not_the_recipes(
     """An onnx.helper model of the dog-bark recipe offered as the speaker-gender model."""
     dog = write_bundle(identity_scalers(recipe_dict("dog-bark")), tmp_path / "dog")
     parity = tmp_path / "p.npz"
-    np.savez(parity, **{"gender/mfcc": np.zeros((2, 1, 128, 301), np.float32),
-                        "gender/probability": np.zeros((2, 1))})  # fmt: skip
+    arrays: dict[str, np.ndarray] = {
+        "gender/mfcc": np.zeros((2, 1, 128, 301), np.float32),
+        "gender/probability": np.zeros((2, 1)),
+    }
+    np.savez(parity, **arrays)  # type: ignore[arg-type]  # numpy's stub: **arrays
     assert _bundle(["--onnx", f"gender={dog / 'dog.onnx'}", "--parity", str(parity)],
                    tmp_path / "x") == EXIT_USER_ERROR  # fmt: skip
     assert "CHECKPOINT_MISMATCH" in capsys.readouterr().err
