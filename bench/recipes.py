@@ -112,7 +112,7 @@ def measure(bundle: Path, rounds: int) -> dict[str, Any]:
         plan = plan_windows(len(samples), recipe.windows, recipe.sample_rate)
         w = window_samples(samples, plan.spans[0], plan.pad_to)
         g = FeatureGraph(recipe)
-        per_recipe[recipe.name] = interleaved({"graph": lambda g=g, w=w: g.run(w)}, rounds)["graph"]
+        per_recipe[recipe.name] = interleaved({"graph": partial(g.run, w)}, rounds)["graph"]
     out["recipe_graph_window_ms"] = per_recipe
     return out
 
