@@ -116,7 +116,7 @@ class BundleSessions:
         self._overrides = dict(overrides or {})
         self._sessions: dict[str, Any] = {}
         #: the bundle's model names
-        self.names: tuple[str, ...] = tuple(bundle.spec.models)
+        self.names: tuple[str, ...] = tuple(bundle.entries)
         self._locks = {name: threading.Lock() for name in self.names}
         #: models served from their fp32 fallback file instead (use_fallback)
         self.fallback: frozenset[str] = frozenset()
@@ -164,7 +164,7 @@ class BundleSessions:
     def use_fallback(self, names: list[str]) -> None:
         """Serve `names` from their fp32 fallback files (their sessions are made again)."""
         for name in names:
-            entry = self._bundle.spec.models[name]
+            entry = self._bundle.entries[name]
             if entry.fp32_fallback is None:
                 raise BundleError(
                     f"{name} has no fp32 fallback in this bundle", code=ReasonCode.BUNDLE_INVALID
@@ -175,7 +175,7 @@ class BundleSessions:
         self.fallback = self.fallback | frozenset(names)
 
     def _create(self, name: str) -> Any:
-        entry = self._bundle.spec.models[name]
+        entry = self._bundle.entries[name]
         fallback = entry.fp32_fallback if name in self.fallback else None
         path = self._bundle.path(fallback.file if fallback is not None else entry.file)
         try:
@@ -195,12 +195,13 @@ class BundleSessions:
                 f"says {entry.input_names} and {entry.output_names}",
                 code=ReasonCode.BUNDLE_INVALID,
             )
-        _check_shapes(name, entry, session)
+        if self._bundle.v2 is not None:  # the shapes the v2 manifest promises
+            _check_shapes(name, self._bundle.v2.models[name], session)
         return session
 
     def run(self, name: str, feeds: dict[str, np.ndarray], run_options: Any = None) -> np.ndarray:
         """The first output of model `name` for `feeds`."""
-        entry = self._bundle.spec.models[name]
+        entry = self._bundle.entries[name]
         out = self.get(name).run(entry.output_names[:1], feeds, run_options)
         return out[0]
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from alertfusion.audio import DecodedAudio
     from alertfusion.bundle import Bundle
     from alertfusion.manifest import Manifest
+    from alertfusion.manifest_v2 import ManifestV2
     from alertfusion.recipe.graph import FeatureGraph
     from alertfusion.selfcheck import Readiness, SelfCheck
     from alertfusion.sessions import BundleSessions
@@ -78,12 +79,10 @@ class Engine:
             tuning = replace(tuning, session=replace(tuning.session, intra_op_threads=cores))
         self.tuning = tuning
         self.bundle = bundle
-        self.spec = bundle.spec
-        decision = self.spec.recipe.decision
-        self.gate: Gate = gate or ("binary" if decision.gate is not None else "none")
+        self.gate: Gate = gate or bundle.default_gate
         #: decision.text_overrides_gate: a window the gate stopped goes to fusion when the
-        #: text model alone reads an alert
-        self.text_overrides_gate = decision.text_overrides_gate
+        #: text model alone reads an alert (never in a v1 bundle)
+        self.text_overrides_gate = bundle.text_overrides_gate
         self.min_audio_seconds = min_audio_seconds
         self.max_audio_seconds = max_audio_seconds
         self.max_text_chars = max_text_chars
@@ -103,6 +102,11 @@ class Engine:
         self.unready: str | None = None
         #: the serving CPU's self-check, once `get_engine` ran it
         self.readiness: Readiness | None = None
+
+    @property
+    def spec(self) -> ManifestV2:
+        """The bundle's manifest as v2 (a v1 manifest mapped onto v2 when first asked for)."""
+        return self.bundle.spec
 
     @property
     def manifest(self) -> Manifest:
@@ -134,7 +138,7 @@ class Engine:
     def warm_up(self) -> None:
         """Create the sessions and the tokenizer now (readiness probes, the Lambda init
         phase)."""
-        if self.spec.text is not None:
+        if self.bundle.text is not None:
             self._text_encoder()
         self._sessions.create_all(self._executor().submit)
 
@@ -195,7 +199,7 @@ class Engine:
                 if self._encoder is None:
                     from alertfusion.text import TextEncoder
 
-                    text = self.spec.text
+                    text = self.bundle.text
                     assert text is not None  # a transcript model needs one (manifest v2)
                     self._encoder = TextEncoder.from_file(
                         self.bundle.path(text.tokenizer_file), max_len=text.max_len
@@ -305,7 +309,7 @@ class Engine:
             duration_s=decoded.duration_s,
             dropped_tail_s=dropped_tail_s,
             schema_version=self.bundle.schema_version,
-            recipe=self.spec.recipe.name,
+            recipe=self.bundle.recipe_name,
             timings=Timings(
                 decode_ms=decode_ms,
                 features_ms=features_ms,
@@ -332,7 +336,7 @@ class Engine:
         return decode(
             audio,
             filename,
-            rate=self.spec.recipe.sample_rate,
+            rate=self.bundle.sample_rate,
             min_seconds=self.min_audio_seconds,
             max_seconds=self.max_audio_seconds,
             max_bytes=self.max_audio_bytes,
@@ -467,10 +471,10 @@ class Engine:
         encoded = self._text_encoder().encode(transcript)
         if encoded is None:
             return None, None, 0.0
-        entry = self.spec.models[name]
+        entry = self.bundle.entries[name]
         feeds = encoded.feeds()
         logits = self._sessions.run(name, {i: feeds[i] for i in entry.input_names}, run_options)
-        check_logits(name, logits, 1, entry.output_shape[-1] or len(entry.labels))
+        check_logits(name, logits, 1, self.bundle.output_width(name))
         return encoded, logits[0], _ms(start)
 
 
