@@ -88,3 +88,19 @@ def test_speech_emotion_vector_equals_the_original_code(path: Any) -> None:
         a, b = 1002 + block * 13_000, 1002 + (block + 1) * 13_000
         scale = float(np.abs(want[1002:15002]).max())
         assert float(np.abs(got[a:b] - want[a:b]).max()) <= 1e-5 * scale
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_the_feature_image_honours_mel_htk(path: Any) -> None:
+    """A v1 manifest's `mel_htk: true` builds HTK filters, as the librosa reference does (it
+    used to build Slaney filters regardless: a silent skew)."""
+    from alertfusion.features import build_feature_images
+    from alertfusion.manifest import AudioPreprocessing
+    from tests.unit.audio.helpers import FEATURE_TOLERANCE, feature_error, reference_images
+
+    y = load(path, 44_100)
+    htk = AudioPreprocessing(mel_htk=True)
+    fast = build_feature_images(y, htk).images
+    assert feature_error(fast, reference_images(y, htk), htk) <= FEATURE_TOLERANCE
+    slaney = reference_images(y, AudioPreprocessing())
+    assert feature_error(fast, slaney, htk) > 100 * FEATURE_TOLERANCE
