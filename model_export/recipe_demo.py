@@ -4,9 +4,9 @@ recipe's architecture with seeded weights, marked untrained.
 Today's system (recipes/emergency-voice.json) is built by the v1 demo (the same DenseNets and
 KoBERT, the same weights for a seed) and its manifest then written as v2 carrying the recipe.
 Any other recipe gets its PyTorch re-implementation (model_export.architectures), fitted
-lightly so its outputs are not a near tie everywhere: a few AdamW steps of its last layer
-against seeded k-means pseudo-labels of the calibration windows, BatchNorm statistics
-re-estimated. Its fitted
+lightly so its outputs are not a near tie everywhere: BatchNorm statistics re-estimated on
+the calibration windows, then a few AdamW steps of its last layer against seeded k-means
+pseudo-labels of them. Its fitted
 scalers (affine nodes left null in the recipe) are fitted on the same windows. None of this is
 training: the verdicts mean nothing, and the manifest says `trained: false`.
 """
@@ -89,30 +89,38 @@ def _reestimate_batchnorm(model: nn.Module, inputs: list[torch.Tensor], batch: i
 def light_fit(
     model: nn.Module, spec: s.ModelSpec, rows: dict[str, np.ndarray], *, seed: int, size: Size
 ) -> None:
-    """A few AdamW steps of the last layer against k-means pseudo-labels (module docstring)."""
+    """BatchNorm statistics re-estimated on the rows, then a few AdamW steps of the last
+    Linear layer against k-means pseudo-labels (module docstring), on its input computed once:
+    the layers below stay as seeded, so the full-size networks are not run again per step."""
     steps, lr, limit = FIT[size]
     n = len(next(iter(rows.values())))
     flat = np.concatenate([rows[k].reshape(n, -1) for k in spec.inputs], axis=1)
     labels = kmeans_labels(flat.astype(np.float64), len(spec.labels), seed=seed)
     pick = np.unique(np.linspace(0, n - 1, min(limit, n)).round().astype(int))
     inputs = [torch.from_numpy(rows[k][pick]) for k in spec.inputs]
-    target = torch.from_numpy(labels[pick])
+    _reestimate_batchnorm(model, inputs)
+    model.eval()
     # the last Linear only: Adam's per-weight steps on a layer as wide as the infant-cry head
     # (800,000 inputs) would move its outputs by tens per step and saturate them
     head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    finally:
+        hook.remove()
+    features, target = captured[0], torch.from_numpy(labels[pick])
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.0)
-    model.train()
     for _ in range(steps):
-        out = model(*inputs)
+        out = head(features)
         if spec.output.kind == "sigmoid":
-            loss = nn.functional.binary_cross_entropy(out[:, 0], (target > 0).float())
+            loss = nn.functional.binary_cross_entropy_with_logits(out[:, 0], (target > 0).float())
         else:
-            loss = nn.functional.nll_loss(torch.log(out.clamp_min(1e-9)), target)
+            loss = nn.functional.cross_entropy(out, target)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    _reestimate_batchnorm(model, [torch.from_numpy(rows[k]) for k in spec.inputs])
-    model.eval()
 
 
 def demo_model(
