@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from model_export.errors import ExportError
+from model_export.errors import ExportError, ExportReason
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 2
@@ -93,14 +93,45 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser(
         "bundle",
-        help="convert checkpoints in the original training formats into a bundle",
+        help="convert checkpoints (or, with --recipe, ONNX files) into a bundle",
         description="Convert the two DenseNet-121 checkpoints, the KoBERT checkpoint and its "
-        "SentencePiece model (+ gluonnlp vocab JSON) into a bundle directory.",
+        "SentencePiece model (+ gluonnlp vocab JSON) into a bundle directory; or, with "
+        "--recipe, package ONNX files exported elsewhere (--onnx NAME=FILE, checked against "
+        "--parity FILE.npz) as a manifest v2 bundle of that recipe.",
     )
-    b.add_argument("--audio-binary", type=Path, required=True, metavar="CKPT")
-    b.add_argument("--audio-multiclass", type=Path, required=True, metavar="CKPT")
-    b.add_argument("--text", type=Path, required=True, metavar="CKPT")
-    b.add_argument("--spm", type=Path, required=True, metavar="FILE", help="KoBERT .spiece")
+    b.add_argument("--audio-binary", type=Path, metavar="CKPT")
+    b.add_argument("--audio-multiclass", type=Path, metavar="CKPT")
+    b.add_argument("--text", type=Path, metavar="CKPT")
+    b.add_argument("--spm", type=Path, metavar="FILE", help="KoBERT .spiece")
+    b.add_argument("--recipe", type=Path, metavar="FILE", help="a recipe (recipes/NAME.json)")
+    b.add_argument(
+        "--onnx",
+        action="append",
+        type=_named_path,
+        default=[],
+        metavar="NAME=FILE",
+        help="with --recipe: the ONNX file of the recipe's model NAME (repeatable)",
+    )
+    b.add_argument(
+        "--parity",
+        type=Path,
+        metavar="FILE.npz",
+        help="with --recipe: NAME/INPUT rows and NAME/OUTPUT reference outputs per model",
+    )
+    b.add_argument(
+        "--scaler",
+        action="append",
+        type=_named_path,
+        default=[],
+        metavar="NODE=FILE.npz",
+        help="with --recipe: a fitted scaler's arrays 'mean' and 'scale' for an affine node",
+    )
+    b.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-4,
+        help="with --recipe: max |ONNX - reference| per output value (default 1e-4)",
+    )
     b.add_argument("--vocab", type=Path, metavar="FILE", help="gluonnlp vocab JSON (authority)")
     b.add_argument("--out", type=Path, required=True, metavar="DIR")
     _add_quantization(b)
@@ -154,6 +185,13 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--size", choices=("full", "tiny"), default="full")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--checkpoints-out", type=Path, metavar="DIR")
+    d.add_argument(
+        "--recipe",
+        type=Path,
+        metavar="FILE",
+        help="build this recipe's architecture (recipes/NAME.json) as a manifest v2 bundle; "
+        "int8 is then opt-in (--quantize int8)",
+    )
     _add_quantization(d, demo=True)
 
     v = sub.add_parser("verify", help="re-check a bundle against its manifest")
@@ -172,7 +210,60 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def _named_path(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=FILE, got {text!r}")
+    return name, Path(path)
+
+
+def _recipe_bundle(args: argparse.Namespace) -> int:
+    from model_export.progress import Progress
+    from model_export.recipe_onnx import build_recipe_bundle
+
+    flags = ("audio_binary", "audio_multiclass", "text", "spm", "vocab")
+    given = [f"--{f.replace('_', '-')}" for f in flags if getattr(args, f) is not None]
+    if given or not args.onnx or args.parity is None:
+        raise ExportError(
+            ExportReason.BUNDLE_INVALID,
+            "--recipe packages ONNX files: give --onnx NAME=FILE for each model and --parity "
+            "FILE.npz" + (f", not {', '.join(given)}" if given else ""),
+        )
+    progress = Progress.to_stderr()
+    manifest = build_recipe_bundle(
+        args.recipe,
+        dict(args.onnx),
+        args.parity,
+        args.out,
+        scalers=dict(args.scaler),
+        tolerance=args.tolerance,
+        quantize=args.quantize if args.quantize_given else "none",
+        threshold=args.threshold,
+        keep_fp32=frozenset(args.keep_fp32),
+        fp32_fallback=args.fp32_fallback,
+        calibration_audio=args.calibration_audio,
+        bundle_version=args.bundle_version,
+        description=args.description,
+        force=args.force,
+        progress=progress,
+    )
+    print(f"bundle {args.out}: recipe {manifest.recipe.name}, version {manifest.bundle_version}")
+    return EXIT_OK
+
+
 def _bundle(args: argparse.Namespace) -> int:
+    if args.recipe is not None:
+        return _recipe_bundle(args)
+    missing = [
+        f"--{f.replace('_', '-')}"
+        for f in ("audio_binary", "audio_multiclass", "text", "spm")
+        if getattr(args, f) is None
+    ]
+    if missing:
+        raise ExportError(
+            ExportReason.BUNDLE_INVALID,
+            f"the following arguments are required: {', '.join(missing)}",
+        )
     from alertfusion.manifest import AudioPreprocessing
     from model_export.build import BuildOptions, Sources, build_bundle
     from model_export.progress import Progress, format_summary
@@ -208,10 +299,28 @@ def _bundle(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from model_export.demo import build_demo_bundle
+    from model_export.demo import DEFAULT_CALIBRATION_AUDIO, DEMO_THRESHOLDS, build_demo_bundle
     from model_export.progress import Progress, format_summary
 
     progress = Progress.to_stderr()
+    if args.recipe is not None:
+        from model_export.recipe_demo import build_recipe_demo
+
+        spec = build_recipe_demo(
+            args.recipe,
+            args.out,
+            size=args.size,
+            seed=args.seed,
+            quantize=args.quantize if args.quantize_given else "none",
+            calibration_audio=args.calibration_audio or DEFAULT_CALIBRATION_AUDIO,
+            threshold=DEMO_THRESHOLDS[args.size] if args.threshold is None else args.threshold,
+            fp32_fallback=args.fp32_fallback,
+            force=args.force,
+            progress=progress,
+            checkpoints_out=args.checkpoints_out,
+        )
+        print(f"bundle {args.out}: recipe {spec.recipe.name}, version {spec.bundle_version}")
+        return EXIT_OK
     manifest = build_demo_bundle(
         args.out,
         size=args.size,
@@ -230,7 +339,18 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from alertfusion.manifest import MANIFEST_FILE
     from model_export.verify import verify_bundle
+
+    path = args.directory / MANIFEST_FILE
+    head = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    if '"schema_version": 2' in head:
+        from model_export.recipe_build import verify_v2
+
+        for line in verify_v2(args.directory):
+            print(f"  ok  {line}")
+        print(f"bundle {args.directory} OK (manifest v2)")
+        return EXIT_OK
 
     report = verify_bundle(args.directory, timing=args.timing, threads=args.threads)
     print(f"bundle {args.directory} OK (version {report.manifest.bundle_version})")
@@ -245,6 +365,10 @@ def _verify(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command in ("demo", "bundle"):
+        # int8 is the default of today's system; a recipe's models are quantized when asked
+        raw = list(argv) if argv is not None else sys.argv[1:]
+        args.quantize_given = any(a == "--quantize" or a.startswith("--quantize=") for a in raw)
     handler = {"bundle": _bundle, "demo": _demo, "verify": _verify}[args.command]
     try:
         return handler(args)

@@ -143,3 +143,19 @@ def test_a_worker(tiny_bundle: Path) -> None:
     finally:
         worker.close()
     assert worker.proc.returncode == 0
+
+
+def test_the_recipe_timing_script_runs(tiny_bundle: Path) -> None:
+    """bench.recipes on the tiny bundle, two rounds: every figure is there (timings are the
+    lead's to take on a quiet machine)."""
+    from bench.recipes import measure
+
+    figures = measure(tiny_bundle, rounds=2)
+    assert set(figures["window_ms"]) == {
+        "v1 feature image",
+        "v2 recognised (engine's path)",
+        "v2 generic graph",
+    }
+    assert set(figures["request_ms"]) == {"v1 5 s", "v2 5 s", "v1 25 s", "v2 25 s"}
+    assert len(figures["recipe_graph_window_ms"]) == 5
+    assert all(v > 0 for part in figures.values() for v in part.values())

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from alertfusion.manifest import Manifest
+    from alertfusion.manifest_v2 import ManifestV2
     from alertfusion.result import ClassificationResult
 
 Status = Literal["agree", "disagree", "near_tie"]
@@ -95,12 +96,12 @@ def measure(fp32: np.ndarray, int8: np.ndarray) -> Tolerance:
     return Tolerance(float(logit_spreads(fp32, int8).max()), float(logit_errors(fp32, int8).max()))
 
 
-def model_tolerances(manifest: Manifest) -> dict[str, Tolerance]:
+def model_tolerances(manifest: Manifest | ManifestV2) -> dict[str, Tolerance]:
     """Each model's int8 tolerance from the bundle (what its build measured); exact for a
     model that is not quantized. A quantized model without measured errors (a bundle built
     before the margin rule) cannot be judged: ValueError naming it."""
     found: dict[str, Tolerance] = {}
-    for name, entry in manifest.models:
+    for name, entry in manifest.model_entries().items():
         report = entry.quantization_report
         if entry.quantization == "none":
             found[name] = Tolerance.exact()

@@ -12,17 +12,26 @@ directories too): the runtime refuses a bundle whose files do not match their su
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from alertfusion.aws import S3_DENIED_CODES, S3_NOT_FOUND_CODES, error_code
 from alertfusion.bundle_files import check_file_sums
 from alertfusion.errors import BundleError, ReasonCode, TransientError
-from alertfusion.manifest import MANIFEST_FILE, Manifest
+from alertfusion.manifest import MANIFEST_FILE, Manifest, OnnxModel, TextPreprocessing
+
+if TYPE_CHECKING:
+    from alertfusion.manifest import GoldenSet
+    from alertfusion.manifest_v2 import ManifestV2
+
+#: the recipe name of today's system (alertfusion.recipe.v1.RECIPE_NAME)
+EMERGENCY_RECIPE = "emergency-voice"
 
 S3_SCHEME = "s3://"
 #: a manifest larger than this is not a manifest (they are a few kB)
@@ -34,12 +43,96 @@ _NOT_FOUND_CODES = S3_NOT_FOUND_CODES | S3_DENIED_CODES | {"NoSuchBucket"}
 
 @dataclass(frozen=True)
 class Bundle:
-    """A verified bundle on the local filesystem."""
+    """A verified bundle on the local filesystem.
+
+    `spec` is its manifest as v2 (a v1 manifest mapped onto v2, made when first asked for: a
+    v1 bundle served on the optimised path never needs it); `legacy` the v1 manifest of
+    today's system (read from a v1 bundle, or the view of a v2 recipe that is exactly that
+    system), which the engine's optimised path serves; None for any other recipe."""
 
     directory: Path
-    manifest: Manifest
     #: where it came from (a directory or an s3:// URI), for messages
     source: str
+    legacy: Manifest | None = None
+    #: the v2 manifest read from a v2 bundle (None for v1: `spec` maps the legacy one)
+    v2: ManifestV2 | None = field(default=None, repr=False)
+
+    @property
+    def schema_version(self) -> int:
+        """The manifest file's schema version (1 or 2)."""
+        return 1 if self.v2 is None else 2
+
+    @cached_property
+    def spec(self) -> ManifestV2:
+        if self.v2 is not None:
+            return self.v2
+        from alertfusion.manifest_v2 import from_v1
+
+        assert self.legacy is not None  # a v1 bundle always has its manifest
+        return from_v1(self.legacy)
+
+    @property
+    def entries(self) -> dict[str, OnnxModel]:
+        """The model files by model name."""
+        if self.v2 is None:
+            assert self.legacy is not None
+            return self.legacy.model_entries()
+        return self.v2.model_entries()
+
+    @property
+    def golden(self) -> GoldenSet | None:
+        return self.v2.golden if self.v2 is not None else self.manifest.golden
+
+    @property
+    def text(self) -> TextPreprocessing | None:
+        return self.v2.text if self.v2 is not None else self.manifest.text
+
+    @property
+    def bundle_version(self) -> str:
+        return self.v2.bundle_version if self.v2 is not None else self.manifest.bundle_version
+
+    @property
+    def recipe_name(self) -> str:
+        return self.v2.recipe.name if self.v2 is not None else EMERGENCY_RECIPE
+
+    @property
+    def default_gate(self) -> Literal["binary", "none"]:
+        """The gate the bundle's decision asks for (v1: the manifest's fusion.gate)."""
+        if self.v2 is None:
+            return self.manifest.fusion.gate
+        return "binary" if self.v2.recipe.decision.gate is not None else "none"
+
+    @property
+    def text_overrides_gate(self) -> bool:
+        return self.v2 is not None and self.v2.recipe.decision.text_overrides_gate
+
+    @property
+    def sample_rate(self) -> int:
+        return (
+            self.v2.recipe.sample_rate if self.v2 is not None else self.manifest.audio.sample_rate
+        )
+
+    def output_kind(self, name: str) -> str:
+        """How model `name`'s output reads (logits for every model of a v1 bundle)."""
+        return self.v2.recipe.models[name].output.kind if self.v2 is not None else "logits"
+
+    def output_width(self, name: str) -> int:
+        """The width of model `name`'s output."""
+        if self.v2 is not None:
+            return self.v2.recipe.models[name].output_width
+        return len(self.entries[name].labels)
+
+    @property
+    def manifest(self) -> Manifest:
+        """The v1 manifest (today's system); BUNDLE_INVALID for another recipe, whose
+        readers use `spec`."""
+        if self.legacy is None:
+            raise BundleError(
+                f"bundle {self.bundle_version} serves recipe {self.recipe_name}, "
+                "not the emergency-voice system this reader knows",
+                code=ReasonCode.BUNDLE_INVALID,
+            )
+        return self.legacy
 
     def path(self, file: str) -> Path:
         return self.directory / file
@@ -67,9 +160,37 @@ def load_bundle(
                 "bundle, or set MODEL_BUNDLE)",
                 code=ReasonCode.BUNDLE_NOT_FOUND,
             )
-    manifest = Manifest.load(directory / MANIFEST_FILE)
-    check_file_sums(directory, manifest.files())
-    return Bundle(directory=directory, manifest=manifest, source=text)
+    return open_bundle(directory, source=text)
+
+
+def _is_v2(raw: bytes) -> bool:
+    """Whether a manifest's bytes are schema v2 (a v1 manifest never imports the recipes)."""
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(found, dict) and found.get("schema_version") == 2
+
+
+def open_bundle(directory: Path, *, source: str | None = None) -> Bundle:
+    """The bundle in a local directory: its manifest (v1 or v2) validated, every file's
+    sha256 checked, and for v2 the recipe's graph checked against the model files' shapes."""
+    path = directory / MANIFEST_FILE
+    try:
+        head = path.read_bytes()
+    except OSError:
+        head = b""  # Manifest.load names the problem
+    if not _is_v2(head):
+        manifest = Manifest.load(path)
+        check_file_sums(directory, manifest.files())
+        return Bundle(directory, source or str(directory), manifest)
+    from alertfusion.manifest_v2 import check_bundle_shapes, legacy_manifest, parse_manifest
+
+    spec = parse_manifest(json.loads(head), str(path))
+    assert not isinstance(spec, Manifest)
+    check_file_sums(directory, spec.files())
+    check_bundle_shapes(spec)
+    return Bundle(directory, source or str(directory), legacy_manifest(spec), spec)
 
 
 def _default_cache_dir() -> str:
@@ -102,8 +223,14 @@ def fetch_s3_bundle(uri: str, cache_dir: Path) -> Path:
     target = cache_dir / hashlib.sha256(manifest_bytes).hexdigest()[:32]
     if (target / MANIFEST_FILE).is_file():
         return target
+    manifest: Manifest | ManifestV2
     try:
-        manifest = Manifest.model_validate_json(manifest_bytes)
+        if _is_v2(manifest_bytes):
+            from alertfusion.manifest_v2 import parse_manifest
+
+            manifest = parse_manifest(json.loads(manifest_bytes), f"{uri}/{MANIFEST_FILE}")
+        else:
+            manifest = Manifest.model_validate_json(manifest_bytes)
     except ValueError as exc:
         raise BundleError(f"{uri}/{MANIFEST_FILE} is not a valid manifest: {exc}") from exc
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -125,17 +252,18 @@ def fetch_s3_bundle(uri: str, cache_dir: Path) -> Path:
     return target
 
 
-def _sizes(manifest: Manifest) -> dict[str, int]:
+def _sizes(manifest: Manifest | ManifestV2) -> dict[str, int]:
     """Each file's size limit: the manifest's own size where it has one, generous for the
     tokenizer (its size is not in the manifest)."""
     sizes = {}
-    for _, model in manifest.models:
+    for model in manifest.model_entries().values():
         sizes[model.file] = model.size_bytes
         if model.fp32_fallback is not None:
             sizes[model.fp32_fallback.file] = model.fp32_fallback.size_bytes
     if manifest.golden is not None:
         sizes[manifest.golden.file] = manifest.golden.size_bytes
-    sizes[manifest.text.tokenizer_file] = 64 << 20
+    if manifest.text is not None:
+        sizes[manifest.text.tokenizer_file] = 64 << 20
     return sizes
 
 

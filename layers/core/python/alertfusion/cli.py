@@ -1,11 +1,14 @@
 """`python -m alertfusion classify FILE...`: verdicts on the command line (table or JSON);
 `python -m alertfusion selfcheck`: the bundle's golden set on this CPU (alertfusion.selfcheck);
+`python -m alertfusion features FILE --out X.npz`: every feature node per window
+(alertfusion.recipe.extract);
 `python -m alertfusion backfill s3://bucket/prefix/`: a backfill (alertfusion.backfill.cli).
 
 Exit codes of `classify`: 0 every file classified; 2 some input was refused (its reason code is
 printed); 1 anything else (no bundle, an invalid bundle, an internal error). Of `selfcheck`: 0
 within tolerance; 2 outside it, or a golden set that is missing, truncated or not the one the
-manifest names (BUNDLE_INVALID); 1 anything else.
+manifest names (BUNDLE_INVALID); 1 anything else. Of `features`: 0 written; 2 the audio was
+refused; 1 anything else (no bundle, an invalid recipe).
 """
 
 from __future__ import annotations
@@ -116,6 +119,21 @@ def _parser() -> argparse.ArgumentParser:
         help="model bundle directory or s3:// URI (default: MODEL_BUNDLE, else build/models/demo)",
     )
     check.add_argument("--json", action="store_true", help="print JSON instead of text")
+    features = commands.add_parser(
+        "features",
+        help="write every feature node's output per window (what the models saw) to an .npz",
+        description="Compute the recipe's feature graph on every window of a recording and "
+        "write each node's output, keyed by node name, window axis first.",
+    )
+    features.add_argument("file", metavar="FILE", help="an audio file")
+    where = features.add_mutually_exclusive_group()
+    where.add_argument(
+        "--bundle",
+        help="model bundle directory or s3:// URI (default: MODEL_BUNDLE, else build/models/demo)",
+    )
+    where.add_argument("--recipe", type=Path, help="a recipe file instead of a bundle")
+    features.add_argument("--out", type=Path, required=True, metavar="X.npz")
+    features.add_argument("--nodes", nargs="+", metavar="NODE", help="only these nodes")
     from alertfusion.backfill import cli as backfill_cli  # argparse only: no AWS, no engine
 
     backfill_cli.add_parser(commands)
@@ -126,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "selfcheck":
         return _selfcheck(args, sys.stdout, sys.stderr)
+    if args.command == "features":
+        return _features(args, sys.stdout, sys.stderr)
     if args.command == "backfill":
         from alertfusion.backfill import cli as backfill_cli
 
@@ -155,6 +175,53 @@ def _selfcheck(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         out.write("\n".join(check.lines()) + "\n")
     return EXIT_OK if check.passed else EXIT_BAD_INPUT
+
+
+def _features(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import numpy as np
+
+    from alertfusion.audio import decode_audio
+    from alertfusion.errors import AlertFusionError, AudioError
+    from alertfusion.recipe.extract import extract_features
+
+    try:
+        if args.recipe is not None:
+            from alertfusion.recipe.schema import Recipe
+
+            recipe = Recipe.load(args.recipe)
+        else:
+            location = args.bundle or default_bundle()
+            if location is None:
+                err.write("error: no model bundle: pass --bundle DIR|s3://... or --recipe FILE\n")
+                return EXIT_ERROR
+            from alertfusion.bundle import load_bundle
+
+            recipe = load_bundle(location).spec.recipe
+        unknown = sorted(set(args.nodes or ()) - set(recipe.features))
+        if unknown:
+            err.write(f"error: recipe {recipe.name} has no node {', '.join(unknown)}\n")
+            return EXIT_BAD_INPUT
+        samples = decode_audio(args.file, sample_rate=recipe.sample_rate).samples
+        arrays = extract_features(recipe, samples, args.nodes)
+    except AudioError as exc:
+        err.write(f"error: {args.file}: {exc.code}: {exc.message}\n")
+        return EXIT_BAD_INPUT
+    except AlertFusionError as exc:
+        err.write(f"error: {exc.code}: {exc.message}\n")
+        return EXIT_ERROR
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("wb") as fh:
+        np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub: **arrays
+    windows = len(arrays[":windows"])
+    out.write(f"{args.out}: recipe {recipe.name}, {windows} window(s)\n")
+    for key, value in arrays.items():
+        if not key.startswith(":") and not key.endswith(":shape"):
+            ragged = " (ragged: NaN-padded, see :shape)" if f"{key}:shape" in arrays else ""
+            out.write(f"  {key:<16} {str(value.shape):<22} {value.dtype}{ragged}\n")
+    skipped = [str(x) for x in arrays[":skipped"]]
+    if skipped:
+        out.write(f"  left out (a scaler without fitted values): {', '.join(skipped)}\n")
+    return EXIT_OK
 
 
 def _texts(args: argparse.Namespace) -> dict[str, str | None] | str | None:
@@ -193,9 +260,9 @@ def _classify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except AlertFusionError as exc:
         err.write(f"error: {exc.code}: {exc.message}\n")
         return EXIT_ERROR
-    if not engine.manifest.trained:
+    if not engine.spec.trained:
         err.write(
-            f"note: bundle {engine.manifest.bundle_version} is UNTRAINED (demo weights): "
+            f"note: bundle {engine.spec.bundle_version} is UNTRAINED (demo weights): "
             "its verdicts mean nothing\n"
         )
 
@@ -285,18 +352,27 @@ def _as_table(rows: list[dict[str, Any]], engine: Engine) -> str:
 
 
 def _detail(name: str, r: ClassificationResult, engine: Engine) -> list[str]:
-    classes = engine.manifest.labels.classes
+    recipe = engine.spec.recipe
+    classes = [label.name for label in recipe.labels]
     w = r.windows[r.selected_window]
-    verdict = "EMERGENCY" if r.is_emergency else "no emergency"
+    verdict = ""
+    if recipe.decision.alert_labels:
+        word = "emergency" if engine.bundle.legacy is not None else "alert"
+        said = word.upper() if r.is_emergency else f"no {word}"
+        verdict = f"{said}, {word} probability {r.emergency_probability:.3f}, "
     lines = [
-        f"{name}: {r.label} ({r.label_ko}), {verdict}, emergency probability "
-        f"{r.emergency_probability:.3f}, decided by {r.decided_by}",
+        f"{name}: {r.label} ({r.label_ko}), {verdict}decided by {r.decided_by}",
         f"  window {w.index + 1}/{len(r.windows)} ({w.start_s:.1f}-{w.end_s:.1f} s of "
         f"{r.duration_s:.2f} s) decides",
     ]
-    if r.audio.gate is not None:
+    gate = recipe.decision.gate
+    if r.audio.gate is not None and gate is not None:
         g = r.audio.gate
-        lines.append(f"  gate: {g.label} (p(alert) {g.probabilities.get('alert', 0.0):.3f})")
+        others = {k: v for k, v in g.probabilities.items() if k != gate.label}
+        top = max(others, key=lambda k: others[k])
+        lines.append(f"  gate: {g.label} (p({top}) {others[top]:.3f})")
+    if r.shares is not None:
+        lines.append("  share of time: " + ", ".join(f"{k} {v:.0%}" for k, v in r.shares.items()))
     if r.decided_by != "gate":
         lines.append(f"  {'class':<10} {'verdict':>8} {'audio':>8} {'text':>8}")
     for label in classes if r.decided_by != "gate" else ():
@@ -308,13 +384,22 @@ def _detail(name: str, r: ClassificationResult, engine: Engine) -> list[str]:
         mark = " <" if label == r.label else ""
         lines.append(f"  {label:<10} {cells[0]:>8} {cells[1]:>8} {cells[2]:>8}{mark}")
     if len(r.windows) > 1:
+        # the alert probability where the recipe has alerts, else the window's top probability
+        alerts = bool(recipe.decision.alert_labels)
         parts = [
-            f"{x.start_s:.0f}-{x.end_s:.0f}s {x.label} {x.emergency_probability:.2f}"
+            f"{x.start_s:.0f}-{x.end_s:.0f}s {x.label} "
+            + (
+                f"{x.emergency_probability:.2f}"
+                if alerts or not x.probabilities
+                else f"{x.probabilities[x.label]:.2f}"
+            )
             for x in r.windows
         ]
         lines.append("  windows: " + " | ".join(parts))
     if r.text.status == "used":
         lines.append(f"  text: used ({r.text.n_tokens} tokens), text model says {r.text.label}")
+    elif r.text.skipped_reason == "NO_TEXT_MODEL":
+        pass
     else:
         lines.append(f"  text: skipped ({r.text.skipped_reason}): {r.text.detail}")
     t = r.timings

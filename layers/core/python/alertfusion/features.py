@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from alertfusion.dsp import (
+    cosine_window,
+    dct_matrix,
+    mel_filters,
+    resize2d,
+    resize_matrix,
+    resize_matrix32,
+    to_db,
+)
 from alertfusion.errors import AudioError, ReasonCode
 
 if TYPE_CHECKING:
@@ -14,8 +22,13 @@ if TYPE_CHECKING:
 
     from alertfusion.manifest import AudioPreprocessing
 
-#: scikit-image's default truncation of the anti-aliasing Gaussian (scipy.ndimage's default)
-_GAUSS_TRUNCATE = 4.0
+__all__ = [
+    "FeatureBatch",
+    "build_feature_images",
+    "feature_image",
+    "resize_matrix",
+    "window_spans",
+]
 
 
 @dataclass(frozen=True)
@@ -128,20 +141,12 @@ def _window_panels(window: np.ndarray, cfg: AudioPreprocessing, out: np.ndarray)
 
 def _power_to_db(x: np.ndarray, cfg: AudioPreprocessing) -> np.ndarray:
     """librosa.power_to_db(x, ref, amin, top_db), in x's dtype like librosa."""
-    import numpy as np
-
-    db = 10.0 * np.log10(np.maximum(cfg.db_amin, x))
-    db -= 10.0 * np.log10(np.maximum(cfg.db_amin, abs(cfg.db_ref)))
-    return np.maximum(db, db.max() - cfg.db_top)
+    return to_db(x, ref=cfg.db_ref, amin=cfg.db_amin, top_db=cfg.db_top)
 
 
 def _resize(panel: np.ndarray, rows: np.ndarray, cols: np.ndarray, out: np.ndarray) -> None:
-    """skimage.transform.resize of one (features x time) panel into `out`: a separable linear
-    map, then clipping to the panel's own range (resize's `clip=True`)."""
-    import numpy as np
-
-    panel = panel.astype(np.float32, copy=False)
-    np.clip(rows @ (panel @ cols.T), panel.min(), panel.max(), out=out)
+    """skimage.transform.resize of one (features x time) panel into `out`."""
+    resize2d(panel, rows, cols, out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,8 +177,6 @@ def _n_frames(length: int, cfg: AudioPreprocessing) -> int:
 
 @lru_cache(maxsize=64)
 def _plan(cfg: AudioPreprocessing, length: int) -> _Plan:
-    import numpy as np
-
     n_frames = _n_frames(length, cfg)
     height, width = cfg.panel_size
     n_bins = 1 + cfg.n_fft // 2
@@ -182,131 +185,32 @@ def _plan(cfg: AudioPreprocessing, length: int) -> _Plan:
         window=_hann(cfg.n_fft),
         mel_basis=_mel_basis(cfg),
         dct=_dct_ortho(cfg.n_mels, cfg.n_mfcc),
-        resize_s=resize_matrix(n_bins, height).astype(np.float32),
-        resize_mel=resize_matrix(cfg.n_mels, height).astype(np.float32),
-        resize_mfcc=resize_matrix(cfg.n_mfcc, height).astype(np.float32),
-        resize_t=resize_matrix(n_frames, width).astype(np.float32),
+        resize_s=resize_matrix32(n_bins, height),
+        resize_mel=resize_matrix32(cfg.n_mels, height),
+        resize_mfcc=resize_matrix32(cfg.n_mfcc, height),
+        resize_t=resize_matrix32(n_frames, width),
     )
 
 
-@lru_cache(maxsize=8)
 def _hann(n: int) -> np.ndarray:
-    """Periodic Hann window, computed as scipy.signal.get_window('hann', n, fftbins=True) does
-    (so the float64 values are the same to the last bit)."""
-    import numpy as np
-
-    fac = np.linspace(-np.pi, np.pi, n + 1)
-    window = np.zeros(n + 1)
-    window += 0.5 * np.cos(0 * fac)
-    window += 0.5 * np.cos(fac)
-    return window[:-1]
+    """Periodic Hann window (scipy.signal.get_window('hann', n, fftbins=True))."""
+    return cosine_window("hann", n, True)
 
 
-def _hz_to_mel_slaney(hz: np.ndarray) -> np.ndarray:
-    import numpy as np
-
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    mels = hz / f_sp
-    log_t = hz >= min_log_hz
-    mels[log_t] = min_log_mel + np.log(hz[log_t] / min_log_hz) / logstep
-    return mels
-
-
-def _mel_to_hz_slaney(mels: np.ndarray) -> np.ndarray:
-    import numpy as np
-
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    hz = f_sp * mels
-    log_t = mels >= min_log_mel
-    hz[log_t] = min_log_hz * np.exp(logstep * (mels[log_t] - min_log_mel))
-    return hz
-
-
-@lru_cache(maxsize=8)
 def _mel_basis(cfg: AudioPreprocessing) -> np.ndarray:
-    """Slaney-normalised mel filters, (n_mels, 1 + n_fft // 2), as librosa.filters.mel makes
-    them (float32, like librosa's default dtype)."""
-    import numpy as np
-
-    n_bins = 1 + cfg.n_fft // 2
-    fft_freqs = np.fft.rfftfreq(cfg.n_fft, 1.0 / cfg.sample_rate)
-    lo, hi = _hz_to_mel_slaney(np.array([cfg.mel_fmin, cfg.fmax], dtype=np.float64))
-    mel_f = _mel_to_hz_slaney(np.linspace(lo, hi, cfg.n_mels + 2))
-    fdiff = np.diff(mel_f)
-    ramps = np.subtract.outer(mel_f, fft_freqs)
-    lower = -ramps[:-2] / fdiff[:-1, np.newaxis]
-    upper = ramps[2:] / fdiff[1:, np.newaxis]
-    weights = np.maximum(0.0, np.minimum(lower, upper)).astype(np.float32)
-    enorm = 2.0 / (mel_f[2 : cfg.n_mels + 2] - mel_f[: cfg.n_mels])
-    weights *= enorm[:, np.newaxis]
-    assert weights.shape == (cfg.n_mels, n_bins)
-    return weights
+    """Mel filters, (n_mels, 1 + n_fft // 2) float32, as librosa.filters.mel makes them with
+    the manifest's `mel_htk` and `mel_norm`."""
+    return mel_filters(
+        cfg.sample_rate,
+        cfg.n_fft,
+        cfg.n_mels,
+        cfg.mel_fmin,
+        cfg.fmax,
+        "htk" if cfg.mel_htk else "slaney",
+        cfg.mel_norm,
+    )
 
 
-@lru_cache(maxsize=8)
 def _dct_ortho(n: int, n_out: int) -> np.ndarray:
     """The first `n_out` rows of the orthonormal DCT-II matrix of size n (scipy.fft.dct)."""
-    import numpy as np
-
-    k = np.arange(n_out)[:, np.newaxis]
-    i = np.arange(n)[np.newaxis, :]
-    basis = np.cos(np.pi * k * (2 * i + 1) / (2 * n)) * math.sqrt(2.0 / n)
-    basis[0] *= math.sqrt(0.5)
-    return basis
-
-
-def _mirror(index: np.ndarray, n: int) -> np.ndarray:
-    """scipy.ndimage's 'mirror' boundary (d c b | a b c d | c b a), for integer indices."""
-    import numpy as np
-
-    if n == 1:
-        return np.zeros_like(index)
-    period = 2 * n - 2
-    index = np.mod(index, period)
-    return np.where(index >= n, period - index, index)
-
-
-def _map_mirror(coord: np.ndarray, n: int) -> np.ndarray:
-    """ndimage's map_coordinate for mode 'mirror' (ni_interpolation.c), for float coordinates."""
-    import numpy as np
-
-    if n <= 1:
-        return np.zeros_like(coord)
-    period = 2 * n - 2
-    low = period * np.trunc(-coord / period) + coord
-    low = np.where(low <= 1 - n, low + period, -low)
-    high = coord - period * np.trunc(coord / period)
-    high = np.where(high >= n, period - high, high)
-    return np.where(coord < 0, low, np.where(coord > n - 1, high, coord))
-
-
-@lru_cache(maxsize=256)
-def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """The (n_out, n_in) linear map `skimage.transform.resize` applies along one axis with its
-    defaults (order 1, mode 'reflect' = ndimage 'mirror', anti-aliasing): a Gaussian of
-    sigma = max(0, (n_in / n_out - 1) / 2) truncated at 4 sigma (`ndi.gaussian_filter`), then
-    `ndi.zoom(order=1, grid_mode=True)`. Clipping to the input range is done by the caller."""
-    import numpy as np
-
-    sigma = max(0.0, (n_in / n_out - 1.0) / 2.0)
-    gauss = np.eye(n_in)
-    if sigma > 1e-15:  # ndimage skips an axis whose sigma is this small
-        radius = int(_GAUSS_TRUNCATE * sigma + 0.5)
-        taps = np.arange(-radius, radius + 1)
-        kernel = np.exp(-0.5 / (sigma * sigma) * taps**2)
-        kernel /= kernel.sum()
-        rows = np.repeat(np.arange(n_in), len(taps))
-        cols = _mirror((np.arange(n_in)[:, np.newaxis] + taps).ravel(), n_in)
-        gauss = np.zeros((n_in, n_in))
-        np.add.at(gauss, (rows, cols), np.tile(kernel, n_in))
-    coord = _map_mirror((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, n_in)
-    base = np.floor(coord).astype(np.int64)
-    frac = (coord - base)[:, np.newaxis]
-    # linear interpolation between the smoothed rows around each output coordinate
-    return (1.0 - frac) * gauss[_mirror(base, n_in)] + frac * gauss[_mirror(base + 1, n_in)]
+    return dct_matrix(n, n_out)

@@ -237,6 +237,10 @@ class Manifest(_Strict):
                 raise ValueError(f"models.{name}.labels must equal labels.classes")
         return self
 
+    def model_entries(self) -> dict[str, OnnxModel]:
+        """The models by name (as manifest v2 keys them)."""
+        return dict(self.models)
+
     def files(self) -> dict[str, str]:
         """Every file of the bundle (besides the manifest) and its sha256."""
         out = {}

@@ -23,7 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field
 RESULT_SCHEMA_VERSION = 1
 
 DecidedBy = Literal["gate", "fusion", "audio_only"]
-TextSkipReason = Literal["NO_TEXT", "GATE_REGULAR"]
+TextSkipReason = Literal["NO_TEXT", "GATE_REGULAR", "NO_TEXT_MODEL"]
+#: how windows combine: today's "the most alarming window" (a recipe's `max_alert`), the mean
+#: of the windows' probabilities, the share of time per label, or the one whole-clip window
+Aggregation = Literal["max_emergency_window", "mean", "share", "whole"]
 
 
 class _Model(BaseModel):
@@ -101,6 +104,8 @@ class ModelInfo(_Model):
     gate: Literal["binary", "none"]
     mel_transform: str
     layout: str
+    #: the bundle's recipe (alertfusion.recipe); None in results made before recipes
+    recipe: str | None = None
 
 
 class ClassificationResult(_Model):
@@ -114,7 +119,10 @@ class ClassificationResult(_Model):
         None, description="per-class probabilities of the selected window; None if gate-decided"
     )
     explanation: str
-    aggregation: Literal["max_emergency_window"] = "max_emergency_window"
+    aggregation: Aggregation = "max_emergency_window"
+    shares: dict[str, float] | None = Field(
+        None, description="aggregation 'share': the share of the recording's time per label"
+    )
     selected_window: int = Field(..., ge=0)
     audio: AudioResult
     text: TextResult

@@ -220,10 +220,10 @@ def load_golden(bundle: Bundle) -> dict[str, np.ndarray]:
     none or the file cannot be read (its sha256 was checked when the bundle loaded)."""
     import numpy as np
 
-    golden = bundle.manifest.golden
+    golden = bundle.golden
     if golden is None:
         raise BundleError(
-            f"bundle {bundle.manifest.bundle_version} has no golden set (built before the "
+            f"bundle {bundle.bundle_version} has no golden set (built before the "
             "self-check): rebuild it with model_export",
             code=ReasonCode.BUNDLE_INVALID,
         )
@@ -236,7 +236,7 @@ def load_golden(bundle: Bundle) -> dict[str, np.ndarray]:
             f"{golden.file}: not a readable golden set ({exc})", code=ReasonCode.BUNDLE_INVALID
         ) from exc
     for name, rows in golden.inputs.items():
-        entry = getattr(bundle.manifest.models, name, None)
+        entry = bundle.entries.get(name)
         keys = [f"{name}/fp32", *(f"{name}/{i}" for i in getattr(entry, "input_names", ()))]
         if entry is None or any(k not in arrays or len(arrays[k]) != rows for k in keys):
             raise BundleError(
@@ -265,30 +265,33 @@ def run_selfcheck(
 
     started = time.perf_counter()
     golden = load_golden(bundle)
-    manifest = bundle.manifest
-    assert manifest.golden is not None  # load_golden checked
-    chosen = names or list(manifest.golden.inputs)
+    assert bundle.golden is not None  # load_golden checked
+    entries = bundle.entries
+    chosen = names or list(bundle.golden.inputs)
 
     def outputs(name: str) -> np.ndarray:
-        entry = getattr(manifest.models, name)
-        feeds = _rows(golden, name, entry.input_names)
+        feeds = _rows(golden, name, entries[name].input_names)
         return np.concatenate([run(name, f) for f in feeds]).astype(np.float64)
 
     pending = {
         name: submit(partial(outputs, name))
         for name in chosen
-        if submit is not None and "attention_mask" in getattr(manifest.models, name).input_names
+        if submit is not None and "attention_mask" in entries[name].input_names
     }
     computed = {name: outputs(name) for name in chosen if name not in pending}
     computed.update({name: future.result() for name, future in pending.items()})
     checks = []
     for name in chosen:
-        entry = getattr(manifest.models, name)
+        entry = entries[name]
         fp32 = golden[f"{name}/fp32"]
         here = computed[name]
         quantization = "none" if name in fallback else entry.quantization
         tolerance = _tolerance(entry, quantization)
         build = golden.get(f"{name}/build")
+        if bundle.output_kind(name) == "sigmoid":
+            # one probability p: the decision reads [1 - p, p] (as the build's report did)
+            fp32, here = (np.concatenate([1.0 - x, x], axis=1) for x in (fp32, here))
+            build = None if build is None else np.concatenate([1.0 - build, build], axis=1)
         checks.append(
             ModelCheck(
                 name=name,
@@ -304,7 +307,7 @@ def run_selfcheck(
             )
         )
     return SelfCheck(
-        manifest.bundle_version, cpu_info(), tuple(checks), (time.perf_counter() - started) * 1e3
+        bundle.bundle_version, cpu_info(), tuple(checks), (time.perf_counter() - started) * 1e3
     )
 
 
@@ -386,7 +389,7 @@ def check_before_serving(engine: _Checked) -> Readiness:
     try:
         check = engine.self_check()
     except BundleError as exc:
-        if engine.bundle.manifest.golden is not None:
+        if engine.bundle.golden is not None:
             raise  # the golden set exists but cannot be used: the bundle is broken
         readiness = Readiness("unavailable", None, detail=exc.message)
         observability.logger.warning("self-check unavailable", extra={"detail": exc.message})
@@ -395,8 +398,8 @@ def check_before_serving(engine: _Checked) -> Readiness:
     readiness = Readiness("passed", check)
     if not check.passed:
         failing = check.failing
-        models = engine.bundle.manifest.models
-        if all(getattr(models, name).fp32_fallback is not None for name in failing):
+        models = engine.bundle.entries
+        if all(models[name].fp32_fallback is not None for name in failing):
             engine.use_fp32_fallback(failing)
             again = engine.self_check(names=failing)
             readiness = Readiness(

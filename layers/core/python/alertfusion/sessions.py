@@ -29,8 +29,9 @@ if TYPE_CHECKING:
     import numpy as np
 
     from alertfusion.bundle import Bundle
-    from alertfusion.manifest import OnnxModel
+    from alertfusion.manifest_v2 import ModelFile
 
+#: today's system's models (a bundle's own are `BundleSessions.names`)
 MODEL_NAMES: tuple[str, str, str] = ("audio_binary", "audio_multiclass", "text")
 
 
@@ -100,8 +101,9 @@ def create_session(model: bytes | str | os.PathLike[str], options: SessionOption
 
 
 class BundleSessions:
-    """The three sessions of one bundle, each created on first use (once per process, even
-    under concurrent first calls) and checked against the manifest's input/output names."""
+    """The sessions of one bundle's models, each created on first use (once per process, even
+    under concurrent first calls) and checked against the manifest's input/output names and
+    shapes."""
 
     def __init__(
         self,
@@ -113,7 +115,9 @@ class BundleSessions:
         self._options = options
         self._overrides = dict(overrides or {})
         self._sessions: dict[str, Any] = {}
-        self._locks = {name: threading.Lock() for name in MODEL_NAMES}
+        #: the bundle's model names
+        self.names: tuple[str, ...] = tuple(bundle.entries)
+        self._locks = {name: threading.Lock() for name in self.names}
         #: models served from their fp32 fallback file instead (use_fallback)
         self.fallback: frozenset[str] = frozenset()
         #: wall-clock ms each session took to create (cold-start accounting)
@@ -129,7 +133,7 @@ class BundleSessions:
     def loaded(self, name: str | None = None) -> bool:
         if name is not None:
             return name in self._sessions
-        return all(n in self._sessions for n in MODEL_NAMES)
+        return all(n in self._sessions for n in self.names)
 
     def get(self, name: str) -> Any:
         found = self._sessions.get(name)
@@ -150,7 +154,7 @@ class BundleSessions:
         """Create every missing session; with `submit` (a one-thread executor's), on this
         thread and that one, each taking the next model until none is left."""
         work = Work()
-        todo = [name for name in MODEL_NAMES if not self.loaded(name)]
+        todo = [name for name in self.names if not self.loaded(name)]
         for name in todo:
             work.add(partial(self.get, name))
         if submit is not None and len(todo) > 1:
@@ -160,7 +164,7 @@ class BundleSessions:
     def use_fallback(self, names: list[str]) -> None:
         """Serve `names` from their fp32 fallback files (their sessions are made again)."""
         for name in names:
-            entry: OnnxModel = getattr(self._bundle.manifest.models, name)
+            entry = self._bundle.entries[name]
             if entry.fp32_fallback is None:
                 raise BundleError(
                     f"{name} has no fp32 fallback in this bundle", code=ReasonCode.BUNDLE_INVALID
@@ -171,7 +175,7 @@ class BundleSessions:
         self.fallback = self.fallback | frozenset(names)
 
     def _create(self, name: str) -> Any:
-        entry: OnnxModel = getattr(self._bundle.manifest.models, name)
+        entry = self._bundle.entries[name]
         fallback = entry.fp32_fallback if name in self.fallback else None
         path = self._bundle.path(fallback.file if fallback is not None else entry.file)
         try:
@@ -191,13 +195,35 @@ class BundleSessions:
                 f"says {entry.input_names} and {entry.output_names}",
                 code=ReasonCode.BUNDLE_INVALID,
             )
+        if self._bundle.v2 is not None:  # the shapes the v2 manifest promises
+            _check_shapes(name, self._bundle.v2.models[name], session)
         return session
 
     def run(self, name: str, feeds: dict[str, np.ndarray], run_options: Any = None) -> np.ndarray:
         """The first output of model `name` for `feeds`."""
-        entry: OnnxModel = getattr(self._bundle.manifest.models, name)
+        entry = self._bundle.entries[name]
         out = self.get(name).run(entry.output_names[:1], feeds, run_options)
         return out[0]
+
+
+def _check_shapes(name: str, entry: ModelFile, session: Any) -> None:
+    """The model file's input and output shapes against the manifest's (a size where both
+    have one must agree; a file is not trusted to be the model the manifest describes)."""
+    found = {i.name: i.shape for i in session.get_inputs()}
+    found_output = {o.name: o.shape for o in session.get_outputs()}.get(entry.output_names[0])
+    pairs = [(f"input {k}", found.get(k), v) for k, v in entry.input_shapes.items()]
+    pairs.append((f"output {entry.output_names[0]}", found_output, entry.output_shape))
+    for what, have, want in pairs:
+        if not have:  # no shape in the graph
+            continue
+        sizes = [d if isinstance(d, int) else None for d in have]
+        if len(sizes) != len(want) or any(
+            a is not None and b is not None and a != b for a, b in zip(sizes, want, strict=True)
+        ):
+            raise BundleError(
+                f"{name}: {entry.file} has {what} of shape {list(have)}; the manifest says {want}",
+                code=ReasonCode.BUNDLE_INVALID,
+            )
 
 
 class Work:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from alertfusion import limits
 from alertfusion.engine.results import build_result
 from alertfusion.engine.runs import AudioRun, TextJob, Tuning
-from alertfusion.errors import AudioError, BundleError, InputError, ReasonCode, TextError
+from alertfusion.errors import AudioError, BundleError, InputError, ReasonCode
 from alertfusion.result import (
     ClassificationResult,
     Timings,
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from alertfusion.audio import DecodedAudio
     from alertfusion.bundle import Bundle
     from alertfusion.manifest import Manifest
+    from alertfusion.manifest_v2 import ManifestV2
+    from alertfusion.recipe.graph import FeatureGraph
     from alertfusion.selfcheck import Readiness, SelfCheck
     from alertfusion.sessions import BundleSessions
     from alertfusion.text import EncodedText, TextEncoder
@@ -45,9 +47,10 @@ _GATES: tuple[str, ...] = ("binary", "none")
 
 
 class Engine:
-    """Classifies recordings with one model bundle (thread-safe; create one per process)."""
+    """Classifies recordings with one model bundle (thread-safe; create one per process).
 
-    manifest: Manifest
+    A bundle whose recipe is today's system (alertfusion.recipe.v1) runs the optimised path of
+    this class; any other recipe runs its feature graph and decision (engine.recipe_path)."""
 
     def __init__(
         self,
@@ -76,8 +79,10 @@ class Engine:
             tuning = replace(tuning, session=replace(tuning.session, intra_op_threads=cores))
         self.tuning = tuning
         self.bundle = bundle
-        self.manifest = bundle.manifest
-        self.gate: Gate = gate or self.manifest.fusion.gate
+        self.gate: Gate = gate or bundle.default_gate
+        #: decision.text_overrides_gate: a window the gate stopped goes to fusion when the
+        #: text model alone reads an alert (never in a v1 bundle)
+        self.text_overrides_gate = bundle.text_overrides_gate
         self.min_audio_seconds = min_audio_seconds
         self.max_audio_seconds = max_audio_seconds
         self.max_text_chars = max_text_chars
@@ -89,6 +94,7 @@ class Engine:
             {"text": tuning.text_session} if tuning.text_session is not None else None,
         )
         self._encoder: TextEncoder | None = None
+        self._graph: FeatureGraph | None = None
         self._encoder_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -96,6 +102,17 @@ class Engine:
         self.unready: str | None = None
         #: the serving CPU's self-check, once `get_engine` ran it
         self.readiness: Readiness | None = None
+
+    @property
+    def spec(self) -> ManifestV2:
+        """The bundle's manifest as v2 (a v1 manifest mapped onto v2 when first asked for)."""
+        return self.bundle.spec
+
+    @property
+    def manifest(self) -> Manifest:
+        """The v1 manifest of today's system (BUNDLE_INVALID for another recipe: read
+        `spec`)."""
+        return self.bundle.manifest
 
     # ---------------------------------------------------------------------------------------
     # construction
@@ -121,7 +138,8 @@ class Engine:
     def warm_up(self) -> None:
         """Create the sessions and the tokenizer now (readiness probes, the Lambda init
         phase)."""
-        self._text_encoder()
+        if self.bundle.text is not None:
+            self._text_encoder()
         self._sessions.create_all(self._executor().submit)
 
     @property
@@ -132,6 +150,15 @@ class Engine:
     @property
     def sessions(self) -> BundleSessions:
         return self._sessions
+
+    def feature_graph(self) -> FeatureGraph:
+        """The recipe's feature graph (alertfusion.recipe.graph), made once."""
+        from alertfusion.recipe.graph import FeatureGraph
+
+        graph = self._graph
+        if graph is None:
+            graph = self._graph = FeatureGraph(self.spec.recipe)
+        return graph
 
     def close(self) -> None:
         """Stop the worker thread (the engine stays usable: it starts again on demand)."""
@@ -176,7 +203,8 @@ class Engine:
                 if self._encoder is None:
                     from alertfusion.text import TextEncoder
 
-                    text = self.manifest.text
+                    text = self.bundle.text
+                    assert text is not None  # a transcript model needs one (manifest v2)
                     self._encoder = TextEncoder.from_file(
                         self.bundle.path(text.tokenizer_file), max_len=text.max_len
                     )
@@ -213,6 +241,10 @@ class Engine:
         _check_gate(gate)
         use_gate: Gate = gate or self.gate
         transcript, no_text_detail = self._check_text(text)
+        if self.bundle.legacy is None:
+            from alertfusion.engine.recipe_path import classify_recipe
+
+            return classify_recipe(self, audio, filename, transcript, no_text_detail, use_gate)
         concurrent = self.tuning.concurrent
         text_job: TextJob | None = None
         if (
@@ -285,6 +317,8 @@ class Engine:
             no_text_detail=no_text_detail,
             duration_s=decoded.duration_s,
             dropped_tail_s=dropped_tail_s,
+            schema_version=self.bundle.schema_version,
+            recipe=self.bundle.recipe_name,
             timings=Timings(
                 decode_ms=decode_ms,
                 features_ms=features_ms,
@@ -296,65 +330,25 @@ class Engine:
         )
 
     def _check_text(self, text: str | None) -> tuple[str | None, str | None]:
-        """The transcript to tokenize, or None and why there is none. Checked here, on the
-        calling thread, so bad text is refused before any work starts; tokenizing is part of
-        the text model's run (`_run_text`). Text the normaliser empties entirely (zero-width
-        characters only) is found there and reported like no text (`_NO_WORDS`)."""
-        from alertfusion.text import TextEncoder
+        """The transcript to tokenize, or None and why there is none (engine.inputs)."""
+        from alertfusion.engine.inputs import check_text
 
-        if text is None:
-            return None, "no transcript was given"
-        if not isinstance(text, str):
-            raise TextError(f"text must be a string, not {type(text).__name__}")
-        if len(text) > self.max_text_chars:
-            raise TextError(
-                f"the text has {len(text)} characters; at most {self.max_text_chars} are accepted",
-                code=ReasonCode.TEXT_TOO_LONG,
-                details={"chars": len(text), "max_chars": self.max_text_chars},
-            )
-        TextEncoder.check(text)
-        if not text or text.isspace():
-            return None, f"the transcript is {'empty' if not text else 'whitespace only'}"
-        return text, None
+        return check_text(text, self.max_text_chars)
 
     def _decode(
         self,
         audio: bytes | bytearray | memoryview | str | os.PathLike[str] | DecodedAudio,
         filename: str | None,
     ) -> DecodedAudio:
-        from alertfusion.audio import DecodedAudio, decode_audio
+        from alertfusion.engine.inputs import decode
 
-        rate = self.manifest.audio.sample_rate
-        if isinstance(audio, DecodedAudio):
-            if audio.sample_rate != rate:
-                raise InputError(
-                    f"decoded audio is at {audio.sample_rate} Hz; the bundle needs {rate} Hz"
-                )
-            duration = audio.duration_s
-            if duration < self.min_audio_seconds:
-                raise AudioError(
-                    f"the audio is {duration:.3f} s long; at least "
-                    f"{self.min_audio_seconds:g} s is needed",
-                    code=ReasonCode.TOO_SHORT,
-                )
-            if duration > self.max_audio_seconds:
-                raise AudioError(
-                    f"the audio is {duration:.1f} s long; at most "
-                    f"{self.max_audio_seconds:g} s is accepted",
-                    code=ReasonCode.TOO_LONG,
-                )
-            return audio
-        if not isinstance(audio, bytes | bytearray | memoryview | str | os.PathLike):
-            raise InputError(
-                f"audio must be bytes, a path or DecodedAudio, not {type(audio).__name__}"
-            )
-        return decode_audio(
+        return decode(
             audio,
-            sample_rate=rate,
+            filename,
+            rate=self.bundle.sample_rate,
             min_seconds=self.min_audio_seconds,
             max_seconds=self.max_audio_seconds,
             max_bytes=self.max_audio_bytes,
-            filename=filename,
         )
 
     def _scored_samples(self, samples: np.ndarray) -> tuple[np.ndarray, float]:
@@ -437,6 +431,10 @@ class Engine:
                         0
                     ]
                 ]
+                if self.text_overrides_gate and transcript is not None and len(keep) < n:
+                    text_job = text_job or TextJob(self, transcript)
+                    if self._text_reads_alert(text_job):
+                        keep = list(range(n))  # decision.text_overrides_gate
                 if keep and transcript is not None and text_job is None and concurrent:
                     text_job = TextJob(self, transcript)
                 for k in keep:
@@ -466,8 +464,13 @@ class Engine:
             text_job=text_job,
         )
 
+    def _text_reads_alert(self, job: TextJob) -> bool:
+        """Whether the text model's top label (of the transcript `job` runs) is an alert."""
+        _, logits, _ = job.result()
+        return logits is not None and int(logits.argmax()) != self.manifest.labels.regular_index
+
     def _run_text(
-        self, transcript: str, run_options: Any = None
+        self, transcript: str, run_options: Any = None, name: str = "text"
     ) -> tuple[EncodedText | None, np.ndarray | None, float]:
         """Tokenize a checked transcript and run the text model: (inputs, logits, ms), or
         (None, None, 0.0) when tokenizing leaves no words."""
@@ -477,12 +480,10 @@ class Engine:
         encoded = self._text_encoder().encode(transcript)
         if encoded is None:
             return None, None, 0.0
-        entry = self.manifest.models.text
+        entry = self.bundle.entries[name]
         feeds = encoded.feeds()
-        logits = self._sessions.run(
-            "text", {name: feeds[name] for name in entry.input_names}, run_options
-        )
-        check_logits("text", logits, 1, len(entry.labels))
+        logits = self._sessions.run(name, {i: feeds[i] for i in entry.input_names}, run_options)
+        check_logits(name, logits, 1, self.bundle.output_width(name))
         return encoded, logits[0], _ms(start)
 
 

@@ -41,6 +41,8 @@ def build_result(
     duration_s: float,
     dropped_tail_s: float,
     timings: Timings,
+    schema_version: int = 1,
+    recipe: str | None = None,
 ) -> ClassificationResult:
     labels = manifest.labels
     classes, binary = labels.classes, labels.binary
@@ -98,7 +100,7 @@ def build_result(
         model=ModelInfo(
             bundle_version=manifest.bundle_version,
             trained=manifest.trained,
-            manifest_schema_version=manifest.schema_version,
+            manifest_schema_version=schema_version,
             quantization={
                 name: "none" if name in fallback else getattr(manifest.models, name).quantization
                 for name in ("audio_binary", "audio_multiclass", "text")
@@ -106,6 +108,7 @@ def build_result(
             gate=gate,
             mel_transform=manifest.audio.mel_transform,
             layout=manifest.audio.layout,
+            recipe=recipe,
         ),
         timings=timings,
     )

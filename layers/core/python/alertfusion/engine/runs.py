@@ -49,21 +49,27 @@ class TextJob:
     """The text model submitted to the engine's worker; `cancel` stops it even mid-run
     (ONNX Runtime checks the run's terminate flag between operators)."""
 
-    def __init__(self, engine: Engine, transcript: str) -> None:
+    def __init__(self, engine: Engine, transcript: str, name: str = "text") -> None:
         import onnxruntime as ort
 
         self._engine = engine
         self._transcript = transcript
+        self._name = name
         self._run_options = ort.RunOptions()
         self._future: Future[tuple[EncodedText | None, np.ndarray | None, float]] = (
-            engine._executor().submit(engine._run_text, transcript, self._run_options)
+            engine._executor().submit(engine._run_text, transcript, self._run_options, name)
         )
+        self._done: tuple[EncodedText | None, np.ndarray | None, float] | None = None
 
     def result(self) -> tuple[EncodedText | None, np.ndarray | None, float]:
-        if self._future.cancel():
-            # still queued (the worker serves another request): run it here instead
-            return self._engine._run_text(self._transcript)
-        return self._future.result()
+        """The tokens, logits and milliseconds (the same answer however often asked)."""
+        if self._done is None:
+            if self._future.cancel():
+                # still queued (the worker serves another request): run it here instead
+                self._done = self._engine._run_text(self._transcript, None, self._name)
+            else:
+                self._done = self._future.result()
+        return self._done
 
     def cancel(self) -> None:
         if not self._future.cancel():
