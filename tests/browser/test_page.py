@@ -56,7 +56,7 @@ def test_predict_shows_the_verdict_and_its_bars(
 ) -> None:
     sample = SAMPLES / "ko-help-16k.wav"
     text = "도와주세요 여기 사람이 쓰러졌어요"
-    expected = engine.classify(sample.read_bytes(), text=text)
+    expected = engine.classify(sample.read_bytes(), text=text, always_text=True)  # as /predict
 
     page = open_page(browser, server.url)
     page.set_input_files("#predict-file", str(sample))
@@ -97,7 +97,7 @@ def test_long_recording_shows_per_window_results(
 ) -> None:
     sample = SAMPLES / "ko-violence-long-16k.wav"
     text = "그만해요. 때리지 마세요. 살려주세요."
-    expected = engine.classify(sample.read_bytes(), text=text)
+    expected = engine.classify(sample.read_bytes(), text=text, always_text=True)  # as /predict
     page = open_page(browser, server.url, "/")
     page.set_input_files("#predict-file", str(sample))
     page.fill("#predict-text", text)
