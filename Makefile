@@ -103,8 +103,9 @@ serve: setup
 
 ## token: an access token (last line) of a demo user of the local stack `make serve ARGS="--auth cognito"`
 ## runs on the same PORT; the user (USER=alice) is created on first use
+# USER only from make's command line: the environment's USER is the login name.
 token: $(VENV)/.installed
-	@$(PY) -m devstack.token --port $${PORT:-8000} $(or $(USER),alice)
+	@$(PY) -m devstack.token --port $${PORT:-8000} $(if $(filter command line,$(origin USER)),$(USER),alice)
 
 ## bench: the seed path (PyTorch + librosa) against this engine; writes build/bench/report.json
 bench: setup

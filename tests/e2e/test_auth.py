@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +22,7 @@ from devstack.api_server import ApiServer
 from devstack.cognito import DEMO_USERS, ServeState, sign_in
 from devstack.stack import LocalStack
 from functions.api.quotas import QuotaStore
+from tests.conftest import REPO
 from tests.e2e.conftest import sample
 
 pytestmark = pytest.mark.e2e
@@ -112,6 +115,7 @@ def test_twenty_parallel_uploads_never_pass_the_quota(
         ).count(201)
         == 5
     )
+    assert store.used(owner, "uploads", datetime.now(UTC)) == (5, 5)  # bob's count apart
 
 
 def test_twenty_parallel_predictions_never_pass_the_quota(
@@ -167,6 +171,28 @@ def test_make_token_prints_a_token_of_the_running_stack(
     )
     assert job.status_code == 200
     assert sorted(DEMO_USERS) == ["alice", "bob"]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+@pytest.mark.parametrize(
+    ("arguments", "user"), [([], "alice"), (["USER=bob"], "bob")], ids=["default", "USER=bob"]
+)
+def test_make_token_takes_the_user_from_its_command_line_not_the_login_name(
+    arguments: list[str], user: str
+) -> None:
+    """`make token` is alice's token even though the environment's USER is the login name;
+    `make token USER=bob` is bob's. A dry run (-n): nothing is executed."""
+    done = subprocess.run(
+        ["make", "-n", "--no-print-directory", "-o", ".venv/.installed", "token", *arguments],
+        cwd=REPO,
+        env={**os.environ, "USER": "someone-logged-in"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    command = done.stdout.strip().splitlines()[-1].split()
+    assert command[-4:] == ["devstack.token", "--port", "${PORT:-8000}", user]
 
 
 def test_demo_runs_as_a_signed_in_user_and_deletes_the_job(tiny_bundle: Path) -> None:

@@ -230,6 +230,8 @@ def test_uploads_over_the_hourly_quota_are_429_with_retry_after(
     store = QuotaStore("alertfusion-test-jobs", api.aws.ddb)
     assert store.used(f"user:{ALICE}", "uploads", now)[0] == 2
     create(api, issuer.token(BOB))
+    assert store.used(f"user:{BOB}", "uploads", now)[0] == 1
+    assert store.used(f"user:{ALICE}", "uploads", now)[0] == 2  # Bob's upload is not Alice's
     # the job records made: exactly the admitted ones
     owners = [str(api.aws.job(i["job_id"]["S"]).owner) for i in _job_items(api)]
     assert sorted(owners) == sorted([f"user:{ALICE}"] * 2 + [f"user:{BOB}"])

@@ -14,6 +14,7 @@ import pytest
 
 from alertfusion.jobs import JobStatus
 from alertfusion.jobs.store import JobStore
+from alertfusion.keys import is_job_id, new_job_id
 from alertfusion.pipeline.sweeper import sweep
 from alertfusion.result import ClassificationResult
 from tests.conftest import SAMPLES
@@ -284,3 +285,43 @@ def test_only_the_owner_may_delete(flow: Flow) -> None:
     assert refused.status_code == 404 and refused.json()["error"]["code"] == "JOB_NOT_FOUND"
     assert flow.aws.job(job_id).status is JobStatus.DONE
     assert key in flow.keys_of(job_id) and flow.transcribe_job_exists(job_id)
+
+
+def test_an_operator_deletes_everything_of_one_owner(
+    flow: Flow, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m alertfusion delete --owner user:<sub>`: every job of that person goes as
+    DELETE /jobs/{id} would take it; nobody else's job is touched."""
+    from alertfusion.cli import main
+
+    done, done_key = flow.done()
+    running, _ = flow.transcribing()
+    bobs = flow.api.client.post(
+        "/uploads", json={"content_type": "audio/wav"}, headers=flow.headers(BOB)
+    ).json()["job_id"]
+    owner = f"user:{ALICE}"
+
+    def shown() -> dict[str, str]:
+        """The command's lines (`<job id> <status>`), not the handlers' JSON logs."""
+        lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+        return {words[0]: words[1] for words in lines if words and is_job_id(words[0])}
+
+    capsys.readouterr()
+    assert main(["delete", "--owner", owner, "--dry-run"]) == 0
+    listed = shown()
+    assert listed == {done: "DONE", running: "TRANSCRIBING"}
+    assert done_key in flow.keys_of(done)  # a dry run deletes nothing
+
+    assert main(["delete", "--owner", owner]) == 0
+    assert shown() == {done: "DELETED", running: "DELETING"}  # Transcribe still runs for one
+    assert flow.keys_of(done) == [] and not flow.transcribe_job_exists(done)
+    for job_id in (done, running):
+        assert_tombstone_only(flow, job_id)
+    assert flow.aws.job(bobs).status is JobStatus.UPLOAD_PENDING
+
+    # unknown ids and owners that are not what jobs record are refused
+    unknown = new_job_id()
+    assert main(["delete", "--job", unknown]) == 2
+    assert shown() == {unknown: "NOT_FOUND"}
+    assert main(["delete", "--owner", ALICE]) == 2
+    assert "user:<token subject>" in capsys.readouterr().err

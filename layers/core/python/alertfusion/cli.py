@@ -137,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
     from alertfusion.backfill import cli as backfill_cli  # argparse only: no AWS, no engine
 
     backfill_cli.add_parser(commands)
+    from alertfusion import delete_cli  # argparse only: no AWS, no engine
+
+    delete_cli.add_parser(commands)
     return parser
 
 
@@ -150,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         from alertfusion.backfill import cli as backfill_cli
 
         return backfill_cli.run(args, sys.stdout, sys.stderr)
+    if args.command == "delete":
+        from alertfusion import delete_cli
+
+        return delete_cli.run(args, sys.stdout, sys.stderr)
     return _classify(args, sys.stdout, sys.stderr)
 
 

@@ -136,6 +136,26 @@ class JobStore:
                 break
         return out
 
+    def owned_by(self, owner: str) -> list[str]:
+        """Ids of every job `owner` made (``user:<sub>`` or ``apikey:<digest>``), deleted ones
+        included: a Scan of the whole table, for an operator's occasional request (deleting
+        everything of one person), never on a request's path."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "FilterExpression": "#owner = :owner AND attribute_exists(#status)",
+            "ExpressionAttributeNames": {"#owner": "owner", "#status": "status"},
+            "ExpressionAttributeValues": {":owner": {"S": owner}},
+            "ProjectionExpression": "job_id",
+            "ConsistentRead": True,
+        }
+        found: list[str] = []
+        while True:
+            page = self._call("scan", **kwargs)
+            found += [item["job_id"]["S"] for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return sorted(found)
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def _query_index(self, status: JobStatus, older_than: datetime) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
