@@ -256,6 +256,11 @@ DEFAULTS_KEPT = {
     "AUTH_LOCAL_IDP_URL",
     "AUTH_DEMO_USERS",
     "AUTH_DEMO_PASSWORD",
+    # uvicorn only (the fallback writes its own URL; behind the gateway, the gateway's host is
+    # used and the gateway receives the body before the function runs)
+    "PUBLIC_BASE_URL",
+    "BODY_TIMEOUT_SECONDS",
+    "BODY_IDLE_SECONDS",
 }
 #: set by the stack with -c auth=cognito|oidc only (tests/infra/test_auth_stack.py)
 SET_WITH_TOKENS = {"AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_SCOPE", "AUTH_HOSTED_UI_URL"}
