@@ -34,6 +34,7 @@ from alertfusion.result import (
 )
 
 if TYPE_CHECKING:
+    from alertfusion.manifest_v2 import ManifestV2
     from alertfusion.protocols import Classifier
     from alertfusion.selfcheck import Readiness
 
@@ -167,6 +168,13 @@ class FakeClassifier:
     manifest: Manifest = field(default_factory=make_manifest)
     loaded: bool = True
     readiness: Readiness | None = None
+    has_text_model: bool = True
+
+    @property
+    def spec(self) -> ManifestV2:
+        from alertfusion.manifest_v2 import from_v1
+
+        return from_v1(self.manifest)
 
     def warm_up(self) -> None:
         """Nothing to load."""
