@@ -114,11 +114,11 @@ def _sha256(name: str) -> str:
     return hashlib.sha256(name.encode("utf-8")).hexdigest()
 
 
-def _model(name: str, labels: tuple[str, ...]) -> OnnxModel:
+def _model(name: str, labels: tuple[str, ...], inputs: tuple[str, ...] = ("input",)) -> OnnxModel:
     return OnnxModel(
         file=f"{name}.onnx",
         sha256=_sha256(name),
-        input_names=["input"],
+        input_names=list(inputs),
         output_names=["logits"],
         labels=list(labels),
         size_bytes=1,
@@ -145,7 +145,7 @@ def make_manifest(bundle_version: str = BUNDLE_VERSION) -> Manifest:
         models=Models(
             audio_binary=_model("audio_binary", BINARY_LABELS),
             audio_multiclass=_model("audio_multiclass", CLASS_LABELS),
-            text=_model("text", CLASS_LABELS),
+            text=_model("text", CLASS_LABELS, ("input_ids", "attention_mask", "token_type_ids")),
         ),
         fusion=Fusion(gate="none"),
     )
