@@ -138,3 +138,31 @@ def test_a_job_naming_a_bundle_no_longer_served_fails_with_the_reason(aws: AwsEn
     job = aws.job(job_id)
     assert job.status is JobStatus.FAILED and job.failure_reason is ReasonCode.UNKNOWN_BUNDLE
     assert stage.status is JobStatus.FAILED
+
+
+def test_a_starter_that_cannot_tell_starts_transcribe_and_the_audio_stage_does_not_wait(
+    aws: AwsEnv, monkeypatch: pytest.MonkeyPatch, infant_bundle: Path
+) -> None:
+    """The deployed starter has no bundle in its environment: it starts Transcribe as for
+    today's system; the classifier, which has the bundle, makes the audio verdict final
+    and the late transcript changes nothing."""
+    from alertfusion.engine import Engine
+
+    monkeypatch.delenv("MODEL_BUNDLE", raising=False)
+    monkeypatch.delenv("MODEL_BUNDLES", raising=False)
+    reset_catalog()
+    key = "uploads/incoming/cry-deployed.wav"
+    aws.put(key, CRY_WAV)
+    (out,) = aws.run_starter(aws.upload_event(key))["records"]
+    assert out["transcribe"] == "started"
+    job_id = out["job_id"]
+    (stage,) = aws.drain(Engine.from_bundle(infant_bundle))
+    assert stage.status is JobStatus.DONE and stage.transcribe is None
+    job = aws.job(job_id)
+    assert job.final is not None and job.final.recipe == "infant-cry"
+    assert job.final.audio_only_detail == "the recipe has no text model"
+    assert job.transcribe_status == "STARTED"
+    late = aws.deliver_transcribe_event(
+        aws.complete_transcription(job_id, "도와주세요"), FakeClassifier()
+    )
+    assert late.action == "already_recorded" and aws.job(job_id).final == job.final

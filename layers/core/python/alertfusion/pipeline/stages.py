@@ -87,10 +87,11 @@ def _finish(
     verdict: Verdict,
     *,
     stage: Literal["audio_stage", "finalize"],
-    transcribe_status: Literal["COMPLETED", "FAILED", "SKIPPED"],
+    transcribe_status: Literal["COMPLETED", "FAILED", "SKIPPED"] | None,
     transcribe_detail: str | None = None,
 ) -> StageOutcome:
-    """Write the final verdict (once) and end the job DONE, then alert."""
+    """Write the final verdict (once) and end the job DONE, then alert (`transcribe_status`
+    None: Transcribe's state stays as it is)."""
     key = _write_result_file(ctx, job.job_id, result) if result is not None else None
     latency = _ms_between(job.uploaded_at, verdict.decided_at)
     written = ctx.store.finish(
@@ -273,12 +274,16 @@ def _run_audio_stage(ctx: PipelineContext, job_id: str, classifier: Classifier) 
 
     preliminary = job.preliminary
     transcribe: TranscribeAction | None = None
-    if job.status is JobStatus.RECEIVED and preliminary is not None:
+    waiting = job.status in (JobStatus.RECEIVED, JobStatus.TRANSCRIBING)
+    if waiting and preliminary is not None:
         skip: tuple[str, str] | None = None
         if not classifier.has_text_model:
-            # nothing would read a transcript: the audio verdict is final, Transcribe never runs
+            # nothing reads a transcript: the audio verdict is final (a Transcribe job a
+            # starter without the bundle's manifest started is not waited for)
             skip = ("the recipe has no text model", "the recipe has no text model")
-        elif settings.transcribe_policy == "gated" and not preliminary.is_emergency:
+        elif job.status is JobStatus.RECEIVED and (
+            settings.transcribe_policy == "gated" and not preliminary.is_emergency
+        ):
             skip = (
                 "TRANSCRIBE_POLICY=gated and the audio verdict is regular",
                 "gated policy: regular audio",
@@ -291,14 +296,15 @@ def _run_audio_stage(ctx: PipelineContext, job_id: str, classifier: Classifier) 
                     "decided_at": now_utc(),
                 }
             )
+            started = job.status is JobStatus.TRANSCRIBING
             done = _finish(
                 ctx,
                 job,
                 result,
                 final,
                 stage="audio_stage",
-                transcribe_status="SKIPPED",
-                transcribe_detail=skip[1],
+                transcribe_status=None if started else "SKIPPED",
+                transcribe_detail=None if started else skip[1],
             )
             return StageOutcome(
                 job_id,
@@ -307,8 +313,9 @@ def _run_audio_stage(ctx: PipelineContext, job_id: str, classifier: Classifier) 
                 status=done.status,
                 label=preliminary.label,
                 alerts_sent=alerts + done.alerts_sent,
-                transcribe="skipped",
+                transcribe=None if started else "skipped",
             )
+    if job.status is JobStatus.RECEIVED and preliminary is not None:
         if job.transcribe_status is None:
             # gated and an alert, or the starter never got to start it (crash, re-drive)
             transcribe = _ensure_transcription(ctx, job)
