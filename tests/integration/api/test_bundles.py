@@ -142,3 +142,40 @@ def test_the_schema_has_labels_as_data_and_the_bundle_field(two: Api) -> None:
     assert "bundle" in parts["UploadRequest"]["properties"]
     assert "UNKNOWN_BUNDLE" in str(schema["paths"]["/uploads"]["post"]["responses"]["422"])
     assert "/bundles" in schema["paths"]
+
+
+@pytest.fixture(scope="module")
+def every_recipe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from tests.recipe_bundles import GENERIC_RECIPES
+
+    return {
+        name: write_bundle(identity_scalers(recipe_dict(name)), tmp_path_factory.mktemp(name))
+        for name in GENERIC_RECIPES
+    }
+
+
+def test_every_recipe_classifies_the_samples_through_the_api(
+    monkeypatch: pytest.MonkeyPatch,
+    make_api: Callable[..., Api],
+    tiny_bundle: Path,
+    every_recipe: dict[str, Path],
+) -> None:
+    _serve(monkeypatch, tiny_bundle, ",".join(f"{n}={p}" for n, p in every_recipe.items()))
+    try:
+        client = make_api().client
+        listed = {b["name"]: b for b in client.get("/bundles").json()["bundles"]}
+        for name in every_recipe:
+            labels = {x["name"]: x["display"] for x in listed[name]["labels"]}
+            for wav in ("ko-help-16k.wav", "ko-regular-22k.wav"):
+                files = {"audio_file": (wav, sample(wav), "audio/wav")}
+                response = client.post("/predict", files=files, data={"bundle": name})
+                assert response.status_code == 200, (name, response.text)
+                body = response.json()
+                assert body["model"]["recipe"] == listed[name]["recipe"], name
+                assert body["label"] in labels and body["label_ko"] == labels[body["label"]]
+                assert set(body["probabilities"]) == set(labels), name
+                assert body["is_emergency"] == (body["label"] in listed[name]["alert_labels"])
+    finally:
+        engine_settings.cache_clear()
+        reset_catalog()
+        reset_engine()
