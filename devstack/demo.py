@@ -445,11 +445,10 @@ def _report(
                 f"{inv.overhead_ms:5.0f} ms{'' if inv.ok else '  FAILED: ' + str(inv.error)}"
             )
     alert_stages = [a["detail"]["stage"] for a in alerts]
-    kinds = sorted({a["detail-type"] for a in alerts})
-    out(
-        f"{' / '.join(kinds) or 'EmergencyDetected'} events on the bus: "
-        f"{', '.join(alert_stages) or 'none'}"
-    )
+    kinds = sorted({a["detail-type"] for a in alerts}) or [
+        "EmergencyDetected" if summary.get("recipe") == "emergency-voice" else "AlertDetected"
+    ]
+    out(f"{' / '.join(kinds)} events on the bus: {', '.join(alert_stages) or 'none'}")
     summary.update(
         status=job["status"],
         preliminary=job.get("preliminary"),
