@@ -166,3 +166,22 @@ def test_a_starter_that_cannot_tell_starts_transcribe_and_the_audio_stage_does_n
         aws.complete_transcription(job_id, "도와주세요"), FakeClassifier()
     )
     assert late.action == "already_recorded" and aws.job(job_id).final == job.final
+
+
+def test_a_starter_told_by_the_stack_never_starts_transcribe(
+    aws: AwsEnv, monkeypatch: pytest.MonkeyPatch, infant_bundle: Path
+) -> None:
+    """As deployed with a baked bundle without text model: BUNDLE_TEXT_MODEL=false."""
+    from alertfusion.engine import Engine
+
+    monkeypatch.delenv("MODEL_BUNDLE", raising=False)
+    monkeypatch.delenv("MODEL_BUNDLES", raising=False)
+    monkeypatch.setenv("BUNDLE_TEXT_MODEL", "false")
+    reset_catalog()
+    key = "uploads/incoming/cry-told.wav"
+    aws.put(key, CRY_WAV)
+    (out,) = aws.run_starter(aws.upload_event(key))["records"]
+    assert out["transcribe"] == "skipped" and aws.transcribe_jobs() == []
+    (stage,) = aws.drain(Engine.from_bundle(infant_bundle))
+    assert stage.status is JobStatus.DONE
+    assert aws.job(out["job_id"]).transcribe_status == "SKIPPED"

@@ -100,12 +100,33 @@ def describe_all() -> list[BundleInfo]:
     return [_describe(name, location) for name, location in configured_bundles().items()]
 
 
+#: what a function without the bundle (the deployed starter) is told of the default bundle:
+#: "false" when its recipe has no text model (infra reads the baked bundle's manifest)
+TEXT_MODEL_ENV = "BUNDLE_TEXT_MODEL"
+
+
 def has_text_model(name: str | None) -> bool:
     """Whether bundle `name` (None: the default) reads a transcript. Where no bundle is
-    configured (a starter deployed without the bundle), today's system is assumed: it has."""
+    configured (a starter deployed without the bundle), BUNDLE_TEXT_MODEL says it for the
+    default bundle; without it today's system is assumed: it has one."""
     if not configured_bundles():
-        return True
+        flag = os.environ.get(TEXT_MODEL_ENV, "true").strip().lower()
+        if flag not in ("true", "false"):
+            raise ConfigError(f"{TEXT_MODEL_ENV} must be true or false, not {flag!r}")
+        return name is not None or flag == "true"
     return describe(name).has_text_model
+
+
+def manifest_has_text_model(path: Path) -> bool | None:
+    """Whether the bundle manifest at `path` has a transcript model; None when the file is
+    not a manifest (for infra, which sets BUNDLE_TEXT_MODEL from the bundle it bakes)."""
+    from alertfusion.manifest_v2 import as_v2, parse_manifest
+
+    try:
+        spec = as_v2(parse_manifest(json.loads(path.read_bytes()), str(path)))
+    except (OSError, ValueError, BundleError):
+        return None
+    return any(m.source == "transcript" for m in spec.recipe.models.values())
 
 
 @lru_cache(maxsize=32)
