@@ -73,7 +73,9 @@ def test_a_bundle_is_described_from_its_manifest(
     today = catalog.describe(None)
     assert today.recipe == "emergency-voice" and today.has_text_model
     assert [x.name for x in today.labels][0] == "regular"
-    assert dict(today.display_names)["alert"]  # the gate's labels have display names too
+    # every model's labels, the gate's too (a v1 gate's labels have no display names)
+    assert dict(today.display_names)["alert"] == "alert"
+    assert dict(today.display_names)["help"] == "도움요청"
     assert [b.name for b in catalog.describe_all()] == ["default", "gender"]
 
 
