@@ -107,6 +107,7 @@ backfill: setup
 	$(PY) -m devstack.backfill $(if $(ARGS),$(ARGS),--demo 20)
 
 ## serve: the HTTP API on 127.0.0.1:$${PORT:-8000} with the demo bundle and moto as the embedded AWS
+## (ARGS="--bundle DIR --bundle DIR2": several bundles, the page switches between them)
 serve: setup
 	$(PY) -m devstack.serve $(ARGS)
 
