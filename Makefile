@@ -17,6 +17,9 @@ export OPENBLAS_NUM_THREADS := 1
 TORCH_INDEX_URL ?=
 PIP_TORCH_INDEX := $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
 LOCKS := locks/pip.txt locks/runtime.txt locks/export.txt locks/dev.txt
+# the recipe `make demo ARGS="--recipe NAME"` names (recipes/NAME.json), if any
+RECIPE_NAMES := $(basename $(notdir $(wildcard recipes/*.json)))
+DEMO_RECIPE := $(filter $(RECIPE_NAMES),$(word 2,$(filter --recipe $(RECIPE_NAMES),$(ARGS))))
 
 .PHONY: setup test test-fast test-bundles lint format demo backfill serve token bench synth deploy smoke bundle-demo system-deps lock image-deps clean
 
@@ -89,15 +92,22 @@ format: $(VENV)/.installed
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-## demo: the asynchronous pipeline end to end against moto (ARGS="--audio FILE --text '...'")
-demo: setup
+## demo: the asynchronous pipeline end to end against moto (ARGS="--audio FILE --text '...'";
+## ARGS="--recipe infant-cry": on that recipe's demo bundle, built when missing)
+demo: setup $(if $(DEMO_RECIPE),build/models/$(DEMO_RECIPE)/manifest.json)
 	$(PY) -m devstack.demo $(ARGS)
+
+# a recipe's demo bundle (`make demo ARGS="--recipe NAME"`), rebuilt when the recipe or the
+# export code changes
+build/models/%/manifest.json: recipes/%.json $(wildcard model_export/*.py) | $(VENV)/.installed
+	$(PY) -m model_export demo --recipe $< --out build/models/$* --force
 
 ## backfill: a backfill of N sample recordings, twice, through moto's state-machine interpreter (ARGS="--demo 20")
 backfill: setup
 	$(PY) -m devstack.backfill $(if $(ARGS),$(ARGS),--demo 20)
 
 ## serve: the HTTP API on 127.0.0.1:$${PORT:-8000} with the demo bundle and moto as the embedded AWS
+## (ARGS="--bundle DIR --bundle DIR2": several bundles, the page switches between them)
 serve: setup
 	$(PY) -m devstack.serve $(ARGS)
 

@@ -1,6 +1,7 @@
 """`make demo`: one recording through the asynchronous pipeline, end to end, on this machine.
 
-    python -m devstack.demo [--audio FILE --text "..."] [--bundle DIR] [--auth cognito]
+    python -m devstack.demo [--audio FILE --text "..."] [--bundle DIR | --recipe NAME]
+                            [--auth cognito]
 
 moto is the embedded AWS (devstack/stack.py). The HTTP API runs under uvicorn on a
 free 127.0.0.1 port; the demo calls it like the app does: ``POST /uploads`` → the recording
@@ -10,6 +11,10 @@ transcript + completion event from the labelled local Transcribe stand-in → cl
 the timings and the time from the upload to each verdict, then stops everything.
 ``--auth cognito`` runs it as alice, signed in to a local Cognito user pool (moto's real
 signed tokens): the job is hers, bob's token gets 404 for it, and she deletes it at the end.
+``--recipe NAME`` runs it on that recipe's demo bundle, ``build/models/NAME`` (`make demo
+ARGS="--recipe infant-cry"` builds it when missing: ``python -m model_export demo --recipe
+recipes/NAME.json --out build/models/NAME``); a recipe without a text model never starts
+Transcribe, and its audio verdict is final.
 
 Handler logs and EMF metrics go to ``build/local/demo.log``. Exit status: 0 when the job
 ends DONE, 1 when it fails or times out, 2 for bad arguments.
@@ -44,7 +49,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="what the local Transcribe stand-in answers (default: the sample's transcript "
         "from samples/transcripts.json; none for other files)",
     )
-    parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="model bundle")
+    parser.add_argument("--bundle", type=Path, help="model bundle (default build/models/demo)")
+    parser.add_argument(
+        "--recipe",
+        metavar="NAME",
+        help="run on the demo bundle of recipes/NAME.json, build/models/NAME",
+    )
     parser.add_argument(
         "--gate",
         choices=["binary", "none"],
@@ -58,7 +68,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="api_key",
         help="cognito: the flow as a user signed in to a local Cognito user pool",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.recipe is not None and args.bundle is not None:
+        parser.error("give --bundle or --recipe, not both")
+    if args.bundle is None:
+        args.bundle = recipe_bundle(args.recipe) if args.recipe else DEFAULT_BUNDLE
+    return args
+
+
+def recipe_bundle(name: str) -> Path:
+    """Where `make demo ARGS="--recipe NAME"` builds the demo bundle of recipes/NAME.json."""
+    return REPO / "build" / "models" / name
 
 
 def _shown(path: Path) -> str:
@@ -106,8 +126,8 @@ def show_verdict(out: Console, title: str, verdict: dict[str, Any] | None) -> No
         return
     out(
         f"{title}: {verdict['label']} ({verdict['label_ko']})  "
-        f"emergency={'yes' if verdict['is_emergency'] else 'no'}  "
-        f"p(emergency)={verdict['emergency_probability']:.3g}  "
+        f"alert={'yes' if verdict['is_emergency'] else 'no'}  "
+        f"p(alert)={verdict['emergency_probability']:.3g}  "
         f"decided by {verdict['decided_by']}"
         + (f", text from {verdict['text_source']}" if verdict.get("text_source") else "")
     )
@@ -117,10 +137,11 @@ def show_verdict(out: Console, title: str, verdict: dict[str, Any] | None) -> No
         )
     probabilities = verdict.get("probabilities")
     if probabilities is None:
-        out("    (the binary gate decided: no 6-class probabilities were computed)")
+        out("    (the gate decided: no per-label probabilities were computed)")
         return
+    width = max(9, *(len(label) for label in probabilities))
     for label, p in sorted(probabilities.items(), key=lambda kv: -kv[1]):
-        out(f"    {label:<9} {p:6.3f}  {bar(p)}")
+        out(f"    {label:<{width}} {p:6.3f}  {bar(p)}")
 
 
 def _ms_after(moment: str | None, reference_epoch: float) -> float | None:
@@ -144,8 +165,17 @@ def run(args: argparse.Namespace, out: Console) -> int:
     if not audio_path.is_file():
         out(f"demo: no such recording: {audio_path}")
         return 2
+    if args.recipe is not None and not (REPO / "recipes" / f"{args.recipe}.json").is_file():
+        out(f"demo: no recipe recipes/{args.recipe}.json")
+        return 2
     if not (args.bundle / "manifest.json").is_file():
-        out(f"demo: no model bundle at {args.bundle} (run `make setup` or `make bundle-demo`)")
+        build = (
+            f"python -m model_export demo --recipe recipes/{args.recipe}.json --out "
+            f"{_shown(args.bundle)}"
+            if args.recipe
+            else "make setup` or `make bundle-demo"
+        )
+        out(f"demo: no model bundle at {_shown(args.bundle)} (run `{build}`)")
         return 2
     audio = audio_path.read_bytes()
     text, text_source = transcript_for(audio_path, args.text)
@@ -153,11 +183,22 @@ def run(args: argparse.Namespace, out: Console) -> int:
 
     out("alertfusion demo: the asynchronous pipeline end to end, moto as the embedded AWS")
     out(f"  recording  {_shown(audio_path)} ({len(audio) / 1024:.0f} KiB)")
+    text_models = [
+        m
+        for m in (manifest.get("recipe") or {}).get("models", {}).values()
+        if m.get("source") == "transcript"
+    ]
+    if manifest.get("schema_version") == 2 and not text_models:
+        text_source += "; unused: the recipe has no text model, Transcribe is not started"
     out(f"  transcript {text!r} ({text_source})")
     trained = (
         "trained" if manifest.get("trained") else "UNTRAINED demo weights: labels mean nothing"
     )
-    out(f"  bundle     {_shown(args.bundle)} ({manifest.get('bundle_version')}, {trained})")
+    recipe = (manifest.get("recipe") or {}).get("name", "emergency-voice")
+    out(
+        f"  bundle     {_shown(args.bundle)} ({manifest.get('bundle_version')}, recipe "
+        f"{recipe}, {trained})"
+    )
     out()
 
     def on_invocation(inv: Invocation) -> None:
@@ -175,7 +216,11 @@ def run(args: argparse.Namespace, out: Console) -> int:
         env={"FUSION_GATE": args.gate} if args.gate else {},
         auth=args.auth,
     )
-    summary: dict[str, Any] = {"audio": str(audio_path), "bundle": str(args.bundle)}
+    summary: dict[str, Any] = {
+        "audio": str(audio_path),
+        "bundle": str(args.bundle),
+        "recipe": recipe,
+    }
     with LocalStack(config, on_note=out.step, on_invocation=on_invocation) as stack:
         out.step(f"moto listening on {stack.endpoint_url}; bucket, table, bus, queues created")
         warm = stack.warm()
@@ -300,7 +345,12 @@ def show_result(out: Console, result: dict[str, Any]) -> None:
     windows = result.get("windows") or []
     if len(windows) > 1:
         labels = ", ".join(f"{w['start_s']:.0f}-{w['end_s']:.0f}s {w['label']}" for w in windows)
-        out(f"    windows: {labels} (the most alarming window decides)")
+        rule = (
+            "the most alarming window decides"
+            if result.get("aggregation") == "max_emergency_window"
+            else f"aggregated: {result.get('aggregation')}"
+        )
+        out(f"    windows: {labels} ({rule})")
 
 
 def _describe(inv: Any) -> str:
@@ -395,7 +445,10 @@ def _report(
                 f"{inv.overhead_ms:5.0f} ms{'' if inv.ok else '  FAILED: ' + str(inv.error)}"
             )
     alert_stages = [a["detail"]["stage"] for a in alerts]
-    out(f"EmergencyDetected events on the bus: {', '.join(alert_stages) or 'none'}")
+    kinds = sorted({a["detail-type"] for a in alerts}) or [
+        "EmergencyDetected" if summary.get("recipe") == "emergency-voice" else "AlertDetected"
+    ]
+    out(f"{' / '.join(kinds)} events on the bus: {', '.join(alert_stages) or 'none'}")
     summary.update(
         status=job["status"],
         preliminary=job.get("preliminary"),
@@ -415,6 +468,8 @@ def _report(
             for i in invocations
         ],
         alerts=alert_stages,
+        alert_types=sorted({a["detail-type"] for a in alerts}),
+        transcribe=job.get("transcribe"),
     )
     if args.summary_json:
         args.summary_json.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n")

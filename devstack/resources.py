@@ -113,7 +113,10 @@ class Resources:
             Name="emergency-to-alerts",
             EventBusName=c.bus,
             EventPattern=json.dumps(
-                {"source": [notify.EVENT_SOURCE], "detail-type": [notify.DETAIL_TYPE]}
+                {
+                    "source": [notify.EVENT_SOURCE],
+                    "detail-type": [notify.DETAIL_TYPE, notify.ALERT_DETAIL_TYPE],
+                }
             ),
         )
         events.put_targets(

@@ -1,13 +1,16 @@
 """`make serve`: the HTTP API on 127.0.0.1 (port ``PORT`` or 8000) with its pipeline behind it.
 
-    python -m devstack.serve [--port N] [--bundle DIR] [--auth cognito]
+    python -m devstack.serve [--port N] [--bundle DIR [--bundle DIR2 ...]] [--auth cognito]
 
 Local (default): the local stack of devstack/stack.py runs in the same process —
 moto as the embedded AWS, the real starter/classifier/sweeper handlers fed by moto's S3 and
 EventBridge deliveries, the labelled local Transcribe stand-in (it knows the transcripts of
 the shipped samples; any other recording gets an empty transcript) — so the page's
 asynchronous flow (``/uploads`` → presigned POST → ``/jobs/{id}``) works offline. The bundle
-is ``--bundle``, else ``MODEL_BUNDLE``, else ``build/models/demo``.
+is ``--bundle``, else ``MODEL_BUNDLE``, else ``build/models/demo``. More ``--bundle DIR``
+serve more bundles (``MODEL_BUNDLES``, named by their directory: ``build/models/infant-cry``
+is ``infant-cry``); requests and jobs choose one with ``bundle`` (alertfusion.catalog), and
+the page switches between them.
 
 Real AWS (``ALERTFUSION_REAL_AWS=1``): no moto, no local handlers. The API uses the
 environment as the Lambda function would (``AUDIO_BUCKET``, ``JOBS_TABLE``,
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,7 +48,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="The HTTP API on 127.0.0.1 with moto as the embedded AWS (or real AWS).",
     )
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    parser.add_argument("--bundle", type=Path, help="model bundle (default: MODEL_BUNDLE)")
+    parser.add_argument(
+        "--bundle",
+        type=Path,
+        action="append",
+        help="model bundle (default: MODEL_BUNDLE); repeat it to serve several, the first "
+        "the default, the others named by their directory",
+    )
     parser.add_argument(
         "--auth",
         choices=["api_key", "cognito"],
@@ -52,6 +62,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="cognito: signed-in users (a local Cognito user pool) instead of the API key",
     )
     return parser.parse_args(argv)
+
+
+def named_bundles(paths: list[Path]) -> str:
+    """MODEL_BUNDLES for the bundles after the first: each named by its directory
+    (alertfusion.catalog); ValueError for a name that is not one or is given twice."""
+    from alertfusion.catalog import BUNDLE_NAME_PATTERN, DEFAULT_BUNDLE
+
+    names: dict[str, Path] = {}
+    for path in paths:
+        name = path.resolve().name
+        if not re.match(BUNDLE_NAME_PATTERN, name) or name == DEFAULT_BUNDLE:
+            raise ValueError(f"--bundle {path}: {name!r} cannot name a bundle")
+        if name in names:
+            raise ValueError(f"--bundle {path}: a bundle named {name!r} is given already")
+        names[name] = path
+    return ",".join(f"{name}={path.resolve()}" for name, path in names.items())
 
 
 def _uvicorn_logging() -> dict[str, Any]:
@@ -106,9 +132,17 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads (see the Makefile)
     args = parse_args(argv)
     err = sys.stderr
+    bundles: list[Path] = args.bundle or [Path(os.environ.get("MODEL_BUNDLE") or DEFAULT_BUNDLE)]
+    try:
+        named = named_bundles(bundles[1:])
+    except ValueError as exc:
+        err.write(f"serve: {exc}\n")
+        return 2
     if os.environ.get("ALERTFUSION_REAL_AWS") == "1":
         if args.bundle is not None:
-            os.environ["MODEL_BUNDLE"] = str(args.bundle)
+            os.environ["MODEL_BUNDLE"] = str(bundles[0])
+        if named:
+            os.environ["MODEL_BUNDLES"] = named
         err.write(
             f"alertfusion: http://127.0.0.1:{args.port}/ against real AWS "
             f"(bucket {os.environ.get('AUDIO_BUCKET', '<AUDIO_BUCKET unset>')})\n"
@@ -116,10 +150,14 @@ def main(argv: list[str] | None = None) -> int:
         _serve(args.port)
         return 0
 
-    bundle = args.bundle or Path(os.environ.get("MODEL_BUNDLE") or DEFAULT_BUNDLE)
-    if not (bundle / "manifest.json").is_file():
-        err.write(f"serve: no model bundle at {bundle} (run `make setup` or `make bundle-demo`)\n")
-        return 2
+    bundle = bundles[0]
+    for each in bundles:
+        if not (each / "manifest.json").is_file():
+            err.write(
+                f"serve: no model bundle at {each} (run `make setup` or `make bundle-demo`; "
+                "a recipe's: python -m model_export demo --recipe recipes/NAME.json --out DIR)\n"
+            )
+            return 2
     from devstack.config import LocalConfig
     from devstack.stack import LocalStack
 
@@ -130,7 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = log
         try:
             config = LocalConfig(
-                bundle=str(bundle), stuck_after_seconds=30, sweep_interval_s=5, auth=args.auth
+                bundle=str(bundle),
+                stuck_after_seconds=30,
+                sweep_interval_s=5,
+                auth=args.auth,
+                env={"MODEL_BUNDLES": named} if named else {},
             )
 
             def notes(line: str) -> None:
@@ -141,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                 key = "set" if os.environ.get("API_KEY") else "none (set API_KEY to require one)"
                 err.write(
                     f"alertfusion (local): http://127.0.0.1:{args.port}/  page at /upload\n"
-                    f"  moto (embedded AWS) {stack.endpoint_url}; bundle {bundle}; API key {key}\n"
+                    f"  moto (embedded AWS) {stack.endpoint_url}; bundle {bundle}"
+                    f"{'; also ' + named if named else ''}; API key {key}\n"
                     "  Transcribe is the local stand-in: the shipped samples get their "
                     "transcripts, other recordings an empty one\n"
                     f"  handler logs: {LOG_FILE.relative_to(REPO)}; Ctrl-C stops everything\n"

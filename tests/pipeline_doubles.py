@@ -34,6 +34,7 @@ from alertfusion.result import (
 )
 
 if TYPE_CHECKING:
+    from alertfusion.manifest_v2 import ManifestV2
     from alertfusion.protocols import Classifier
     from alertfusion.selfcheck import Readiness
 
@@ -113,11 +114,11 @@ def _sha256(name: str) -> str:
     return hashlib.sha256(name.encode("utf-8")).hexdigest()
 
 
-def _model(name: str, labels: tuple[str, ...]) -> OnnxModel:
+def _model(name: str, labels: tuple[str, ...], inputs: tuple[str, ...] = ("input",)) -> OnnxModel:
     return OnnxModel(
         file=f"{name}.onnx",
         sha256=_sha256(name),
-        input_names=["input"],
+        input_names=list(inputs),
         output_names=["logits"],
         labels=list(labels),
         size_bytes=1,
@@ -144,7 +145,7 @@ def make_manifest(bundle_version: str = BUNDLE_VERSION) -> Manifest:
         models=Models(
             audio_binary=_model("audio_binary", BINARY_LABELS),
             audio_multiclass=_model("audio_multiclass", CLASS_LABELS),
-            text=_model("text", CLASS_LABELS),
+            text=_model("text", CLASS_LABELS, ("input_ids", "attention_mask", "token_type_ids")),
         ),
         fusion=Fusion(gate="none"),
     )
@@ -167,6 +168,13 @@ class FakeClassifier:
     manifest: Manifest = field(default_factory=make_manifest)
     loaded: bool = True
     readiness: Readiness | None = None
+    has_text_model: bool = True
+
+    @property
+    def spec(self) -> ManifestV2:
+        from alertfusion.manifest_v2 import from_v1
+
+        return from_v1(self.manifest)
 
     def warm_up(self) -> None:
         """Nothing to load."""

@@ -24,9 +24,10 @@ if TYPE_CHECKING:
     from alertfusion.settings import PipelineSettings
 
 
-#: returns the (cached) engine, loading the bundle on first use; raises BundleError or
-#: ConfigError when it cannot
-ClassifierProvider = Callable[[], Classifier]
+#: returns the (cached) engine, loading the bundle on first use; with an argument, the
+#: engine of that named bundle (alertfusion.catalog); raises BundleError or ConfigError when
+#: it cannot
+ClassifierProvider = Callable[..., Classifier]
 
 
 def get_settings(request: Request) -> ApiSettings:
@@ -100,11 +101,11 @@ def require_caller(
 CallerDep = Annotated[Principal, Depends(require_caller)]
 
 
-def _load_engine() -> Classifier:
+def _load_engine(bundle: str | None = None) -> Classifier:
     # the only place the API imports the engine (and with it numpy, onnxruntime, ...)
     from alertfusion.engine import get_engine
 
-    engine: Classifier = get_engine()
+    engine: Classifier = get_engine(bundle)
     return engine
 
 

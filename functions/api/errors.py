@@ -157,7 +157,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         "window opens (QUOTA_EXCEEDED)",
         415: "not audio, judged from the bytes (UNSUPPORTED_FORMAT)",
         422: "invalid fields or unusable audio/text (INVALID_INPUT, EMPTY_AUDIO, "
-        "DECODE_FAILED, TOO_SHORT, TOO_LONG, NOT_FINITE, TEXT_TOO_LONG); an Idempotency-Key "
+        "DECODE_FAILED, TOO_SHORT, TOO_LONG, NOT_FINITE, TEXT_TOO_LONG), a `bundle` this "
+        "deployment does not serve (UNKNOWN_BUNDLE); an Idempotency-Key "
         "used before with another request body (IDEMPOTENCY_CONFLICT)",
         500: "internal error (INTERNAL, CONFIG_INVALID)",
         503: "not ready or a dependency failed (BUNDLE_*, UPSTREAM_UNAVAILABLE)",

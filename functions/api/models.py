@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from alertfusion.catalog import BUNDLE_NAME_PATTERN
 from alertfusion.errors import ReasonCode
 from alertfusion.jobs import JobStatus, TranscribeState, UtcDateTime, Verdict
 from alertfusion.result import ClassificationResult, to_legacy
@@ -158,6 +159,16 @@ class PredictResponse(ClassificationResult):
         return cls.model_validate({**result.model_dump(), **to_legacy(result)})
 
 
+#: the `bundle` field of /predict, /predict_s3 and /uploads
+BUNDLE_FIELD = (
+    "the model bundle to classify with, by name (GET /bundles lists them); unset or "
+    "'default': the default bundle; another name: 422 UNKNOWN_BUNDLE"
+)
+BundleName = Annotated[
+    str | None, Field(max_length=64, pattern=BUNDLE_NAME_PATTERN, description=BUNDLE_FIELD)
+]
+
+
 class PredictS3Request(BaseModel):
     """`/predict_s3`: an object of the pipeline's bucket (`s3_key` or `s3_uri`) + text."""
 
@@ -175,6 +186,7 @@ class PredictS3Request(BaseModel):
     s3_uri: str | None = Field(None, description="s3://<the pipeline's bucket>/<key>")
     text_input_s3: str | None = Field(None, description="the transcript (original name)")
     text: str | None = Field(None, description="the transcript (alias of text_input_s3)")
+    bundle: BundleName = None
 
 
 class UploadRequest(BaseModel):
@@ -200,6 +212,7 @@ class UploadRequest(BaseModel):
         description="the transcript, when the app has one: Transcribe is then skipped and "
         "the final verdict fuses this text",
     )
+    bundle: BundleName = None
 
 
 class PresignedPost(_ApiModel):
@@ -359,6 +372,8 @@ class JobView(_ApiModel):
     is_final: bool
     source: Literal["api", "s3"]
     object_key: str | None = None
+    #: the bundle named at POST /uploads (GET /bundles); null: the default
+    bundle: str | None = None
     object: JobObject | None = None
     duration_s: float | None = Field(None, description="probed from the file's header")
     preliminary: Verdict | None = None
@@ -391,11 +406,67 @@ class SelfCheckSummary(_ApiModel):
     ms: float | None = None
 
 
+class LabelView(_ApiModel):
+    """One label of a bundle's verdict: its name (the `label` of results) and what people read."""
+
+    name: str
+    display: str
+
+
+class BundleView(_ApiModel):
+    """A model bundle this deployment serves, from its manifest: the labels are data (each
+    recipe has its own), never a fixed list."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "infant-cry",
+                    "default": False,
+                    "bundle_version": "demo-infant-cry-tiny-seed0",
+                    "recipe": "infant-cry",
+                    "trained": False,
+                    "labels": [
+                        {"name": "hungry", "display": "배고픔"},
+                        {"name": "other", "display": "그외"},
+                    ],
+                    "alert_labels": ["hungry"],
+                    "aggregate": "mean",
+                    "has_text_model": False,
+                }
+            ]
+        }
+    )
+
+    name: str = Field(..., description="what `bundle` takes in /predict and /uploads")
+    default: bool = Field(..., description="the bundle used when a request names none")
+    bundle_version: str
+    recipe: str
+    trained: bool
+    labels: list[LabelView]
+    alert_labels: list[str] = Field(..., description="a verdict with one of these is an alert")
+    aggregate: str = Field(..., description="how windows combine (max_alert, mean, share, whole)")
+    has_text_model: bool = Field(
+        ..., description="false: Transcribe is never started, the audio verdict is final"
+    )
+    display_names: dict[str, str] = Field(
+        default_factory=dict, description="every model's label (a gate's too) -> display name"
+    )
+
+
+class BundleList(_ApiModel):
+    bundles: list[BundleView]
+
+
 class Ready(_ApiModel):
     status: Literal["ready"] = "ready"
     bundle_version: str
     trained: bool
     gate: str
+    #: the bundle's recipe and its verdict labels (names and display names)
+    recipe: str
+    labels: list[LabelView]
+    alert_labels: list[str]
     #: each model's quantization as served (``none`` for a model on its fp32 fallback)
     quantization: dict[str, str]
     selfcheck: SelfCheckSummary | None = None

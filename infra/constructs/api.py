@@ -5,7 +5,8 @@ Routes: every resource has ANY with the API key required, and one greedy `{proxy
 every other path to the app. A browser cannot send a key when it loads a page, nor can a
 load balancer's or uptime checker's health probe, so GET alone is key-free on exactly
 KEY_FREE_GET_PATHS: the page (`/`, `/upload`), its assets (`/static/{name}`), the probes
-(`/healthz`, `/readyz`), the schema (`/openapi.json`: it describes requests every one of
+(`/healthz`, `/readyz`), the bundles' labels the page shows (`/bundles`: read from the
+manifests, public as the page is), the schema (`/openapi.json`: it describes requests every one of
 which needs the key, and the fallback, where the app itself checks the key, serves it
 without one too) and how to sign in (`/auth/config`: the app client's id and the sign-in
 page's URL, public in any case). With `cors_allowed_origins` set, OPTIONS is key-free on
@@ -79,6 +80,7 @@ KEY_FREE_GET_PATHS = (
     "/static/{name}",
     "/healthz",
     "/readyz",
+    "/bundles",
     "/openapi.json",
     "/auth/config",
 )

@@ -136,6 +136,19 @@ def auth_environment(config: InfraConfig, issuer: TokenIssuer | None) -> dict[st
     return env
 
 
+def starter_environment(config: InfraConfig) -> dict[str, str]:
+    """What the starter (no bundle in its package) is told of a baked bundle:
+    BUNDLE_TEXT_MODEL=false when its recipe has no text model, so it never starts Transcribe
+    (alertfusion.catalog). An S3 bundle is not read at synth: the starter then starts
+    Transcribe, and the classifier still makes the audio verdict final without waiting."""
+    if config.bundle_is_s3:
+        return {}
+    from alertfusion.catalog import TEXT_MODEL_ENV, manifest_has_text_model
+
+    found = manifest_has_text_model(config.bundle_dir / "manifest.json")
+    return {} if found is None else {TEXT_MODEL_ENV: "true" if found else "false"}
+
+
 def engine_environment(config: InfraConfig) -> dict[str, str]:
     """What the image functions add: every writable path under /tmp (the image sets these
     too; repeating them here keeps a custom image from silently writing elsewhere)."""

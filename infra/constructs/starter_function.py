@@ -20,6 +20,7 @@ from infra.constructs.function_support import (
     lambda_architecture,
     lambda_role,
     pipeline_environment,
+    starter_environment,
 )
 from infra.constructs.jobs_table import JobsTable
 from infra.constructs.layers import ZIP_RUNTIME, FunctionLayers
@@ -74,7 +75,10 @@ class StarterFunction(Construct):
             reserved_concurrent_executions=config.concurrency.starter,
             timeout=Duration.seconds(STARTER_TIMEOUT_SECONDS),
             tracing=lambda_.Tracing.ACTIVE,
-            environment=pipeline_environment(config, props.resources, service="starter"),
+            environment={
+                **pipeline_environment(config, props.resources, service="starter"),
+                **starter_environment(config),
+            },
             on_failure=destinations.SqsDestination(queues.async_failures),
             retry_attempts=STARTER_ASYNC_RETRIES,
             max_event_age=Duration.hours(STARTER_MAX_EVENT_AGE_HOURS),

@@ -63,6 +63,36 @@ def test_make_demo_runs_the_pipeline_end_to_end(tmp_path: Path) -> None:
     assert ports and not any(port_open(p) for p in ports), "a server outlived the demo"
 
 
+def test_make_demo_runs_a_recipes_demo_bundle(tmp_path: Path) -> None:
+    """`make demo ARGS="--recipe infant-cry"`: the recipe's demo bundle (built when missing),
+    no Transcribe (the recipe has no text model), the audio verdict final, in its labels."""
+    summary_path = tmp_path / "summary.json"
+    done = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "demo",
+            f"ARGS=--recipe infant-cry --summary-json {summary_path}",
+        ],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (REPO / "build" / "models" / "infant-cry" / "manifest.json").is_file()
+    assert "Transcribe skipped" in done.stdout
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    assert summary["status"] == "DONE" and summary["recipe"] == "infant-cry"
+    final = summary["final"]
+    assert final["recipe"] == "infant-cry" and final["label"] in ("hungry", "other")
+    assert final["audio_only_reason"] == "TRANSCRIBE_SKIPPED"
+    assert summary["transcribe"]["status"] == "SKIPPED"
+    assert summary["alerts"] == (["preliminary", "final"] if final["is_emergency"] else [])
+    assert summary["alert_types"] == (["AlertDetected"] if final["is_emergency"] else [])
+
+
 def test_demo_with_your_own_recording_and_text(tmp_path: Path, tiny_bundle: Path) -> None:
     own = tmp_path / "내 녹음.wav"
     own.write_bytes((SAMPLES / "ko-regular-22k.wav").read_bytes())

@@ -41,6 +41,7 @@ KEY_FREE_GET = {
     "/static/{name}",
     "/healthz",
     "/readyz",
+    "/bundles",
     "/openapi.json",
     "/auth/config",
 }

@@ -453,7 +453,9 @@ def _create_resources(monkeypatch: pytest.MonkeyPatch) -> AwsEnv:
     events.put_rule(
         Name="emergency-to-test-queue",
         EventBusName=BUS,
-        EventPattern=json.dumps({"source": ["alertfusion"], "detail-type": ["EmergencyDetected"]}),
+        EventPattern=json.dumps(
+            {"source": ["alertfusion"], "detail-type": ["EmergencyDetected", "AlertDetected"]}
+        ),
     )
     events.put_targets(
         Rule="emergency-to-test-queue",

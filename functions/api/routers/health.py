@@ -11,7 +11,14 @@ from alertfusion.errors import AlertFusionError, ReasonCode
 from functions.api.deps import ClassifierDep
 from functions.api.errors import error_response, error_responses, request_id_of
 from functions.api.log import logger
-from functions.api.models import Health, Ready, SelfCheckSummary
+from functions.api.models import (
+    BundleList,
+    BundleView,
+    Health,
+    LabelView,
+    Ready,
+    SelfCheckSummary,
+)
 
 router = APIRouter(tags=["health"])
 
@@ -37,7 +44,7 @@ def readyz(request: Request, classifier: ClassifierDep) -> Ready | JSONResponse:
         engine = classifier()
         if not engine.loaded:
             engine.warm_up()
-        manifest = engine.manifest
+        spec = engine.spec
         readiness = engine.readiness
         if readiness is not None and not readiness.serving:
             raise AlertFusionError(readiness.detail, code=ReasonCode.SELFCHECK_FAILED)
@@ -46,13 +53,17 @@ def readyz(request: Request, classifier: ClassifierDep) -> Ready | JSONResponse:
         return error_response(exc.code, exc.message, request_id_of(request.scope), status=503)
     fallback = list(readiness.fallback) if readiness is not None else []
     check = readiness.check if readiness is not None else None
+    recipe = spec.recipe
     return Ready(
-        bundle_version=manifest.bundle_version,
-        trained=manifest.trained,
-        gate=manifest.fusion.gate,
+        bundle_version=spec.bundle_version,
+        trained=spec.trained,
+        gate="binary" if recipe.decision.gate is not None else "none",
+        recipe=recipe.name,
+        labels=[LabelView(name=label.name, display=label.shown) for label in recipe.labels],
+        alert_labels=list(recipe.decision.alert_labels),
         quantization={
             name: "none" if name in fallback else model.quantization
-            for name, model in manifest.models
+            for name, model in spec.models.items()
         },
         selfcheck=SelfCheckSummary(
             status=readiness.status,
@@ -62,4 +73,35 @@ def readyz(request: Request, classifier: ClassifierDep) -> Ready | JSONResponse:
         )
         if readiness is not None
         else None,
+    )
+
+
+@router.get(
+    "/bundles",
+    response_model=BundleList,
+    summary="The model bundles served here, with their labels",
+    responses=error_responses(500, 503),
+)
+def bundles() -> BundleList:
+    """Every bundle a request may name in `bundle` (`/predict`, `/uploads`), read from the
+    manifests alone (no model is loaded): its recipe, its labels and their display names, its
+    alert labels, whether it has a text model. Open without an API key, like /readyz."""
+    from alertfusion.catalog import DEFAULT_BUNDLE, describe_all
+
+    return BundleList(
+        bundles=[
+            BundleView(
+                name=info.name,
+                default=info.name == DEFAULT_BUNDLE,
+                bundle_version=info.bundle_version,
+                recipe=info.recipe,
+                trained=info.trained,
+                labels=[LabelView(name=x.name, display=x.display) for x in info.labels],
+                alert_labels=list(info.alert_labels),
+                aggregate=info.aggregate,
+                has_text_model=info.has_text_model,
+                display_names=dict(info.display_names),
+            )
+            for info in describe_all()
+        ]
     )

@@ -58,6 +58,7 @@ def job_view(job: Job, retry: int | None) -> JobView:
         is_final=job.is_final,
         source=job.source,
         object_key=job.object_key,
+        bundle=job.bundle,
         object=(
             JobObject(etag=job.etag, replaced_at=job.object_replaced_at)
             if job.etag is not None

@@ -23,6 +23,7 @@ _ASSETS = {
 #: the page talks only to its own origin and, for the presigned POST, to S3
 _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self' blob:; "
     "connect-src *; form-action 'none'; frame-ancestors 'none'; base-uri 'self'"
 )
 

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
+from alertfusion.catalog import check_bundle_name
 from alertfusion.errors import InputError, NotFoundError, ReasonCode
 from alertfusion.keys import parse_upload_key
 from alertfusion.result import ClassificationResult
@@ -42,7 +43,7 @@ from functions.api.inputs import (
     read_object,
     resolve_key,
 )
-from functions.api.models import PredictResponse, PredictS3Request
+from functions.api.models import BUNDLE_FIELD, PredictResponse, PredictS3Request
 from functions.api.settings import ApiSettings
 
 # form fields must decode as the text they claim to be (functions.api.forms)
@@ -77,17 +78,20 @@ async def predict(
     text_input: Annotated[
         str | None, Form(description="the transcript, if any (empty = audio only)")
     ] = None,
+    bundle: Annotated[str | None, Form(description=BUNDLE_FIELD)] = None,
 ) -> PredictResponse:
-    """The original server's form (`audio_file`, `text_input`). The format is sniffed from
-    the bytes; the file name only labels messages. Bodies above the limit (4 MiB by
-    default) get 413: upload those with `POST /uploads`."""
+    """The original server's form (`audio_file`, `text_input`), and `bundle` to choose
+    another of the bundles `GET /bundles` lists. The format is sniffed from the bytes; the
+    file name only labels messages. Bodies above the limit (4 MiB by default) get 413:
+    upload those with `POST /uploads`."""
+    chosen = check_bundle_name(bundle)
     name = display_name(audio_file.filename)
     audio = await audio_file.read()
     check_audio_bytes(audio, name)
     text = clean_text(text_input, settings.max_text_chars)
     if caller.is_user:  # the jobs table counts users' predictions (API keys: the usage plan)
         await run_in_threadpool(charge_quota, get_pipeline(), settings, caller, "predictions")
-    result = await run_in_threadpool(_classify, classifier, audio, text, name)
+    result = await run_in_threadpool(_classify, classifier, audio, text, name, None, chosen)
     return PredictResponse.from_result(result)
 
 
@@ -106,8 +110,10 @@ def _classify(
     text: str | None,
     name: str,
     gate: Literal["binary", "none"] | None = None,
+    bundle: str | None = None,
 ) -> ClassificationResult:
-    result: ClassificationResult = provider().classify(
+    classifier = provider(bundle) if bundle is not None else provider()
+    result: ClassificationResult = classifier.classify(
         audio, text=text, filename=name, gate=gate, always_text=True
     )
     return result
@@ -227,6 +233,7 @@ async def _predict_s3(
     *,
     gate: Literal["binary", "none"] | None,
 ) -> PredictResponse:
+    chosen = check_bundle_name(body.bundle)
     bucket = pipeline.settings.audio_bucket
     key = resolve_key(
         s3_key=body.s3_key,
@@ -247,5 +254,5 @@ async def _predict_s3(
         read_object, pipeline.s3, bucket, key, pipeline.settings.max_upload_bytes
     )
     check_audio_bytes(audio, name)
-    result = await run_in_threadpool(_classify, classifier, audio, text, name, gate)
+    result = await run_in_threadpool(_classify, classifier, audio, text, name, gate, chosen)
     return PredictResponse.from_result(result)

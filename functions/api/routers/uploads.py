@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 
+from alertfusion.catalog import check_bundle_name
 from alertfusion.errors import AlertFusionError, AudioError, InputError, JobStateError, ReasonCode
 from alertfusion.jobs import JobStatus, now_utc
 from alertfusion.keys import (
@@ -83,6 +84,7 @@ def _ensure_job(
     transcript: str | None,
     replayed: bool,
     owner: str | None = None,
+    bundle: str | None = None,
 ) -> JobStatus:
     """The job's status, creating the record (`owner`'s) unless a replayed request made it
     already (a first attempt that crashed between the claim and this write made none)."""
@@ -102,6 +104,7 @@ def _ensure_job(
             content_type=content_type,
             client_transcript=transcript,
             owner=owner,
+            bundle=bundle,
         ).status
     except JobStateError:
         # a concurrent replay created it a moment ago
@@ -144,7 +147,10 @@ def create_upload(
     to MAX_UPLOAD_BYTES, and expires after UPLOAD_URL_EXPIRES_SECONDS (2 minutes). A job
     takes one recording: a replayed Idempotency-Key gets a fresh POST while the job waits
     for its upload, and `upload: null` once it has it. Poll `poll_url` (`GET
-    /jobs/{job_id}`) afterwards. A `transcript` skips Transcribe."""
+    /jobs/{job_id}`) afterwards. A `transcript` skips Transcribe. `bundle` names the
+    bundle that classifies it (`GET /bundles`); one without a text model never starts
+    Transcribe."""
+    bundle = check_bundle_name(body.bundle)
     ext, content_type = upload_target(body)
     transcript = clean_text(body.transcript, settings.max_text_chars)
     if body.transcript is not None and transcript is None:
@@ -169,7 +175,7 @@ def create_upload(
         claim = idempotency.claim(idempotency_key, body_print, job_id, owner=owner)
         job_id, replayed = claim.job_id, claim.replayed
     key = upload_key(job_id, ext)
-    status = _ensure_job(pipeline, job_id, key, content_type, transcript, replayed, owner)
+    status = _ensure_job(pipeline, job_id, key, content_type, transcript, replayed, owner, bundle)
 
     poll_url = public_url(request, settings, request.app.url_path_for("get_job", job_id=job_id))
     response.headers["Location"] = poll_url

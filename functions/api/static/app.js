@@ -2,7 +2,10 @@
 // (POST /uploads -> presigned POST to S3 -> GET /jobs/{id} until DONE or FAILED, then
 // DELETE /jobs/{id}). Access: the API key, or a signed-in user's bearer token (GET
 // /auth/config says which): the Cognito hosted sign-in (authorization code with PKCE) where
-// deployed, the local stack's demo users, or a pasted token.
+// deployed, the local stack's demo users, or a pasted token. The labels, their display names
+// and the bundle switch come from GET /bundles (each bundle's manifest): no label is named
+// here. The microphone section records with MediaRecorder (WebM/Opus in Chromium and Firefox,
+// MP4/AAC in Safari) and sends the recording through the asynchronous flow.
 // No framework, no build step, no external resources. Every server string goes into the
 // page through textContent, never as HTML.
 "use strict";
@@ -11,19 +14,17 @@
   const KEY_STORAGE = "alertfusion.apiKey";
   const TOKEN_STORAGE = "alertfusion.token";
   const PKCE_STORAGE = "alertfusion.pkce";
-  const LABELS_KO = {
-    regular: "정상",
-    help: "도움요청",
-    robbery: "강도범죄",
-    sexual: "강제추행(성범죄)",
-    theft: "절도범죄",
-    violence: "폭력범죄",
-    alert: "경보",
-  };
+  const BUNDLE_STORAGE = "alertfusion.bundle";
   const DECIDED_BY = {
-    gate: "이진 음성 게이트 / binary audio gate",
+    gate: "음성 게이트 / audio gate",
     fusion: "음성+텍스트 융합 / audio + text fusion",
     audio_only: "음성만 / audio only",
+  };
+  const AGGREGATION = {
+    max_emergency_window: "경보 확률이 가장 높은 구간이 결과를 결정합니다 / the window with the highest alert probability decides.",
+    mean: "구간 확률의 평균이 결과를 결정합니다 / the mean of the windows' probabilities decides.",
+    share: "가장 긴 시간을 차지한 라벨이 결과입니다 / the label with the largest share of the time wins.",
+    whole: "녹음 전체가 한 구간입니다 / the whole recording is one window.",
   };
   const STATUS_KO = {
     UPLOAD_PENDING: "업로드 대기",
@@ -52,7 +53,53 @@
     return node;
   }
 
-  const bilingual = (label) => (LABELS_KO[label] ? `${LABELS_KO[label]} · ${label}` : label);
+  // ---- bundles: GET /bundles (names, labels and display names from each manifest) ---------
+
+  let bundles = [];
+  let chosen = null; // the selected bundle's description; null: the server lists none
+
+  const displayOf = (label) => (chosen && chosen.display_names ? chosen.display_names[label] : undefined);
+  const bilingual = (label) => {
+    const shown = displayOf(label);
+    return shown && shown !== label ? `${shown} · ${label}` : label;
+  };
+
+  // the `bundle` field of a request: only when the user chose another than the default
+  const bundleChoice = () => (chosen && !chosen.default ? chosen.name : null);
+
+  function describeBundle(info) {
+    const labels = info.labels.map((l) => (l.display !== l.name ? `${l.display} · ${l.name}` : l.name));
+    const alerts = info.alert_labels.length ? info.alert_labels.join(", ") : "—";
+    return `${info.recipe} (${info.bundle_version}${info.trained ? "" : ", untrained"}) — ` +
+      `라벨 / labels: ${labels.join(", ")}; 경보 / alerts: ${alerts}` +
+      (info.has_text_model ? "" : "; 텍스트 모델 없음 / no text model (Transcribe is not used)");
+  }
+
+  function selectBundle(name) {
+    chosen = bundles.find((b) => b.name === name) || bundles.find((b) => b.default) || bundles[0] || null;
+    if (!chosen) return;
+    $("bundle-select").value = chosen.name;
+    $("bundle-info").textContent = describeBundle(chosen);
+    document.documentElement.dataset.bundle = chosen.name;
+    store(BUNDLE_STORAGE, chosen.default ? "" : chosen.name);
+  }
+
+  async function setupBundles() {
+    try {
+      const { body } = await callApi("bundles", { headers: { Accept: "application/json" } });
+      bundles = (body && body.bundles) || [];
+    } catch (_) {
+      bundles = []; // an older server: the page works without the switch
+    }
+    if (!bundles.length) return;
+    const select = $("bundle-select");
+    select.replaceChildren(
+      ...bundles.map((b) => el("option", { value: b.name }, `${b.name}${b.default ? " (기본 / default)" : ""} · ${b.recipe}`))
+    );
+    select.addEventListener("change", () => selectBundle(select.value));
+    $("bundle-section").hidden = false;
+    selectBundle(stored(BUNDLE_STORAGE));
+  }
   const pct = (p) => `${(100 * p).toFixed(1)}%`;
 
   // ---- access: the API key or a bearer token (sessionStorage only) -----------------------
@@ -288,7 +335,7 @@
       entries.map(([label, p]) =>
         el(
           "li",
-          { class: `bar-row${label === best ? " best" : ""}${label === "regular" ? " regular" : ""}` },
+          { class: `bar-row${label === best ? " best" : ""}${alertLabel(label) ? " alert" : ""}` },
           el("span", { class: "name", title: bilingual(label) }, bilingual(label)),
           el(
             "span",
@@ -308,6 +355,9 @@
       )
     );
   }
+
+  // whether `label` is one of the chosen bundle's alert labels (a bar drawn in the alert colour)
+  const alertLabel = (label) => Boolean(chosen && chosen.alert_labels.includes(label));
 
   // inline styles are blocked by the page's CSP: widths are set through the CSSOM
   function sizeBars(root) {
@@ -338,12 +388,12 @@
       "div",
       { class: `verdict${emergency ? " emergency" : ""}`, "data-testid": "verdict" },
       heading ? el("p", {}, el("strong", {}, heading)) : null,
-      el("div", { class: "label" }, `${v.label_ko || LABELS_KO[v.label] || v.label} · ${v.label}`),
+      el("div", { class: "label" }, `${v.label_ko || displayOf(v.label) || v.label} · ${v.label}`),
       el(
         "p",
         {},
-        emergency ? "긴급 상황 / emergency" : "긴급 상황 아님 / not an emergency",
-        ` — 긴급 확률 / emergency probability ${pct(v.emergency_probability)}`
+        emergency ? "경보 / alert" : "경보 아님 / not an alert",
+        ` — 경보 확률 / alert probability ${pct(v.emergency_probability)}`
       ),
       el("p", {}, `판단 / decided by: ${DECIDED_BY[v.decided_by] || v.decided_by}`),
       v.explanation ? el("p", { class: "hint" }, v.explanation) : null
@@ -355,10 +405,10 @@
     const text = result.text || {};
     const fused = result.probabilities
       ? bars(result.probabilities, "융합 / fused")
-      : el("p", { class: "note" }, "게이트가 정상으로 판단: 6개 클래스 확률 없음 / the gate decided regular: no 6-class probabilities");
+      : el("p", { class: "note" }, "게이트가 판단: 라벨별 확률 없음 / the gate decided: no per-label probabilities");
     const audioParts = [];
     if (audio.gate) audioParts.push(el("p", { class: "note" }, "이진 게이트 / binary gate"), bars(audio.gate.probabilities, "이진 게이트 / binary gate"));
-    if (audio.probabilities) audioParts.push(el("p", { class: "note" }, "6개 클래스 / 6 classes"), bars(audio.probabilities, "음성 / audio"));
+    if (audio.probabilities) audioParts.push(el("p", { class: "note" }, "음성 모델 / audio model"), bars(audio.probabilities, "음성 / audio"));
     if (!audioParts.length) audioParts.push(el("p", { class: "note" }, "—"));
     const textPart = text.status === "used"
       ? bars(text.probabilities, "텍스트 / text")
@@ -384,7 +434,7 @@
           el(
             "thead",
             {},
-            el("tr", {}, ["#", "구간 / span (s)", "결과 / label", "판단 / decided by", "긴급 확률 / emergency p"].map((h) => el("th", { scope: "col" }, h)))
+            el("tr", {}, ["#", "구간 / span (s)", "결과 / label", "판단 / decided by", "경보 확률 / alert p"].map((h) => el("th", { scope: "col" }, h)))
           ),
           el(
             "tbody",
@@ -402,7 +452,7 @@
             )
           )
         ),
-        el("p", { class: "hint" }, "가장 긴급 확률이 높은 구간이 결과를 결정합니다 / the window with the highest emergency probability decides.")
+        el("p", { class: "hint" }, AGGREGATION[result.aggregation] || result.aggregation || "")
       );
     }
 
@@ -412,7 +462,7 @@
       "dl",
       { class: "meta" },
       el("dt", {}, "길이 / duration"), el("dd", {}, `${(result.duration_s || 0).toFixed(2)} s`),
-      el("dt", {}, "모델 / bundle"), el("dd", {}, `${model.bundle_version} (${model.trained ? "trained" : "untrained demo"})`),
+      el("dt", {}, "모델 / bundle"), el("dd", {}, `${model.bundle_version} (${model.recipe || "emergency-voice"}, ${model.trained ? "trained" : "untrained demo"})`),
       el("dt", {}, "시간 / time"), el("dd", {}, `${(timings.total_ms || 0).toFixed(0)} ms`)
     );
 
@@ -457,7 +507,7 @@
       parts.push(
         v.probabilities
           ? bars(v.probabilities, `${title}`)
-          : el("p", { class: "note" }, "게이트가 정상으로 판단 / the gate decided regular")
+          : el("p", { class: "note" }, "게이트가 판단 / the gate decided")
       );
       if (v.audio_only_reason) parts.push(el("p", { class: "hint" }, `음성만 사용한 이유 / audio only because: ${v.audio_only_reason} ${v.audio_only_detail || ""}`));
     }
@@ -527,6 +577,7 @@
         data.append("audio_file", file, file.name);
         const text = $("predict-text").value;
         if (text.trim()) data.append("text_input", text);
+        if (bundleChoice()) data.append("bundle", bundleChoice());
         const { body } = await callApi("predict", { method: "POST", headers: apiHeaders(), body: data });
         show(renderResult(body));
       });
@@ -545,6 +596,7 @@
         const payload = where.startsWith("s3://") ? { s3_uri: where } : { s3_key: where };
         const text = $("s3-text").value;
         if (text.trim()) payload.text_input_s3 = text;
+        if (bundleChoice()) payload.bundle = bundleChoice();
         const { body } = await callApi("predict_s3", {
           method: "POST",
           headers: apiHeaders({ "Content-Type": "application/json" }),
@@ -599,6 +651,28 @@
     throw new ApiError(0, null, "작업이 너무 오래 걸립니다 / the job takes too long; poll it later");
   }
 
+  // one recording through POST /uploads -> the presigned POST -> GET /jobs/{id}, as the app
+  async function runJob(file, transcript) {
+    $("async-log").replaceChildren();
+    $("delete-job").hidden = true;
+    const request = { filename: file.name };
+    if (file.type && file.type.startsWith("audio/")) request.content_type = file.type;
+    if (transcript && transcript.trim()) request.transcript = transcript;
+    if (bundleChoice()) request.bundle = bundleChoice();
+    const key = (crypto.randomUUID && crypto.randomUUID()) || `${Date.now()}-${Math.random()}`;
+    const { body: job } = await callApi("uploads", {
+      method: "POST",
+      headers: apiHeaders({ "Content-Type": "application/json", "Idempotency-Key": key }),
+      body: JSON.stringify(request),
+    });
+    logStep(`작업 생성 / job created: ${job.job_id}`);
+    await uploadToS3(job.upload, file);
+    logStep(`S3 업로드 완료 / uploaded to ${job.upload.key}`);
+    const finished = await pollJob(job.poll_url);
+    showDelete(finished.job_id);
+    return finished;
+  }
+
   function setupAsync() {
     const form = $("async-form");
     form.addEventListener("submit", (event) => {
@@ -606,23 +680,7 @@
       busy(form, async () => {
         const file = $("async-file").files[0];
         if (!file) throw new ApiError(0, null, "파일을 고르세요 / choose a file");
-        $("async-log").replaceChildren();
-        $("delete-job").hidden = true;
-        const request = { filename: file.name };
-        if (file.type && file.type.startsWith("audio/")) request.content_type = file.type;
-        const transcript = $("async-text").value;
-        if (transcript.trim()) request.transcript = transcript;
-        const key = (crypto.randomUUID && crypto.randomUUID()) || `${Date.now()}-${Math.random()}`;
-        const { body: job } = await callApi("uploads", {
-          method: "POST",
-          headers: apiHeaders({ "Content-Type": "application/json", "Idempotency-Key": key }),
-          body: JSON.stringify(request),
-        });
-        logStep(`작업 생성 / job created: ${job.job_id}`);
-        await uploadToS3(job.upload, file);
-        logStep(`S3 업로드 완료 / uploaded to ${job.upload.key}`);
-        const finished = await pollJob(job.poll_url);
-        showDelete(finished.job_id);
+        await runJob(file, $("async-text").value);
       });
     });
     const remove = $("delete-job");
@@ -645,10 +703,92 @@
     remove.hidden = false;
   }
 
+  // ---- 4. the microphone -------------------------------------------------------------------
+
+  // what the browser records, best first: WebM/Opus (Chromium, Firefox), MP4/AAC (Safari),
+  // Ogg/Opus; each maps to an upload type the pipeline takes (its extension from the type)
+  const RECORDING_TYPES = [
+    ["audio/webm;codecs=opus", "webm"],
+    ["audio/webm", "webm"],
+    ["audio/mp4;codecs=mp4a.40.2", "m4a"],
+    ["audio/mp4", "m4a"],
+    ["audio/ogg;codecs=opus", "ogg"],
+  ];
+
+  function recordingType() {
+    if (typeof MediaRecorder === "undefined") return null;
+    return RECORDING_TYPES.find(([type]) => MediaRecorder.isTypeSupported(type)) || null;
+  }
+
+  function micStatus(message) {
+    $("mic-status").textContent = message;
+  }
+
+  function setupMicrophone() {
+    const start = $("mic-start");
+    const stop = $("mic-stop");
+    const chosenType = recordingType();
+    if (!chosenType || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      start.disabled = true;
+      micStatus("이 브라우저는 녹음을 지원하지 않습니다 / this browser cannot record here (MediaRecorder, a secure origin)");
+      return;
+    }
+    let recorder = null;
+    let chunks = [];
+    let startedAt = 0;
+    start.addEventListener("click", async () => {
+      start.disabled = true;
+      try {
+        const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+        chunks = [];
+        recorder = new MediaRecorder(stream, { mimeType: chosenType[0] });
+        recorder.addEventListener("dataavailable", (e) => {
+          if (e.data && e.data.size) chunks.push(e.data);
+        });
+        recorder.addEventListener("stop", () => {
+          stream.getTracks().forEach((t) => t.stop());
+          finishRecording(chunks, recorder.mimeType || chosenType[0], chosenType[1], Date.now() - startedAt);
+        });
+        recorder.start(250);
+        startedAt = Date.now();
+        stop.disabled = false;
+        micStatus(`녹음 중 / recording (${(recorder.mimeType || chosenType[0])})…`);
+      } catch (error) {
+        start.disabled = false;
+        micStatus(`마이크를 쓸 수 없습니다 / no microphone: ${error.message || error.name}`);
+      }
+    });
+    stop.addEventListener("click", () => {
+      stop.disabled = true;
+      if (recorder && recorder.state !== "inactive") recorder.stop();
+    });
+  }
+
+  async function finishRecording(chunks, mimeType, extension, elapsedMs) {
+    const type = mimeType.split(";")[0].trim() || "audio/webm";
+    const blob = new Blob(chunks, { type });
+    const file = new File([blob], `recording.${extension}`, { type: mimeType });
+    const playback = $("mic-playback");
+    playback.src = URL.createObjectURL(blob);
+    playback.hidden = false;
+    micStatus(`녹음됨 / recorded ${(elapsedMs / 1000).toFixed(1)} s, ${(blob.size / 1024).toFixed(0)} KiB (${mimeType}); 업로드 중 / uploading…`);
+    try {
+      const finished = await runJob(file, "");
+      micStatus(`완료 / done: ${finished.status} (${type}, ${(blob.size / 1024).toFixed(0)} KiB)`);
+    } catch (error) {
+      micStatus(`실패 / failed: ${error.code || ""} ${error.message || error}`);
+      show(renderError(error));
+    } finally {
+      $("mic-start").disabled = false;
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", async () => {
     setupPredict();
     setupS3();
     setupAsync();
+    setupMicrophone();
+    await setupBundles();
     await setupAccess();
     document.documentElement.dataset.ready = "true";
   });

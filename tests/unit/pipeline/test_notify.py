@@ -8,7 +8,13 @@ from datetime import UTC, datetime
 import pytest
 
 from alertfusion.jobs import Job, JobStatus, Stage, Verdict
-from alertfusion.notify import DETAIL_TYPE, EVENT_SOURCE, emergency_entry, pending_alerts
+from alertfusion.notify import (
+    ALERT_DETAIL_TYPE,
+    DETAIL_TYPE,
+    EVENT_SOURCE,
+    emergency_entry,
+    pending_alerts,
+)
 from tests.pipeline_doubles import BUNDLE_VERSION, make_result
 
 pytestmark = pytest.mark.unit
@@ -79,3 +85,54 @@ def test_the_event_names_the_jobs_owner() -> None:
         json.loads(emergency_entry(dropped, Stage.FINAL, verdict("help"), "bus")["Detail"])["owner"]
         is None
     )
+
+
+#: the keys of an EmergencyDetected event's detail (its shape, which consumers rely on)
+EMERGENCY_KEYS = {
+    "alert_id",
+    "job_id",
+    "owner",
+    "stage",
+    "label",
+    "label_ko",
+    "emergency_probability",
+    "probabilities",
+    "decided_by",
+    "text_source",
+    "object_key",
+    "bundle_version",
+    "trained",
+    "decided_at",
+    "uploaded_at",
+    "latency_ms",
+}
+
+
+def test_emergency_voice_keeps_its_event_name_and_shape() -> None:
+    for recipe in (None, "emergency-voice"):
+        v = verdict("help").model_copy(update={"recipe": recipe})
+        entry = emergency_entry(job(final=v), Stage.FINAL, v, "bus")
+        assert entry["DetailType"] == DETAIL_TYPE == "EmergencyDetected"
+        assert set(json.loads(entry["Detail"])) == EMERGENCY_KEYS
+
+
+def test_another_recipe_sends_its_own_labels_as_alert_detected() -> None:
+    v = Verdict.model_validate(
+        {
+            **verdict("help").model_dump(),
+            "recipe": "infant-cry",
+            "label": "hungry",
+            "label_ko": "배고픔",
+            "probabilities": {"hungry": 0.7, "not_hungry": 0.3},
+        }
+    )
+    entry = emergency_entry(job(final=v), Stage.FINAL, v, "bus")
+    assert entry["DetailType"] == ALERT_DETAIL_TYPE == "AlertDetected"
+    detail = json.loads(entry["Detail"])
+    assert set(detail) == EMERGENCY_KEYS - {"label_ko"} | {"label_display", "recipe"}
+    assert (detail["recipe"], detail["label"], detail["label_display"]) == (
+        "infant-cry",
+        "hungry",
+        "배고픔",
+    )
+    assert set(detail["probabilities"]) == {"hungry", "not_hungry"}

@@ -24,6 +24,8 @@ class ReasonCode(StrEnum):
     #: the bundle's models disagree with their fp32 answers on this CPU (alertfusion.selfcheck)
     SELFCHECK_FAILED = "SELFCHECK_FAILED"
     BUNDLE_NOT_FOUND = "BUNDLE_NOT_FOUND"
+    #: a request or job names a model bundle this deployment does not serve
+    UNKNOWN_BUNDLE = "UNKNOWN_BUNDLE"
     # requests
     INVALID_INPUT = "INVALID_INPUT"
     #: the request is not HTTP the server can read (a bad Content-Length, a bare CR...)
@@ -49,7 +51,8 @@ class ReasonCode(StrEnum):
     # pipeline
     TRANSCRIBE_FAILED = "TRANSCRIBE_FAILED"
     #: not a failure: why a final verdict is audio-only when Transcribe was deliberately not
-    #: run (TRANSCRIBE_POLICY=gated and the audio verdict is regular)
+    #: run (TRANSCRIBE_POLICY=gated and the audio verdict is regular, or the recipe has no
+    #: text model)
     TRANSCRIBE_SKIPPED = "TRANSCRIBE_SKIPPED"
     TRANSCRIPT_EMPTY = "TRANSCRIPT_EMPTY"
     TRANSCRIPT_INVALID = "TRANSCRIPT_INVALID"
@@ -87,6 +90,7 @@ HTTP_STATUS: dict[ReasonCode, int] = {
     # another body; its 409 is for a retry while the first request is still in flight
     ReasonCode.IDEMPOTENCY_CONFLICT: 422,
     ReasonCode.QUOTA_EXCEEDED: 429,
+    ReasonCode.UNKNOWN_BUNDLE: 422,
     ReasonCode.BUNDLE_INVALID: 503,
     ReasonCode.SELFCHECK_FAILED: 503,
     ReasonCode.BUNDLE_NOT_FOUND: 503,
@@ -110,6 +114,7 @@ PERMANENT_INPUT_REASONS: frozenset[ReasonCode] = frozenset(
         ReasonCode.INVALID_INPUT,
         ReasonCode.OBJECT_NOT_FOUND,
         ReasonCode.OBJECT_REPLACED,
+        ReasonCode.UNKNOWN_BUNDLE,
     }
 )
 

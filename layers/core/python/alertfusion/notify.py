@@ -1,6 +1,12 @@
 """EmergencyDetected events on EventBridge: one per job and stage, deduplicated through the
 job record.
 
+The emergency-voice system's event keeps its name and shape. A bundle of another recipe
+(alertfusion.recipe: an infant's cry, a dog's bark...) sends ``AlertDetected`` instead, when
+an alert label of its recipe won: the same keys, with `label_display` (the label's display
+name, from the manifest) for `label_ko` and the `recipe` named, so a consumer subscribed to
+emergencies never receives a hungry infant as one.
+
 Order: **send, then mark** (``alert_{stage}_sent_at`` on the job, a conditional write). An
 emergency alert is never lost: every stage function calls :func:`publish_pending_alerts`
 on entry and after writing a verdict, so a retry after any crash re-sends what is not
@@ -33,6 +39,10 @@ from alertfusion.jobs import Job, JobStore, Stage, Verdict, now_utc, utc_iso
 
 EVENT_SOURCE = "alertfusion"
 DETAIL_TYPE = "EmergencyDetected"
+#: the event of a verdict of any other recipe whose alert label won
+ALERT_DETAIL_TYPE = "AlertDetected"
+#: recipes whose verdicts are EmergencyDetected (None: a verdict recorded before recipes)
+EMERGENCY_RECIPES = frozenset({None, "emergency-voice"})
 #: writes of an alert's mark before the error is raised (the alert is out: a failed mark
 #: means a duplicate on the retry), with full-jitter backoff from `MARK_BASE_DELAY_S`
 MARK_ATTEMPTS = 5
@@ -48,13 +58,15 @@ def emergency_detail(job: Job, stage: Stage, verdict: Verdict) -> dict[str, Any]
     audio or text). `owner` is who made the job (``user:<token subject>``,
     ``apikey:<key digest>``; None for recordings dropped into the bucket)."""
     latency = job.preliminary_latency_ms if stage is Stage.PRELIMINARY else job.final_latency_ms
+    emergency = verdict.recipe in EMERGENCY_RECIPES
     return {
         "alert_id": alert_id(job.job_id, stage),
         "job_id": job.job_id,
         "owner": job.owner,
         "stage": stage.value,
+        **({} if emergency else {"recipe": verdict.recipe}),
         "label": verdict.label,
-        "label_ko": verdict.label_ko,
+        ("label_ko" if emergency else "label_display"): verdict.label_ko,
         "emergency_probability": verdict.emergency_probability,
         "probabilities": verdict.probabilities,
         "decided_by": verdict.decided_by,
@@ -71,7 +83,7 @@ def emergency_detail(job: Job, stage: Stage, verdict: Verdict) -> dict[str, Any]
 def emergency_entry(job: Job, stage: Stage, verdict: Verdict, bus_name: str) -> dict[str, Any]:
     return {
         "Source": EVENT_SOURCE,
-        "DetailType": DETAIL_TYPE,
+        "DetailType": DETAIL_TYPE if verdict.recipe in EMERGENCY_RECIPES else ALERT_DETAIL_TYPE,
         "Detail": json.dumps(emergency_detail(job, stage, verdict), ensure_ascii=False),
         "EventBusName": bus_name,
     }

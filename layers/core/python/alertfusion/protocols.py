@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
-    from alertfusion.manifest import Manifest
+    from alertfusion.manifest_v2 import ManifestV2
     from alertfusion.result import ClassificationResult
     from alertfusion.selfcheck import Readiness
 
@@ -20,7 +20,15 @@ class Classifier(Protocol):
     """
 
     @property
-    def manifest(self) -> Manifest: ...
+    def spec(self) -> ManifestV2:
+        """The bundle's manifest as v2: its recipe (labels, models, decision) and version."""
+        ...
+
+    @property
+    def has_text_model(self) -> bool:
+        """Whether a model of the bundle's recipe reads the transcript (else Transcribe is
+        never started: the audio verdict is final)."""
+        ...
 
     @property
     def loaded(self) -> bool: ...

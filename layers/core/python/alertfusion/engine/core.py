@@ -109,6 +109,12 @@ class Engine:
         return self.bundle.spec
 
     @property
+    def has_text_model(self) -> bool:
+        """Whether a model of the recipe reads the transcript (every v1 bundle's does)."""
+        v2 = self.bundle.v2
+        return v2 is None or any(m.source == "transcript" for m in v2.recipe.models.values())
+
+    @property
     def manifest(self) -> Manifest:
         """The v1 manifest of today's system (BUNDLE_INVALID for another recipe: read
         `spec`)."""

@@ -96,6 +96,9 @@ class Verdict(BaseModel):
     audio_only_detail: str | None = None
     bundle_version: str
     trained: bool
+    #: the bundle's recipe (its labels are the verdict's; `label_ko` holds the label's display
+    #: name); None in verdicts recorded before recipes, which are emergency-voice's
+    recipe: str | None = None
     duration_s: float
     windows: int
     selected_window: int
@@ -127,6 +130,7 @@ class Verdict(BaseModel):
             audio_only_detail=audio_only_detail,
             bundle_version=result.model.bundle_version,
             trained=result.model.trained,
+            recipe=result.model.recipe,
             duration_s=result.duration_s,
             windows=len(result.windows),
             selected_window=result.selected_window,
@@ -184,6 +188,8 @@ class Job(BaseModel):
     client_transcript: str | None = None
     #: the backfill that created the record (alertfusion.backfill), None for uploads
     backfill_id: str | None = None
+    #: the model bundle chosen at ``POST /uploads`` (alertfusion.catalog); None: the default
+    bundle: str | None = None
     # Transcribe
     transcribe_job_name: str | None = None
     transcribe_status: TranscribeState | None = None

@@ -188,16 +188,19 @@ class JobStore:
         content_type: str | None = None,
         client_transcript: str | None = None,
         owner: str | None = None,
+        bundle: str | None = None,
         now: datetime | None = None,
     ) -> Job:
-        """A job created before its upload (``POST /uploads``), belonging to `owner`. Raises
-        JobStateError if the id exists already."""
+        """A job created before its upload (``POST /uploads``), belonging to `owner`, for
+        the named `bundle` (None: the default). Raises JobStateError if the id exists
+        already."""
         moment = now or now_utc()
         up = self._base(JobStatus.UPLOAD_PENDING, moment, new_record=True, source="api")
         up.set("owner", owner)
         up.set("object_key", object_key)
         up.set("content_type", content_type)
         up.set("client_transcript", client_transcript)
+        up.set("bundle", bundle)
         job = self._update(job_id, up, "attribute_not_exists(job_id)")
         if job is None:
             raise JobStateError(f"job {job_id} exists already", code=ReasonCode.INVALID_TRANSITION)

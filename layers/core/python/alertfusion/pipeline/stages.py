@@ -87,10 +87,11 @@ def _finish(
     verdict: Verdict,
     *,
     stage: Literal["audio_stage", "finalize"],
-    transcribe_status: Literal["COMPLETED", "FAILED", "SKIPPED"],
+    transcribe_status: Literal["COMPLETED", "FAILED", "SKIPPED"] | None,
     transcribe_detail: str | None = None,
 ) -> StageOutcome:
-    """Write the final verdict (once) and end the job DONE, then alert."""
+    """Write the final verdict (once) and end the job DONE, then alert (`transcribe_status`
+    None: Transcribe's state stays as it is)."""
     key = _write_result_file(ctx, job.job_id, result) if result is not None else None
     latency = _ms_between(job.uploaded_at, verdict.decided_at)
     written = ctx.store.finish(
@@ -161,6 +162,17 @@ def _deleted(
     return StageOutcome(job.job_id, stage, "deleted", status=current.status)
 
 
+def _classifier_for(job: Job, classifier: Classifier) -> Classifier:
+    """The classifier of the job's bundle: the handler's (the default bundle's) unless the
+    job named another at ``POST /uploads`` (alertfusion.catalog; UNKNOWN_BUNDLE, permanent,
+    when this deployment no longer serves it)."""
+    if job.bundle is None:
+        return classifier
+    from alertfusion.engine import get_engine
+
+    return get_engine(job.bundle)
+
+
 def _client_transcript_stage(
     ctx: PipelineContext,
     job: Job,
@@ -222,6 +234,12 @@ def _run_audio_stage(ctx: PipelineContext, job_id: str, classifier: Classifier) 
     if job.status is JobStatus.UPLOAD_PENDING:
         logger.warning("audio stage before the upload was validated; nothing to do")
         return StageOutcome(job_id, "audio_stage", "not_ready", status=job.status)
+    try:
+        classifier = _classifier_for(job, classifier)
+    except AlertFusionError as exc:
+        if exc.permanent:
+            return _fail_outcome(ctx, job, exc, "audio_stage")
+        raise
 
     if job.client_transcript is not None:
         return _client_transcript_stage(ctx, job, job.client_transcript, classifier, alerts)
@@ -256,23 +274,37 @@ def _run_audio_stage(ctx: PipelineContext, job_id: str, classifier: Classifier) 
 
     preliminary = job.preliminary
     transcribe: TranscribeAction | None = None
-    if job.status is JobStatus.RECEIVED and preliminary is not None:
-        if settings.transcribe_policy == "gated" and not preliminary.is_emergency:
+    waiting = job.status in (JobStatus.RECEIVED, JobStatus.TRANSCRIBING)
+    if waiting and preliminary is not None:
+        skip: tuple[str, str] | None = None
+        if not classifier.has_text_model:
+            # nothing reads a transcript: the audio verdict is final (a Transcribe job a
+            # starter without the bundle's manifest started is not waited for)
+            skip = ("the recipe has no text model", "the recipe has no text model")
+        elif job.status is JobStatus.RECEIVED and (
+            settings.transcribe_policy == "gated" and not preliminary.is_emergency
+        ):
+            skip = (
+                "TRANSCRIBE_POLICY=gated and the audio verdict is regular",
+                "gated policy: regular audio",
+            )
+        if skip is not None:
             final = preliminary.model_copy(
                 update={
                     "audio_only_reason": ReasonCode.TRANSCRIBE_SKIPPED,
-                    "audio_only_detail": "TRANSCRIBE_POLICY=gated and the audio verdict is regular",
+                    "audio_only_detail": skip[0],
                     "decided_at": now_utc(),
                 }
             )
+            started = job.status is JobStatus.TRANSCRIBING
             done = _finish(
                 ctx,
                 job,
                 result,
                 final,
                 stage="audio_stage",
-                transcribe_status="SKIPPED",
-                transcribe_detail="gated policy: regular audio",
+                transcribe_status=None if started else "SKIPPED",
+                transcribe_detail=None if started else skip[1],
             )
             return StageOutcome(
                 job_id,
@@ -281,8 +313,9 @@ def _run_audio_stage(ctx: PipelineContext, job_id: str, classifier: Classifier) 
                 status=done.status,
                 label=preliminary.label,
                 alerts_sent=alerts + done.alerts_sent,
-                transcribe="skipped",
+                transcribe=None if started else "skipped",
             )
+    if job.status is JobStatus.RECEIVED and preliminary is not None:
         if job.transcribe_status is None:
             # gated and an alert, or the starter never got to start it (crash, re-drive)
             transcribe = _ensure_transcription(ctx, job)
@@ -345,6 +378,12 @@ def _finalize_job(
         )
     if job.status is JobStatus.UPLOAD_PENDING:
         return StageOutcome(job_id, "finalize", "not_ready", status=job.status)
+    try:
+        classifier = _classifier_for(job, classifier)
+    except AlertFusionError as exc:
+        if exc.permanent:
+            return _fail_outcome(ctx, job, exc, "finalize")
+        raise
 
     text: str | None = None
     reason: ReasonCode | None = None
@@ -477,7 +516,7 @@ def _reclassify_job(
         return StageOutcome(
             job_id, "reclassify", "already_recorded", status=job.status, label=existing.label
         )
-    served = classifier.manifest.bundle_version
+    served = classifier.spec.bundle_version
     if served != bundle_version:
         count("ReclassifyRefused", reason="wrong_bundle")
         logger.error(

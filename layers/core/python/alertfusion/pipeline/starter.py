@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from alertfusion.aws import S3_CHANGED_CODES, S3_NOT_FOUND_CODES, error_code
-from alertfusion.errors import AudioError, ReasonCode, TransientError
+from alertfusion.errors import AlertFusionError, AudioError, ReasonCode, TransientError
 from alertfusion.jobs import Job, UploadInfo, now_utc
 from alertfusion.keys import (
     SUPPORTED_EXTENSIONS,
@@ -63,6 +63,20 @@ DECODE_BEFORE_TRANSCRIBE = frozenset({"pcm_float"})
 def _audio_like(content_type: str | None) -> bool:
     base = (content_type or "").split(";", 1)[0].strip().lower()
     return base.startswith(("audio/", "video/")) or base in _AUDIO_LIKE_TYPES
+
+
+def _has_text_model(job: Job) -> bool:
+    """Whether the job's bundle reads a transcript, from its manifest (alertfusion.catalog).
+    Where the starter cannot tell (no bundle in its environment, an unreadable manifest), it
+    starts Transcribe as for today's system; the audio stage, which has the bundle, never
+    starts it for a recipe without a text model."""
+    from alertfusion.catalog import has_text_model
+
+    try:
+        return has_text_model(job.bundle)
+    except AlertFusionError as exc:
+        logger.warning("the bundle's manifest is not readable here", extra={"reason": exc.code})
+        return True
 
 
 def _parse_event_time(value: str | None) -> datetime | None:
@@ -181,6 +195,10 @@ def _handle_upload(
     transcribe: TranscribeAction
     if job.client_transcript is not None:
         ctx.store.note_transcribe(job_id, "SKIPPED", detail="the client supplied the transcript")
+        transcribe = "skipped"
+    elif not _has_text_model(job):
+        # nothing would read the transcript: the audio stage's verdict is final
+        ctx.store.note_transcribe(job_id, "SKIPPED", detail="the recipe has no text model")
         transcribe = "skipped"
     elif settings.transcribe_policy == "gated":
         transcribe = "deferred"  # the audio stage starts it for a non-regular verdict
