@@ -1,0 +1,148 @@
+"""Speech-to-text inside the bundle: a recipe's `transcribe` model (CTC family) in numpy.
+
+The model's input is a feature node of the recipe computed on the whole recording (not per
+window: CTC reads a sequence of any length); its output is per-frame logits over the
+bundle's alphabet, [1, frames, symbols]. Greedy decoding takes each frame's top symbol,
+merges repeats and drops the blank; at most `max_tokens_per_second` tokens per second of
+audio are kept (a guard against a model that emits a symbol on every frame). Silence gives an
+empty transcript, never an error.
+
+The alphabet is a JSON file of the bundle, {"symbols": ["_", " ", "가", ...]}, listed in the
+manifest with its sha256 and symbol count; a count that does not match the file or the
+model's output width is refused (BUNDLE_INVALID) when the bundle loads.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from alertfusion.errors import AlertFusionError, BundleError, ReasonCode
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from alertfusion.engine.core import Engine
+    from alertfusion.manifest_v2 import ManifestV2
+
+
+def read_alphabet(path: Path, expected: int | None = None) -> list[str]:
+    """The symbols of an alphabet file; BUNDLE_INVALID naming the file when it is not a JSON
+    object with a list of unique strings, or holds a count other than `expected`."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"alphabet {path.name}: not readable JSON ({exc})") from exc
+    symbols = raw.get("symbols") if isinstance(raw, dict) else None
+    if not isinstance(symbols, list) or not all(isinstance(x, str) and x for x in symbols):
+        raise BundleError(f"alphabet {path.name}: needs {{'symbols': [non-empty strings]}}")
+    if len(set(symbols)) != len(symbols):
+        raise BundleError(f"alphabet {path.name}: a symbol is listed twice")
+    if expected is not None and len(symbols) != expected:
+        raise BundleError(
+            f"alphabet {path.name} has {len(symbols)} symbols; the manifest (and the model's "
+            f"output width) says {expected}"
+        )
+    return symbols
+
+
+def check_alphabets(directory: Path, spec: ManifestV2) -> None:
+    """Every transcribe model's alphabet file against its manifest entry."""
+    for entry in spec.models.values():
+        if entry.alphabet is not None:
+            read_alphabet(directory / entry.alphabet.file, entry.alphabet.symbols)
+
+
+def ctc_greedy(logits: np.ndarray, blank: int) -> list[int]:
+    """Greedy CTC over (frames, symbols) logits: each frame's argmax, repeats merged, blanks
+    dropped (a repeat separated by a blank counts twice)."""
+    import numpy as np
+
+    if logits.ndim != 2:
+        raise ValueError(f"CTC logits are (frames, symbols), not {logits.shape}")
+    best = np.asarray(logits).argmax(axis=1)
+    if best.size == 0:
+        return []
+    keep = np.ones(best.size, dtype=bool)
+    keep[1:] = best[1:] != best[:-1]
+    return [int(i) for i in best[keep & (best != blank)]]
+
+
+def ids_to_text(ids: list[int], symbols: list[str]) -> str:
+    """The symbols joined, runs of whitespace as one space, trimmed."""
+    return " ".join("".join(symbols[i] for i in ids).split())
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    model: str
+    #: token ids after greedy decoding (and the runaway cut)
+    ids: tuple[int, ...]
+    ms: float
+    #: tokens dropped by the max_tokens_per_second guard
+    cut: int = 0
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.ids)
+
+
+class Transcriber:
+    """The recipe's transcribe model `name` of an engine's bundle (thread-safe)."""
+
+    def __init__(self, engine: Engine, name: str) -> None:
+        spec = engine.spec.recipe.models[name]
+        entry = engine.spec.models[name]
+        if spec.task != "transcribe" or spec.transcription is None or entry.alphabet is None:
+            raise BundleError(f"model {name} of this bundle does not transcribe")
+        self.engine = engine
+        self.name = name
+        self.spec = spec
+        self.transcription = spec.transcription
+        self.symbols = read_alphabet(
+            engine.bundle.path(entry.alphabet.file), entry.alphabet.symbols
+        )
+        ((self.input_name, self.feed),) = spec.inputs.items()
+
+    def logits(self, samples: np.ndarray) -> np.ndarray:
+        """The model's (frames, symbols) logits for a whole recording's samples."""
+        import numpy as np
+
+        from alertfusion.recipe.graph import layout
+
+        values = self.engine.feature_graph().run(samples, {self.feed.node})
+        feed = np.ascontiguousarray(
+            layout(values[self.feed.node], self.feed.layout)[np.newaxis], np.float32
+        )
+        out = self.engine.sessions.run(self.name, {self.input_name: feed})
+        if out.ndim != 3 or out.shape[0] != 1 or out.shape[2] != len(self.symbols):
+            raise AlertFusionError(
+                f"the {self.name} model returned output of shape {tuple(out.shape)}, expected "
+                f"(1, frames, {len(self.symbols)})",
+                code=ReasonCode.INTERNAL,
+            )
+        if not np.isfinite(out).all():
+            raise AlertFusionError(
+                f"the {self.name} model returned non-finite logits", code=ReasonCode.INTERNAL
+            )
+        return np.asarray(out[0])
+
+    def transcribe(self, samples: np.ndarray) -> Transcript:
+        """A whole recording's samples (at the recipe's rate) -> its transcript."""
+        started = time.perf_counter()
+        ids = ctc_greedy(self.logits(samples), self.transcription.blank)
+        seconds = len(samples) / self.engine.spec.recipe.sample_rate
+        limit = max(1, int(self.transcription.max_tokens_per_second * seconds))
+        cut = max(0, len(ids) - limit)
+        ids = ids[:limit]
+        return Transcript(
+            text=ids_to_text(ids, self.symbols),
+            model=self.name,
+            ids=tuple(ids),
+            ms=(time.perf_counter() - started) * 1e3,
+            cut=cut,
+        )

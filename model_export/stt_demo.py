@@ -1,0 +1,197 @@
+"""The demo bundle of a recipe whose transcript comes from its own speech-to-text model
+(recipes/emergency-voice-offline.json): today's system built by the v1 demo, plus an
+untrained DeepSpeech2-style CTC model (model_export.ctc) and its alphabet.
+
+The speech-to-text model's weights are seeded, not trained: its transcripts are noise (the
+CLI and the manifest say so). What is real is the path: the front end in the recipe's graph,
+the ONNX export with a dynamic time axis and the token-exact parity with PyTorch's greedy
+decode on the calibration recordings.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from alertfusion.bundle_files import sha256_file
+from alertfusion.manifest import MANIFEST_FILE
+from alertfusion.manifest_v2 import AlphabetFile, ManifestV2, ModelFile
+from alertfusion.recipe import schema as s
+from alertfusion.recipe.v1 import legacy_parts
+from model_export import ctc
+from model_export.errors import ExportError, ExportReason
+from model_export.onnx_export import compute_threads
+from model_export.progress import Progress
+from model_export.recipe_build import assemble, onnx_shapes, producer_notes
+
+Size = Literal["full", "tiny"]
+#: what the CLI and the manifest say of the untrained speech-to-text model
+NOISE_NOTE = (
+    "the speech-to-text model is UNTRAINED (seeded weights): its transcripts are noise; bring "
+    "a trained checkpoint for real text (docs/RECIPES.md, Speech-to-text)"
+)
+
+
+def base_recipe(recipe: s.Recipe) -> s.Recipe:
+    """`recipe` without its transcribe models and the nodes only they read (Amazon
+    Transcribe as the transcript source): today's system, if the rest is it."""
+    from alertfusion.recipe.graph import FeatureGraph
+
+    keep_models = {n: m for n, m in recipe.models.items() if m.task == "classify"}
+    wanted = {f.node for m in keep_models.values() for f in m.inputs.values()}
+    needed = set(FeatureGraph(recipe).needed(wanted))
+    raw = recipe.model_dump(mode="json")
+    raw["name"] = "emergency-voice"
+    raw["models"] = {n: m.model_dump(mode="json") for n, m in keep_models.items()}
+    raw["features"] = {n: v for n, v in raw["features"].items() if n in needed}
+    raw["transcript_source"] = "aws_transcribe"
+    return s.Recipe.model_validate(raw)
+
+
+def stt_inputs(recipe: s.Recipe, name: str, audio: Path) -> list[np.ndarray]:
+    """The transcribe model's input for every calibration recording (whole recordings, as the
+    runtime feeds it), each (1, 1, bins, frames) float32."""
+    from alertfusion.audio import decode_audio
+    from alertfusion.recipe.graph import FeatureGraph, layout
+    from model_export.calibration import audio_files
+
+    (feed,) = recipe.models[name].inputs.values()
+    graph = FeatureGraph(recipe)
+    out = []
+    for path in audio_files(audio):
+        y = decode_audio(path, sample_rate=recipe.sample_rate).samples
+        value = graph.run(y, {feed.node})[feed.node]
+        out.append(np.ascontiguousarray(layout(value, feed.layout)[None], dtype=np.float32))
+    if not out:
+        raise ExportError(ExportReason.CALIBRATION_INVALID, f"no audio in {audio}")
+    return out
+
+
+def add_transcriber(
+    recipe: s.Recipe,
+    base: Path,
+    partial: Path,
+    work: Path,
+    *,
+    size: Size,
+    seed: int,
+    calibration_audio: Path,
+    progress: Progress,
+    bundle_version: str,
+) -> ManifestV2:
+    """Copy the emergency-voice bundle at `base` (v1) into `partial`, add the recipe's
+    transcribe model (seeded DeepSpeech2, exported, token parity checked) and its alphabet,
+    and write the v2 manifest of `recipe`."""
+    from model_export.recipe_demo import emergency_v2
+
+    name = recipe.transcriber
+    assert name is not None
+    spec = recipe.models[name]
+    assert spec.transcription is not None  # a transcribe model has one
+    base_spec = emergency_v2(base, base_recipe(recipe))
+    for file in base_spec.files():
+        shutil.copyfile(base / file, partial / file)
+    inputs = stt_inputs(recipe, name, calibration_audio)
+    bins = inputs[0].shape[2]
+    symbols = ctc.demo_alphabet(size)
+    torch.manual_seed(seed)
+    with compute_threads(1 if size == "tiny" else 0):
+        model = ctc.DeepSpeech2(len(symbols), bins=bins, size=size).eval()
+        ctc.check_alphabet(model, symbols, bins)
+        onnx_file = partial / f"{name}.onnx"
+        progress(f"{name}: {size} DeepSpeech2 (CTC over {len(symbols)} symbols), seed {seed}")
+        ctc.export_ctc(model, bins, onnx_file)
+        worst, tokens = ctc.check_token_parity(model, onnx_file, inputs, spec.transcription.blank)
+    progress(
+        f"{name}: ONNX decodes to PyTorch's token ids on {len(inputs)} recordings ({tokens} "
+        f"tokens); max |logit difference| {worst:.2e}"
+    )
+    alphabet = partial / f"{name}.alphabet.json"
+    ctc.write_alphabet(symbols, alphabet)
+    shapes, output = onnx_shapes(onnx_file, spec.output.name)
+    entry = ModelFile(
+        file=onnx_file.name,
+        sha256=sha256_file(onnx_file),
+        input_names=list(spec.inputs),
+        output_names=[spec.output.name],
+        labels=[],
+        parity_max_abs_diff=worst,
+        size_bytes=onnx_file.stat().st_size,
+        input_shapes={k: shapes.get(k, []) for k in spec.inputs},
+        output_shape=output,
+        alphabet=AlphabetFile(
+            file=alphabet.name,
+            sha256=sha256_file(alphabet),
+            size_bytes=alphabet.stat().st_size,
+            symbols=len(symbols),
+        ),
+    )
+    try:
+        manifest = ManifestV2.model_validate(
+            {
+                **base_spec.model_dump(mode="json"),
+                "bundle_version": bundle_version,
+                "description": f"{base_spec.description} Transcripts: {NOISE_NOTE}.",
+                "recipe": recipe.model_dump(mode="json"),
+                "models": {
+                    **{k: v.model_dump(mode="json") for k, v in base_spec.models.items()},
+                    name: entry.model_dump(mode="json"),
+                },
+                "producer": producer_notes(
+                    {**base_spec.producer, "torch": torch.__version__, "demo": "true"}
+                ),
+            }
+        )
+    except ValueError as exc:
+        raise ExportError(ExportReason.BUNDLE_INVALID, f"manifest v2: {exc}") from exc
+    manifest.dump(partial / MANIFEST_FILE)
+    return manifest
+
+
+def build_offline_demo(
+    recipe: s.Recipe,
+    out: Path,
+    *,
+    size: Size,
+    seed: int,
+    quantize: Literal["none", "int8"],
+    threshold: float,
+    calibration_audio: Path,
+    fp32_fallback: bool,
+    force: bool,
+    progress: Progress,
+    checkpoints_out: Path | None,
+    base: Path | None = None,
+) -> ManifestV2:
+    """The demo bundle of `recipe` at `out`: today's system by the v1 demo (or the v1 bundle
+    at `base`, reused), plus its speech-to-text model (module docstring)."""
+    from model_export.demo import build_demo_bundle
+
+    if legacy_parts(base_recipe(recipe)) is None:
+        raise ExportError(
+            ExportReason.BUNDLE_INVALID,
+            f"recipe {recipe.name}: the demo builds a speech-to-text model beside today's "
+            "emergency-voice system only",
+        )
+    progress(f"note: {NOISE_NOTE}")
+
+    def build(partial: Path, work: Path) -> ManifestV2:
+        source = base
+        if source is None:
+            source = work / "emergency-voice"
+            build_demo_bundle(
+                source, size=size, quantize=quantize, seed=seed,
+                calibration_audio=calibration_audio, checkpoints_out=checkpoints_out,
+                threshold=threshold, fp32_fallback=fp32_fallback, progress=progress,
+            )  # fmt: skip
+        return add_transcriber(
+            recipe, Path(source), partial, work, size=size, seed=seed,
+            calibration_audio=calibration_audio, progress=progress,
+            bundle_version=f"demo-{recipe.name}-{size}-seed{seed}-{quantize}",
+        )  # fmt: skip
+
+    return assemble(out, force=force, progress=progress, build=build)
