@@ -158,7 +158,7 @@ def test_silence_gives_an_empty_transcript_not_an_error(offline: Path, monkeypat
     assert result.transcript.source == "model" and result.transcript.text == ""
     assert result.transcript.n_tokens == 0
     assert result.text.status == "skipped" and result.text.skipped_reason == "NO_TEXT"
-    assert result.text.detail == "the speech-to-text model heard no words"
+    assert (result.text.detail or "").startswith("the speech-to-text model heard no words")
 
 
 def test_a_runaway_decoder_is_cut(offline: Path, monkeypatch: Any) -> None:
