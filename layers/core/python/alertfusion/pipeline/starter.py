@@ -58,6 +58,8 @@ _ESTIMATE_SLACK = 0.1
 #: codecs whose samples only decoding can judge (alertfusion.probe.wav): Transcribe waits
 #: for the audio stage
 DECODE_BEFORE_TRANSCRIBE = frozenset({"pcm_float"})
+#: why no Transcribe job is started with TRANSCRIPT_SOURCE=model
+MODEL_TRANSCRIBES = "the bundle's speech-to-text model transcribes (TRANSCRIPT_SOURCE=model)"
 
 
 def _audio_like(content_type: str | None) -> bool:
@@ -181,6 +183,9 @@ def _handle_upload(
     transcribe: TranscribeAction
     if job.client_transcript is not None:
         ctx.store.note_transcribe(job_id, "SKIPPED", detail="the client supplied the transcript")
+        transcribe = "skipped"
+    elif settings.transcript_source == "model":
+        ctx.store.note_transcribe(job_id, "SKIPPED", detail=MODEL_TRANSCRIBES)
         transcribe = "skipped"
     elif settings.transcribe_policy == "gated":
         transcribe = "deferred"  # the audio stage starts it for a non-regular verdict
