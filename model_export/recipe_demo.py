@@ -204,16 +204,16 @@ def build_recipe_demo(
 ) -> ManifestV2:
     progress = progress or Progress()
     recipe = load_recipe(recipe_path)
-    if legacy_parts(recipe) is not None:
-        return _emergency_demo(
-            recipe, out, size=size, seed=seed, quantize=quantize, threshold=threshold,
-            calibration_audio=calibration_audio, fp32_fallback=fp32_fallback, force=force,
-            progress=progress, checkpoints_out=checkpoints_out,
-        )  # fmt: skip
     if recipe.transcriber is not None:
         from model_export.stt_demo import build_offline_demo
 
         return build_offline_demo(
+            recipe, out, size=size, seed=seed, quantize=quantize, threshold=threshold,
+            calibration_audio=calibration_audio, fp32_fallback=fp32_fallback, force=force,
+            progress=progress, checkpoints_out=checkpoints_out,
+        )  # fmt: skip
+    if legacy_parts(recipe) is not None:
+        return _emergency_demo(
             recipe, out, size=size, seed=seed, quantize=quantize, threshold=threshold,
             calibration_audio=calibration_audio, fp32_fallback=fp32_fallback, force=force,
             progress=progress, checkpoints_out=checkpoints_out,

@@ -37,18 +37,12 @@ NOISE_NOTE = (
 
 
 def base_recipe(recipe: s.Recipe) -> s.Recipe:
-    """`recipe` without its transcribe models and the nodes only they read (Amazon
-    Transcribe as the transcript source): today's system, if the rest is it."""
-    from alertfusion.recipe.graph import FeatureGraph
+    """`recipe` without its transcribe models (alertfusion.recipe.v1.without_transcribers),
+    named as today's system."""
+    from alertfusion.recipe.v1 import without_transcribers
 
-    keep_models = {n: m for n, m in recipe.models.items() if m.task == "classify"}
-    wanted = {f.node for m in keep_models.values() for f in m.inputs.values()}
-    needed = set(FeatureGraph(recipe).needed(wanted))
-    raw = recipe.model_dump(mode="json")
+    raw = without_transcribers(recipe).model_dump(mode="json")
     raw["name"] = "emergency-voice"
-    raw["models"] = {n: m.model_dump(mode="json") for n, m in keep_models.items()}
-    raw["features"] = {n: v for n, v in raw["features"].items() if n in needed}
-    raw["transcript_source"] = "aws_transcribe"
     return s.Recipe.model_validate(raw)
 
 

@@ -134,6 +134,24 @@ def test_the_engine_transcribes_when_the_client_gives_no_text(offline: Path) -> 
     assert given.transcript.text == "살려주세요"
 
 
+def test_both_engine_paths_transcribe_alike(offline: Path) -> None:
+    """The offline recipe is today's system plus a speech-to-text model: the engine serves it
+    on its optimised path (the API's manifest readers work); the generic recipe path
+    transcribes the same way."""
+    from dataclasses import replace
+
+    bundle = load_bundle(offline)
+    assert bundle.legacy is not None
+    fast = Engine(bundle).classify(SAMPLES / "ko-help-16k.wav", gate="none")
+    generic = Engine(replace(bundle, legacy=None)).classify(
+        SAMPLES / "ko-help-16k.wav", gate="none"
+    )
+    assert fast.transcript is not None and generic.transcript is not None
+    assert fast.transcript.source == generic.transcript.source == "model"
+    assert fast.transcript.text == generic.transcript.text
+    assert fast.label == generic.label and fast.text.status == generic.text.status
+
+
 def test_silence_gives_an_empty_transcript_not_an_error(offline: Path, monkeypatch: Any) -> None:
     from alertfusion.audio import DecodedAudio
     from alertfusion.stt import Transcriber
@@ -220,3 +238,27 @@ def test_an_alphabet_that_does_not_fit_is_refused_at_load(offline: Path, tmp_pat
     with pytest.raises(BundleError) as info:
         load_bundle(copy)
     assert info.value.code == ReasonCode.BUNDLE_INVALID and "models.stt" in info.value.message
+
+
+def test_predict_without_text_transcribes(offline: Path) -> None:
+    """The API (the Lambda function and the EC2 fallback's server) on the offline bundle:
+    `/predict` without `text_input` answers with the model's transcript, and with it the
+    client's."""
+    from fastapi.testclient import TestClient
+
+    from functions.api.app import create_app
+    from tests.integration.api.conftest import settings, with_engine
+
+    engine = Engine.from_bundle(offline)
+    app = with_engine(create_app(settings()), engine)
+    audio = (SAMPLES / "ko-help-16k.wav").read_bytes()
+    with TestClient(app, raise_server_exceptions=False) as client:
+        files = {"audio_file": ("help.wav", audio, "audio/wav")}
+        body = client.post("/predict", files=files).json()
+        assert body["transcript"]["source"] == "model", body
+        assert body["transcript"]["model"] == "stt"
+        given = client.post("/predict", files=files, data={"text_input": "도와주세요"}).json()
+        assert given["transcript"] == {
+            "source": "client", "text": "도와주세요", "model": None, "n_tokens": None, "ms": None,
+        }  # fmt: skip
+        assert client.get("/readyz").status_code == 200

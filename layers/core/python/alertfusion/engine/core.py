@@ -281,6 +281,19 @@ class Engine:
             return classify_recipe(
                 self, audio, filename, transcript, no_text_detail, use_gate, text_source
             )
+        heard: Transcript | None = None
+        decode_first_ms = 0.0
+        if transcript is None and self._transcribes:
+            # today's system with its own speech-to-text model: the transcript first (the
+            # decoded audio is reused below)
+            t = time.perf_counter()
+            audio = self._decode(audio, filename)
+            decode_first_ms = _ms(t)
+            heard = self.transcriber().transcribe(audio.samples)
+            if heard.text:
+                transcript, no_text_detail = heard.text, None
+            else:
+                no_text_detail = "the speech-to-text model heard no words"
         concurrent = self.tuning.concurrent
         text_job: TextJob | None = None
         if (
@@ -295,7 +308,7 @@ class Engine:
         try:
             t = time.perf_counter()
             decoded = self._decode(audio, filename)
-            decode_ms = _ms(t)
+            decode_ms = _ms(t) + decode_first_ms
             samples, dropped_tail_s = self._scored_samples(decoded.samples)
             run = self._run_audio(samples, use_gate, transcript, text_job)
             text_job = run.text_job
@@ -364,12 +377,24 @@ class Engine:
                 total_ms=_ms(started),
             ),
         )
-        if transcript is None:
-            return result
         from alertfusion.result import TranscriptInfo
 
-        info = TranscriptInfo(source=text_source, text=transcript)
+        if heard is not None:
+            info = TranscriptInfo(
+                source="model", text=heard.text, model=heard.model, n_tokens=heard.n_tokens,
+                ms=round(heard.ms, 3),
+            )  # fmt: skip
+        elif transcript is not None:
+            info = TranscriptInfo(source=text_source, text=transcript)
+        else:
+            return result
         return result.model_copy(update={"transcript": info})
+
+    @property
+    def _transcribes(self) -> bool:
+        """The bundle's recipe takes its transcript from its own speech-to-text model."""
+        v2 = self.bundle.v2
+        return v2 is not None and v2.recipe.transcriber is not None
 
     def _check_text(self, text: str | None) -> tuple[str | None, str | None]:
         """The transcript to tokenize, or None and why there is none (engine.inputs)."""
