@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from alertfusion.bundle_files import sha256_file
-from alertfusion.manifest import MANIFEST_FILE
+from alertfusion.manifest import MANIFEST_FILE, BundleFile
 from alertfusion.manifest_v2 import AlphabetFile, ManifestV2, ModelFile
 from alertfusion.recipe import schema as s
 from alertfusion.recipe.v1 import legacy_parts
@@ -78,7 +78,8 @@ def add_transcriber(
     bundle_version: str,
 ) -> ManifestV2:
     """Copy the emergency-voice bundle at `base` (v1) into `partial`, add the recipe's
-    transcribe model (seeded DeepSpeech2, exported, token parity checked) and its alphabet,
+    transcribe model (a seeded DeepSpeech2 or Whisper, exported, token parity checked) and
+    its alphabet or tokenizer,
     and write the v2 manifest of `recipe`."""
     from model_export.recipe_demo import emergency_v2
 
@@ -90,40 +91,12 @@ def add_transcriber(
     for file in base_spec.files():
         shutil.copyfile(base / file, partial / file)
     inputs = stt_inputs(recipe, name, calibration_audio)
-    bins = inputs[0].shape[2]
-    symbols = ctc.demo_alphabet(size)
     torch.manual_seed(seed)
     with compute_threads(1 if size == "tiny" else 0):
-        model = ctc.DeepSpeech2(len(symbols), bins=bins, size=size).eval()
-        ctc.check_alphabet(model, symbols, bins)
-        onnx_file = partial / f"{name}.onnx"
-        progress(f"{name}: {size} DeepSpeech2 (CTC over {len(symbols)} symbols), seed {seed}")
-        ctc.export_ctc(model, bins, onnx_file)
-        worst, tokens = ctc.check_token_parity(model, onnx_file, inputs, spec.transcription.blank)
-    progress(
-        f"{name}: ONNX decodes to PyTorch's token ids on {len(inputs)} recordings ({tokens} "
-        f"tokens); max |logit difference| {worst:.2e}"
-    )
-    alphabet = partial / f"{name}.alphabet.json"
-    ctc.write_alphabet(symbols, alphabet)
-    shapes, output = onnx_shapes(onnx_file, spec.output.name)
-    entry = ModelFile(
-        file=onnx_file.name,
-        sha256=sha256_file(onnx_file),
-        input_names=list(spec.inputs),
-        output_names=[spec.output.name],
-        labels=[],
-        parity_max_abs_diff=worst,
-        size_bytes=onnx_file.stat().st_size,
-        input_shapes={k: shapes.get(k, []) for k in spec.inputs},
-        output_shape=output,
-        alphabet=AlphabetFile(
-            file=alphabet.name,
-            sha256=sha256_file(alphabet),
-            size_bytes=alphabet.stat().st_size,
-            symbols=len(symbols),
-        ),
-    )
+        if spec.transcription.family == "whisper":
+            entry = _whisper_model(name, spec, inputs, partial, size=size, progress=progress)
+        else:
+            entry = _ctc_model(name, spec, inputs, partial, size=size, progress=progress)
     try:
         manifest = ManifestV2.model_validate(
             {
@@ -144,6 +117,99 @@ def add_transcriber(
         raise ExportError(ExportReason.BUNDLE_INVALID, f"manifest v2: {exc}") from exc
     manifest.dump(partial / MANIFEST_FILE)
     return manifest
+
+
+def _ctc_model(
+    name: str, spec: s.ModelSpec, inputs: list[np.ndarray], partial: Path, *, size: Size,
+    progress: Progress,
+) -> ModelFile:  # fmt: skip
+    """A seeded DeepSpeech2, exported, token parity checked, and its alphabet."""
+    assert spec.transcription is not None
+    bins = inputs[0].shape[2]
+    symbols = ctc.demo_alphabet(size)
+    model = ctc.DeepSpeech2(len(symbols), bins=bins, size=size).eval()
+    ctc.check_alphabet(model, symbols, bins)
+    onnx_file = partial / f"{name}.onnx"
+    progress(f"{name}: {size} DeepSpeech2 (CTC over {len(symbols)} symbols)")
+    ctc.export_ctc(model, bins, onnx_file)
+    worst, tokens = ctc.check_token_parity(model, onnx_file, inputs, spec.transcription.blank)
+    progress(
+        f"{name}: ONNX decodes to PyTorch's token ids on {len(inputs)} recordings ({tokens} "
+        f"tokens); max |logit difference| {worst:.2e}"
+    )
+    alphabet = partial / f"{name}.alphabet.json"
+    ctc.write_alphabet(symbols, alphabet)
+    return _entry(spec, onnx_file, alphabet, len(symbols), worst)
+
+
+#: tokens per recording the Whisper parity check compares (a greedy loop over the whole
+#: sequence per step is the reference: its cost grows with the square of this)
+WHISPER_PARITY_TOKENS = 48
+
+
+def _whisper_model(
+    name: str, spec: s.ModelSpec, inputs: list[np.ndarray], partial: Path, *, size: Size,
+    progress: Progress,
+) -> ModelFile:  # fmt: skip
+    """A seeded WhisperConfig model, its encoder and decoder step exported, token parity
+    checked on the first 30 s of each recording, and its tokenizer."""
+    from tokenizers import Tokenizer
+    from transformers import WhisperForConditionalGeneration
+
+    from alertfusion.stt import whisper_specials
+    from model_export import whisper
+
+    assert spec.transcription is not None
+    tokenizer_file = partial / f"{name}.tokenizer.json"
+    whisper.demo_tokenizer(size, tokenizer_file)
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    vocab = tokenizer.get_vocab_size(with_added_tokens=True)
+    *prompt_tokens, end_token = whisper_specials(spec.transcription.language)
+    model = WhisperForConditionalGeneration(whisper.whisper_config(size, vocab)).eval()
+    progress(f"{name}: {size} Whisper (WhisperConfig, {vocab} tokens), encoder + decoder step")
+    encoder, decoder = partial / f"{name}.onnx", partial / f"{name}.decoder.onnx"
+    whisper.export_whisper(model, encoder, decoder)
+    prompt = [whisper.token_id(tokenizer, t) for t in prompt_tokens]
+    tokens = whisper.check_token_parity(
+        model, encoder, decoder, inputs, prompt, whisper.token_id(tokenizer, end_token),
+        WHISPER_PARITY_TOKENS,
+    )  # fmt: skip
+    progress(
+        f"{name}: the ONNX pair decodes to PyTorch's token ids on {len(inputs)} recordings "
+        f"({tokens} tokens, at most {WHISPER_PARITY_TOKENS} each)"
+    )
+    entry = _entry(spec, encoder, tokenizer_file, vocab, None)
+    return entry.model_copy(
+        update={
+            "output_names": whisper.names(model.config.decoder_layers)[0],
+            "decoder": BundleFile(
+                file=decoder.name, sha256=sha256_file(decoder), size_bytes=decoder.stat().st_size
+            ),
+        }
+    )
+
+
+def _entry(
+    spec: s.ModelSpec, onnx_file: Path, alphabet: Path, symbols: int, parity: float | None
+) -> ModelFile:
+    shapes, output = onnx_shapes(onnx_file, spec.output.name)
+    return ModelFile(
+        file=onnx_file.name,
+        sha256=sha256_file(onnx_file),
+        input_names=list(spec.inputs),
+        output_names=[spec.output.name],
+        labels=[],
+        parity_max_abs_diff=parity,
+        size_bytes=onnx_file.stat().st_size,
+        input_shapes={k: shapes.get(k, []) for k in spec.inputs},
+        output_shape=output,
+        alphabet=AlphabetFile(
+            file=alphabet.name,
+            sha256=sha256_file(alphabet),
+            size_bytes=alphabet.stat().st_size,
+            symbols=symbols,
+        ),
+    )
 
 
 def build_offline_demo(

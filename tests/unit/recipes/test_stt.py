@@ -71,10 +71,16 @@ _DELETE = object()
         (_set("features.stt_waveform.input", "stft"), "stt_waveform.input"),
         (
             _set(
-                "features.stt_mel",
-                {"op": "mel", "input": "stt_stft", "n_mels": 40},
-            ),
+                "features.stt_pitch",
+                {"op": "yin", "input": "stt_waveform", "fmin": 60, "fmax": 400},
+            ),  # fmt: skip
             "after a resample",
+        ),
+        (
+            _set(
+                "features.stt_mel", {"op": "mel", "input": "stt_stft", "n_mels": 40, "fmax": 10000}
+            ),  # fmt: skip
+            "fmax <= 8000",
         ),
     ],
 )
@@ -123,3 +129,21 @@ def test_alphabet_files_are_checked(tmp_path: Path) -> None:
         with pytest.raises(BundleError) as info:
             read_alphabet(path, 4 if words == "manifest" else None)
         assert info.value.code == ReasonCode.BUNDLE_INVALID and words in info.value.message
+
+
+def test_whisper_chunks_cover_the_recording_with_overlap() -> None:
+    from alertfusion.stt_whisper import chunks
+
+    rate = 100
+    assert chunks(10 * rate, rate, 5.0) == [(0, 1000)]
+    assert chunks(30 * rate, rate, 5.0) == [(0, 3000)]
+    assert chunks(70 * rate, rate, 5.0) == [(0, 3000), (2500, 5500), (5000, 7000)]
+
+
+def test_whisper_chunk_texts_join_where_they_overlap() -> None:
+    from alertfusion.stt_whisper import merge
+
+    assert merge([[1, 2, 3, 4], [3, 4, 5, 6]]) == [1, 2, 3, 4, 5, 6]
+    assert merge([[1, 2, 3], [9, 8]]) == [1, 2, 3, 9, 8]  # no overlap: nothing dropped
+    assert merge([[1, 2, 3], [3, 7]]) == [1, 2, 3, 3, 7]  # one token is not an overlap
+    assert merge([]) == []

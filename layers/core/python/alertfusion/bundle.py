@@ -262,9 +262,9 @@ def _sizes(manifest: Manifest | ManifestV2) -> dict[str, int]:
     sizes = {}
     for model in manifest.model_entries().values():
         sizes[model.file] = model.size_bytes
-        alphabet = getattr(model, "alphabet", None)
-        if alphabet is not None:
-            sizes[alphabet.file] = alphabet.size_bytes
+        for extra in (getattr(model, "alphabet", None), getattr(model, "decoder", None)):
+            if extra is not None:
+                sizes[extra.file] = extra.size_bytes
         if model.fp32_fallback is not None:
             sizes[model.fp32_fallback.file] = model.fp32_fallback.size_bytes
     if manifest.golden is not None:

@@ -47,8 +47,12 @@ class ModelFile(OnnxModel):
 
     input_shapes: dict[str, Dims]
     output_shape: Dims
-    #: a transcribe model's alphabet (required there, refused elsewhere)
+    #: a transcribe model's alphabet (CTC) or tokenizer.json (whisper; `symbols` is its
+    #: vocabulary size), required there, refused elsewhere
     alphabet: AlphabetFile | None = None
+    #: a whisper model's decoder step with its key/value cache (the entry's file is the
+    #: encoder)
+    decoder: BundleFile | None = None
 
 
 class ManifestV2(_Strict):
@@ -123,6 +127,8 @@ class ManifestV2(_Strict):
             out[model.file] = model.sha256
             if model.alphabet is not None:
                 out[model.alphabet.file] = model.alphabet.sha256
+            if model.decoder is not None:
+                out[model.decoder.file] = model.decoder.sha256
             if model.fp32_fallback is not None:
                 out[model.fp32_fallback.file] = model.fp32_fallback.sha256
         if self.text is not None:
@@ -142,13 +148,24 @@ def _check_transcriber(where: str, spec: s.ModelSpec, entry: ModelFile) -> None:
         raise ValueError(f"{where}.alphabet: a transcribe model needs its alphabet file")
     if entry.labels:
         raise ValueError(f"{where}.labels: a transcribe model has none")
+    assert spec.transcription is not None  # ModelSpec requires it for task transcribe
+    if spec.transcription.family == "whisper":
+        if entry.decoder is None:
+            raise ValueError(f"{where}.decoder: a whisper model needs its decoder file")
+        if len(entry.output_shape) != 4:
+            raise ValueError(
+                f"{where}: output {spec.output.name} has shape {entry.output_shape}; the "
+                "encoder gives cross-attention keys [batch, heads, frames, head_dim]"
+            )
+        return
+    if entry.decoder is not None:
+        raise ValueError(f"{where}.decoder: only a whisper model has one")
     shape = entry.output_shape
     if len(shape) != 3 or shape[-1] != alphabet.symbols:
         raise ValueError(
             f"{where}: output {spec.output.name} has shape {shape}; an alphabet of "
             f"{alphabet.symbols} symbols needs [batch, frames, {alphabet.symbols}]"
         )
-    assert spec.transcription is not None  # ModelSpec requires it for task transcribe
     if spec.transcription.blank >= alphabet.symbols:
         raise ValueError(
             f"recipe.models.{where.split('.', 1)[1]}.transcription.blank: "

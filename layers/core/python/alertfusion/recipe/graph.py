@@ -85,7 +85,7 @@ def check_structure(recipe: s.Recipe) -> None:
     for name, node in features.items():
         if isinstance(node, s.Resample) and not isinstance(features[node.input], s.Waveform):
             raise ValueError(f"features.{name}.input: a resample node reads the waveform")
-        if isinstance(node, s.Mel | s.Yin | s.Tempo) and rates[name] != recipe.sample_rate:
+        if isinstance(node, s.Yin | s.Tempo) and rates[name] != recipe.sample_rate:
             raise ValueError(
                 f"features.{name}: a {node.op} node after a resample is not supported (it "
                 f"would read the rate {recipe.sample_rate}, its input has {rates[name]})"
@@ -93,9 +93,10 @@ def check_structure(recipe: s.Recipe) -> None:
         if isinstance(node, s.Mel):
             if not isinstance(features[node.input], s.Stft):
                 raise ValueError(f"features.{name}.input: a mel node reads an stft node")
-            fmax = node.fmax if node.fmax is not None else nyquist
-            if not 0 <= node.fmin < fmax <= nyquist:
-                raise ValueError(f"features.{name}: need 0 <= fmin < fmax <= {nyquist:g}")
+            top = rates[name] / 2
+            fmax = node.fmax if node.fmax is not None else top
+            if not 0 <= node.fmin < fmax <= top:
+                raise ValueError(f"features.{name}: need 0 <= fmin < fmax <= {top:g}")
         if isinstance(node, s.Yin) and node.fmax > nyquist:
             raise ValueError(f"features.{name}.fmax: above {nyquist:g} Hz")
     for model, spec in recipe.models.items():
@@ -257,6 +258,7 @@ class FeatureGraph:
     def __init__(self, recipe: s.Recipe) -> None:
         self.recipe = recipe
         self.order = topological_order(recipe.features)
+        self.rates = node_rates(recipe)
         self._needs: dict[frozenset[str], list[str]] = {}
 
     def needed(self, wanted: Iterable[str] | None) -> list[str]:
@@ -286,7 +288,7 @@ class FeatureGraph:
 
         from alertfusion.recipe.ops import Context, apply
 
-        ctx = Context(self.recipe.sample_rate, self.recipe.features)
+        ctx = Context(self.recipe.sample_rate, self.recipe.features, rates=self.rates)
         values: dict[str, np.ndarray] = {}
         for name in self.needed(wanted):
             node = self.recipe.features[name]

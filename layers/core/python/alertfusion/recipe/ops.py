@@ -27,6 +27,11 @@ class Context:
     sample_rate: int
     nodes: dict[str, s.Node]
     memo: dict[tuple[Any, ...], np.ndarray] = field(default_factory=dict)
+    #: each node's rate where a resample changed it (alertfusion.recipe.graph.node_rates)
+    rates: dict[str, int] = field(default_factory=dict)
+
+    def rate(self, node: str) -> int:
+        return self.rates.get(node, self.sample_rate)
 
 
 def too_short(message: str) -> AudioError:
@@ -89,10 +94,9 @@ def mel(node: s.Mel, x: np.ndarray, ctx: Context) -> np.ndarray:
 
     source = ctx.nodes[node.input]
     assert isinstance(source, s.Stft)  # check_structure
-    fmax = node.fmax if node.fmax is not None else ctx.sample_rate / 2
-    basis = dsp.mel_filters(
-        ctx.sample_rate, source.n_fft, node.n_mels, node.fmin, fmax, node.scale, node.norm
-    )
+    rate = ctx.rate(node.input)
+    fmax = node.fmax if node.fmax is not None else rate / 2
+    basis = dsp.mel_filters(rate, source.n_fft, node.n_mels, node.fmin, fmax, node.scale, node.norm)
     return np.dot(basis, x)
 
 

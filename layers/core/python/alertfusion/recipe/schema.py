@@ -74,8 +74,8 @@ class Waveform(_Op):
 
 class Resample(_Op):
     """The waveform at another rate: librosa.resample(res_type="soxr_hq") with python-soxr,
-    length ceil(n * rate / sample_rate). Nodes after it see `rate`; an op that needs the
-    rate itself (mel, yin, tempo) is refused after a resample for now."""
+    length ceil(n * rate / sample_rate). Nodes after it see `rate` (mel's filters use it);
+    yin and tempo are refused after a resample for now."""
 
     op: Literal["resample"]
     input: NodeName
@@ -372,18 +372,27 @@ class ModelOutput(_Strict):
 
 
 class Transcription(_Strict):
-    """How a `transcribe` model's output becomes text. Family "ctc": the output is per-frame
-    logits over the bundle's alphabet, [batch, frames, symbols]; greedy decoding takes each
-    frame's top symbol, merges repeats and drops the blank."""
+    """How a `transcribe` model's output becomes text.
 
-    family: Literal["ctc"] = "ctc"
+    Family "ctc": the output is per-frame logits over the bundle's alphabet, [batch, frames,
+    symbols]; greedy decoding takes each frame's top symbol, merges repeats and drops the
+    blank. Family "whisper": the model file is the encoder (log-mel (1, 80, 3000) -> the
+    decoder layers' cross-attention keys and values), the bundle also holds the decoder step
+    with its key/value cache and the tokenizer; greedy generation from the prompt (start of
+    transcript, the language token, transcribe, no timestamps) over 30 s chunks
+    (alertfusion.stt_whisper)."""
+
+    family: Literal["ctc", "whisper"] = "ctc"
     decoding: Literal["greedy"] = "greedy"
-    #: the alphabet index of the CTC blank
+    #: the alphabet index of the CTC blank (family ctc)
     blank: int = Field(0, ge=0)
-    #: a runaway guard: at most this many tokens per second of audio are kept
+    #: a runaway guard: at most this many tokens per second of audio are kept (CTC) or
+    #: generated (whisper: per chunk, for its 30 s)
     max_tokens_per_second: float = Field(30.0, gt=0)
-    #: the language of the transcripts (reported; a CTC model has one alphabet)
+    #: the language of the transcripts (whisper: its token <|xx|> starts the prompt)
     language: str = Field("ko", pattern=r"^[a-z]{2,3}$")
+    #: whisper: consecutive 30 s chunks of a longer recording overlap by this much
+    chunk_overlap_seconds: float = Field(5.0, ge=0, lt=30)
 
 
 class ModelSpec(_Strict):
@@ -439,7 +448,7 @@ class ModelSpec(_Strict):
             raise ValueError("labels: a transcribe model has none (its alphabet is a file)")
         if self.source != "features" or len(self.inputs) != 1:
             raise ValueError("inputs: a transcribe model reads exactly one feature node")
-        if self.output.kind != "logits":
+        if self.transcription.family == "ctc" and self.output.kind != "logits":
             raise ValueError("output.kind: a CTC model's output is per-frame logits")
         return self
 
