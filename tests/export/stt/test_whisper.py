@@ -145,3 +145,23 @@ def test_a_tokenizer_that_does_not_fit_is_refused_at_load(offline: Path, tmp_pat
     with pytest.raises(BundleError) as info:
         load_bundle(copy)
     assert info.value.code == ReasonCode.BUNDLE_INVALID and "<|en|>" in info.value.message
+
+
+def test_a_decoder_wider_than_the_tokenizer_is_refused_at_warm_up(
+    offline: Path, tmp_path: Path
+) -> None:
+    from alertfusion.bundle_files import sha256_file
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(offline, copy)
+    manifest = json.loads((copy / MANIFEST_FILE).read_text(encoding="utf-8"))
+    entry = manifest["models"]["stt"]
+    wider = _model(entry["alphabet"]["symbols"] + 1, 0.02)
+    whisper.export_whisper(wider, tmp_path / "enc.onnx", copy / entry["decoder"]["file"])
+    decoder = copy / entry["decoder"]["file"]
+    entry["decoder"].update(sha256=sha256_file(decoder), size_bytes=decoder.stat().st_size)
+    (copy / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
+    engine = Engine.from_bundle(copy)
+    with pytest.raises(BundleError) as info:
+        engine.warm_up()
+    assert info.value.code == ReasonCode.BUNDLE_INVALID and "tokenizer has" in info.value.message

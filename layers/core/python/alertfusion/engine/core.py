@@ -143,6 +143,8 @@ class Engine:
         if self.bundle.text is not None:
             self._text_encoder()
         self._sessions.create_all(self._executor().submit)
+        if self._transcribes:
+            self.transcriber()  # its alphabet or tokenizer, and a whisper decoder's session
 
     @property
     def loaded(self) -> bool:
