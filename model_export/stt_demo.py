@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from alertfusion.bundle_files import sha256_file
-from alertfusion.manifest import MANIFEST_FILE, BundleFile
+from alertfusion.manifest import MANIFEST_FILE, BundleFile, GoldenSet
 from alertfusion.manifest_v2 import AlphabetFile, ManifestV2, ModelFile
 from alertfusion.recipe import schema as s
 from alertfusion.recipe.v1 import legacy_parts
@@ -97,10 +97,14 @@ def add_transcriber(
             entry = _whisper_model(name, spec, inputs, partial, size=size, progress=progress)
         else:
             entry = _ctc_model(name, spec, inputs, partial, size=size, progress=progress)
+    golden = base_spec.golden
+    if spec.transcription.family == "ctc" and golden is not None:
+        golden = _with_golden(partial, golden, name, spec, inputs)
     try:
         manifest = ManifestV2.model_validate(
             {
                 **base_spec.model_dump(mode="json"),
+                "golden": golden.model_dump(mode="json") if golden is not None else None,
                 "bundle_version": bundle_version,
                 "description": f"{base_spec.description} Transcripts: {NOISE_NOTE}.",
                 "recipe": recipe.model_dump(mode="json"),
@@ -117,6 +121,38 @@ def add_transcriber(
         raise ExportError(ExportReason.BUNDLE_INVALID, f"manifest v2: {exc}") from exc
     manifest.dump(partial / MANIFEST_FILE)
     return manifest
+
+
+#: frames of the speech-to-text model's golden input (the first calibration recording's)
+GOLDEN_FRAMES = 300
+
+
+def _with_golden(
+    partial: Path, golden: GoldenSet, name: str, spec: s.ModelSpec, inputs: list[np.ndarray]
+) -> GoldenSet:
+    """The golden set with one row of the CTC model: the first calibration recording's first
+    GOLDEN_FRAMES frames and fp32's logits for them (the self-check judges each frame's top
+    symbol by the margin rule)."""
+    from model_export.onnx_export import ort_session
+
+    path = partial / golden.file
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    (input_name,) = spec.inputs
+    row = np.ascontiguousarray(inputs[0][..., :GOLDEN_FRAMES])
+    session = ort_session(partial / f"{name}.onnx")
+    arrays[f"{name}/{input_name}"] = row
+    arrays[f"{name}/fp32"] = session.run([spec.output.name], {input_name: row})[0].astype(
+        np.float64
+    )
+    with path.open("wb") as f:
+        np.savez_compressed(f, **arrays)  # type: ignore[arg-type]  # numpy's stub: **arrays
+    return GoldenSet(
+        file=golden.file,
+        sha256=sha256_file(path),
+        size_bytes=path.stat().st_size,
+        inputs={**golden.inputs, name: 1},
+    )
 
 
 def _ctc_model(

@@ -262,3 +262,12 @@ def test_predict_without_text_transcribes(offline: Path) -> None:
             "source": "client", "text": "도와주세요", "model": None, "n_tokens": None, "ms": None,
         }  # fmt: skip
         assert client.get("/readyz").status_code == 200
+
+
+def test_the_self_check_covers_the_speech_to_text_model(offline: Path, capsys: Any) -> None:
+    bundle = load_bundle(offline)
+    assert bundle.spec.golden is not None and bundle.spec.golden.inputs["stt"] == 1
+    check = Engine(bundle).self_check()
+    (stt,) = [c for c in check.models if c.name == "stt"]
+    assert check.passed and len(stt.judged.decisions) > 100  # one decision per output frame
+    assert alertfusion_main(["selfcheck", "--bundle", str(offline)]) == EXIT_OK
