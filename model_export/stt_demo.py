@@ -146,7 +146,7 @@ def _with_golden(
         np.float64
     )
     with path.open("wb") as f:
-        np.savez_compressed(f, **arrays)  # type: ignore[arg-type]  # numpy's stub: **arrays
+        np.savez_compressed(f, **arrays)
     return GoldenSet(
         file=golden.file,
         sha256=sha256_file(path),
