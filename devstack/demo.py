@@ -181,6 +181,10 @@ def run(args: argparse.Namespace, out: Console) -> int:
     text, text_source = transcript_for(audio_path, args.text)
     manifest = json.loads((args.bundle / "manifest.json").read_text(encoding="utf-8"))
 
+    # a recipe with its own speech-to-text model: the classifier transcribes, no Transcribe
+    model_stt = str((manifest.get("recipe") or {}).get("transcript_source", "")).startswith(
+        "model:"
+    )
     out("alertfusion demo: the asynchronous pipeline end to end, moto as the embedded AWS")
     out(f"  recording  {_shown(audio_path)} ({len(audio) / 1024:.0f} KiB)")
     text_models = [
@@ -190,7 +194,11 @@ def run(args: argparse.Namespace, out: Console) -> int:
     ]
     if manifest.get("schema_version") == 2 and not text_models:
         text_source += "; unused: the recipe has no text model, Transcribe is not started"
-    out(f"  transcript {text!r} ({text_source})")
+    if model_stt:
+        out("  transcript by the bundle's speech-to-text model (TRANSCRIPT_SOURCE=model: no "
+            "Transcribe, no stand-in)")  # fmt: skip
+    else:
+        out(f"  transcript {text!r} ({text_source})")
     trained = (
         "trained" if manifest.get("trained") else "UNTRAINED demo weights: labels mean nothing"
     )
@@ -211,11 +219,10 @@ def run(args: argparse.Namespace, out: Console) -> int:
             f"{inv.wall_ms:.0f} ms (inference {inv.inference_ms:.0f} ms){detail}"
         )
 
-    config = LocalConfig(
-        bundle=str(args.bundle),
-        env={"FUSION_GATE": args.gate} if args.gate else {},
-        auth=args.auth,
-    )
+    env = {"FUSION_GATE": args.gate} if args.gate else {}
+    if model_stt:
+        env["TRANSCRIPT_SOURCE"] = "model"
+    config = LocalConfig(bundle=str(args.bundle), env=env, auth=args.auth)
     summary: dict[str, Any] = {
         "audio": str(audio_path),
         "bundle": str(args.bundle),
@@ -273,8 +280,9 @@ def run(args: argparse.Namespace, out: Console) -> int:
     if job is None:
         out(f"demo: job {job_id} did not finish within {args.timeout:.0f} s")
         return 1
+    label = "the bundle's speech-to-text model" if model_stt else STANDIN_LABEL
     return _report(
-        out, args, job, result, seen, uploaded_epoch, invocations, alerts, summary, STANDIN_LABEL
+        out, args, job, result, seen, uploaded_epoch, invocations, alerts, summary, label
     )
 
 
@@ -337,6 +345,9 @@ def show_result(out: Console, result: dict[str, Any]) -> None:
         gating = (result.get("model") or {}).get("gate") == "binary"
         role = "binary gate" if gating else "binary model (not gating: gate none)"
         out(f"    {role}, selected window: {gate['label']}  {shown}")
+    heard = result.get("transcript") or {}
+    if heard.get("source") == "model":
+        out(f"    transcript by speech-to-text model {heard.get('model')}: {heard.get('text')!r}")
     text = result.get("text") or {}
     if text.get("status") == "used":
         out(f"    text model: {text.get('label')} on {text.get('n_tokens')} tokens")

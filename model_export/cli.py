@@ -320,6 +320,10 @@ def _demo(args: argparse.Namespace) -> int:
             checkpoints_out=args.checkpoints_out,
         )
         print(f"bundle {args.out}: recipe {spec.recipe.name}, version {spec.bundle_version}")
+        if spec.recipe.transcriber is not None and not spec.trained:
+            from model_export.stt_demo import NOISE_NOTE
+
+            print(f"note: {NOISE_NOTE}")
         return EXIT_OK
     manifest = build_demo_bundle(
         args.out,

@@ -408,6 +408,10 @@ def verify_v2(directory: Path) -> list[str]:
         sessions = BundleSessions(bundle, SessionOptions(intra_op_threads=0))
         sessions.create_all()
         check = run_selfcheck(bundle, sessions.run)
+        if bundle.spec.recipe.transcriber is not None:
+            from alertfusion.engine import Engine
+
+            Engine(bundle).transcriber()  # the alphabet or tokenizer against the model
     except AlertFusionError as exc:
         raise ExportError(ExportReason.BUNDLE_INVALID, f"{directory}: {exc.message}") from exc
     if not check.passed:

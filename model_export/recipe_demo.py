@@ -204,6 +204,14 @@ def build_recipe_demo(
 ) -> ManifestV2:
     progress = progress or Progress()
     recipe = load_recipe(recipe_path)
+    if recipe.transcriber is not None:
+        from model_export.stt_demo import build_offline_demo
+
+        return build_offline_demo(
+            recipe, out, size=size, seed=seed, quantize=quantize, threshold=threshold,
+            calibration_audio=calibration_audio, fp32_fallback=fp32_fallback, force=force,
+            progress=progress, checkpoints_out=checkpoints_out,
+        )  # fmt: skip
     if legacy_parts(recipe) is not None:
         return _emergency_demo(
             recipe, out, size=size, seed=seed, quantize=quantize, threshold=threshold,
@@ -302,6 +310,16 @@ def _emergency_demo(
 def upgrade_to_v2(directory: Path, recipe: s.Recipe, progress: Progress) -> ManifestV2:
     """Rewrite a v1 bundle's manifest as v2 with `recipe` (which must be today's system with
     that bundle's numbers), the model files' shapes read from their graphs, and verify it."""
+    upgraded = emergency_v2(directory, recipe)
+    upgraded.dump(directory / MANIFEST_FILE)
+    for line in verify_v2(directory):
+        progress(f"verify: {line}")
+    return upgraded
+
+
+def emergency_v2(directory: Path, recipe: s.Recipe) -> ManifestV2:
+    """The v2 manifest of a v1 bundle of today's system with `recipe` (that system with that
+    bundle's numbers), the model files' shapes read from their graphs."""
     v1 = Manifest.load(directory / MANIFEST_FILE)
     spec = from_v1(v1)
     models = {}
@@ -323,7 +341,4 @@ def upgrade_to_v2(directory: Path, recipe: s.Recipe, progress: Progress) -> Mani
             ExportReason.BUNDLE_INVALID,
             f"recipe {recipe.name} is not the system this bundle was built as",
         )
-    upgraded.dump(directory / MANIFEST_FILE)
-    for line in verify_v2(directory):
-        progress(f"verify: {line}")
     return upgraded

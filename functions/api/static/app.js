@@ -26,6 +26,11 @@
     share: "가장 긴 시간을 차지한 라벨이 결과입니다 / the label with the largest share of the time wins.",
     whole: "녹음 전체가 한 구간입니다 / the whole recording is one window.",
   };
+  const TRANSCRIPT_SOURCE = {
+    client: "보낸 텍스트 / client",
+    aws_transcribe: "Amazon Transcribe",
+    model: "번들 음성 인식 모델 / bundle's speech-to-text model",
+  };
   const STATUS_KO = {
     UPLOAD_PENDING: "업로드 대기",
     RECEIVED: "수신됨",
@@ -413,13 +418,23 @@
     const textPart = text.status === "used"
       ? bars(text.probabilities, "텍스트 / text")
       : el("p", { class: "note" }, `건너뜀 / skipped: ${text.detail || text.skipped_reason || ""}`);
+    // where the transcript came from: the client, Amazon Transcribe or the bundle's own model
+    const heard = result.transcript;
+    const heardPart = heard
+      ? el(
+          "p",
+          { class: "hint", "data-transcript-source": heard.source },
+          `전사 / transcript (${TRANSCRIPT_SOURCE[heard.source] || heard.source}` +
+            `${heard.model ? `: ${heard.model}` : ""}): ${heard.text || "—"}`
+        )
+      : null;
 
     const groups = el(
       "div",
       { class: "groups" },
       group("융합 / Fused", fused),
       group("음성 / Audio", ...audioParts),
-      group("텍스트 / Text", textPart)
+      group("텍스트 / Text", textPart, heardPart)
     );
 
     let windows = null;

@@ -190,6 +190,10 @@ def open_bundle(directory: Path, *, source: str | None = None) -> Bundle:
     assert not isinstance(spec, Manifest)
     check_file_sums(directory, spec.files())
     check_bundle_shapes(spec)
+    if spec.recipe.transcriber is not None:
+        from alertfusion.stt import check_alphabets
+
+        check_alphabets(directory, spec)
     return Bundle(directory, source or str(directory), legacy_manifest(spec), spec)
 
 
@@ -258,6 +262,9 @@ def _sizes(manifest: Manifest | ManifestV2) -> dict[str, int]:
     sizes = {}
     for model in manifest.model_entries().values():
         sizes[model.file] = model.size_bytes
+        for extra in (getattr(model, "alphabet", None), getattr(model, "decoder", None)):
+            if extra is not None:
+                sizes[extra.file] = extra.size_bytes
         if model.fp32_fallback is not None:
             sizes[model.fp32_fallback.file] = model.fp32_fallback.size_bytes
     if manifest.golden is not None:

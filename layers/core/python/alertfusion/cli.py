@@ -2,13 +2,16 @@
 `python -m alertfusion selfcheck`: the bundle's golden set on this CPU (alertfusion.selfcheck);
 `python -m alertfusion features FILE --out X.npz`: every feature node per window
 (alertfusion.recipe.extract);
+`python -m alertfusion transcribe FILE...`: the bundle's own speech-to-text (alertfusion.stt);
 `python -m alertfusion backfill s3://bucket/prefix/`: a backfill (alertfusion.backfill.cli).
 
 Exit codes of `classify`: 0 every file classified; 2 some input was refused (its reason code is
 printed); 1 anything else (no bundle, an invalid bundle, an internal error). Of `selfcheck`: 0
 within tolerance; 2 outside it, or a golden set that is missing, truncated or not the one the
 manifest names (BUNDLE_INVALID); 1 anything else. Of `features`: 0 written; 2 the audio was
-refused; 1 anything else (no bundle, an invalid recipe).
+refused; 1 anything else (no bundle, an invalid recipe). Of `transcribe`: 0 every file
+transcribed; 2 some audio was refused; 1 anything else (a bundle without a speech-to-text
+model).
 """
 
 from __future__ import annotations
@@ -134,6 +137,19 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--recipe", type=Path, help="a recipe file instead of a bundle")
     features.add_argument("--out", type=Path, required=True, metavar="X.npz")
     features.add_argument("--nodes", nargs="+", metavar="NODE", help="only these nodes")
+    transcribe = commands.add_parser(
+        "transcribe",
+        help="transcribe recordings with the bundle's speech-to-text model",
+        description="Print each recording's transcript by the bundle's own speech-to-text "
+        "model (a recipe whose transcript_source is model:NAME). Exit code 0 when every file "
+        "was transcribed, 2 when some audio was refused, 1 on other errors.",
+    )
+    transcribe.add_argument("files", nargs="+", metavar="FILE", help="audio files")
+    transcribe.add_argument(
+        "--bundle",
+        help="model bundle directory or s3:// URI (default: MODEL_BUNDLE, else build/models/demo)",
+    )
+    transcribe.add_argument("--json", action="store_true", help="one JSON object per file")
     from alertfusion.backfill import cli as backfill_cli  # argparse only: no AWS, no engine
 
     backfill_cli.add_parser(commands)
@@ -149,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         return _selfcheck(args, sys.stdout, sys.stderr)
     if args.command == "features":
         return _features(args, sys.stdout, sys.stderr)
+    if args.command == "transcribe":
+        return _transcribe(args, sys.stdout, sys.stderr)
     if args.command == "backfill":
         from alertfusion.backfill import cli as backfill_cli
 
@@ -182,6 +200,44 @@ def _selfcheck(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         out.write("\n".join(check.lines()) + "\n")
     return EXIT_OK if check.passed else EXIT_BAD_INPUT
+
+
+def _transcribe(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from alertfusion.engine import Engine
+    from alertfusion.errors import AlertFusionError, AudioError
+
+    location = args.bundle or default_bundle()
+    if location is None:
+        err.write("error: no model bundle: set MODEL_BUNDLE or pass --bundle DIR|s3://...\n")
+        return EXIT_ERROR
+    try:
+        engine = Engine.from_bundle(location)
+        engine.transcriber()
+    except AlertFusionError as exc:
+        err.write(f"error: {exc.code}: {exc.message}\n")
+        return EXIT_ERROR
+    if not engine.spec.trained:
+        err.write(f"note: bundle {engine.bundle.bundle_version} is untrained: its text is noise\n")
+    status = EXIT_OK
+    for name in args.files:
+        try:
+            heard = engine.transcribe(Path(name))
+        except AudioError as exc:
+            err.write(f"error: {name}: {exc.code}: {exc.message}\n")
+            status = EXIT_BAD_INPUT
+            continue
+        except AlertFusionError as exc:
+            err.write(f"error: {name}: {exc.code}: {exc.message}\n")
+            return EXIT_ERROR
+        if args.json:
+            record = {
+                "file": name, "text": heard.text, "model": heard.model,
+                "n_tokens": heard.n_tokens, "ms": round(heard.ms, 3), "cut_tokens": heard.cut,
+            }  # fmt: skip
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            out.write(f"{name}\t{heard.text}\n" if len(args.files) > 1 else f"{heard.text}\n")
+    return status
 
 
 def _features(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -403,6 +459,11 @@ def _detail(name: str, r: ClassificationResult, engine: Engine) -> list[str]:
             for x in r.windows
         ]
         lines.append("  windows: " + " | ".join(parts))
+    if r.transcript is not None and r.transcript.source == "model":
+        lines.append(
+            f"  transcript (speech-to-text model {r.transcript.model}, "
+            f"{r.transcript.n_tokens} tokens): {r.transcript.text!r}"
+        )
     if r.text.status == "used":
         lines.append(f"  text: used ({r.text.n_tokens} tokens), text model says {r.text.label}")
     elif r.text.skipped_reason == "NO_TEXT_MODEL":

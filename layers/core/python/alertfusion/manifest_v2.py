@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError, model_validator
 from alertfusion.errors import BundleError, ReasonCode
 from alertfusion.manifest import (
     MANIFEST_FILE,
+    BundleFile,
     GoldenSet,
     Manifest,
     OnnxModel,
@@ -33,12 +34,25 @@ SCHEMA_VERSION_2 = 2
 Dims = list[int | None]
 
 
+class AlphabetFile(BundleFile):
+    """A transcribe model's alphabet: a JSON file {"symbols": [...]} (alertfusion.stt), one
+    symbol per index of the model's output's last axis."""
+
+    symbols: int = Field(..., ge=2)
+
+
 class ModelFile(OnnxModel):
     """A model file of a v2 bundle: v1's entry plus the shapes read from the ONNX graph
     (batch axis first). `output_names[0]` is the output the recipe reads."""
 
     input_shapes: dict[str, Dims]
     output_shape: Dims
+    #: a transcribe model's alphabet (CTC) or tokenizer.json (whisper; `symbols` is its
+    #: vocabulary size), required there, refused elsewhere
+    alphabet: AlphabetFile | None = None
+    #: a whisper model's decoder step with its key/value cache (the entry's file is the
+    #: encoder)
+    decoder: BundleFile | None = None
 
 
 class ManifestV2(_Strict):
@@ -78,6 +92,11 @@ class ManifestV2(_Strict):
             if not entry.output_names or entry.output_names[0] != spec.output.name:
                 raise ValueError(f"{where}.output_names must start with {spec.output.name!r}")
             width = entry.output_shape[-1] if entry.output_shape else None
+            if spec.task == "transcribe":
+                _check_transcriber(where, spec, entry)
+                continue
+            if entry.alphabet is not None:
+                raise ValueError(f"{where}.alphabet: only a transcribe model has one")
             if len(entry.output_shape) != 2 or width != spec.output_width:
                 raise ValueError(
                     f"{where}: output {spec.output.name} has shape {entry.output_shape}; "
@@ -106,6 +125,10 @@ class ManifestV2(_Strict):
         out = {}
         for model in self.models.values():
             out[model.file] = model.sha256
+            if model.alphabet is not None:
+                out[model.alphabet.file] = model.alphabet.sha256
+            if model.decoder is not None:
+                out[model.decoder.file] = model.decoder.sha256
             if model.fp32_fallback is not None:
                 out[model.fp32_fallback.file] = model.fp32_fallback.sha256
         if self.text is not None:
@@ -116,6 +139,38 @@ class ManifestV2(_Strict):
 
     def dump(self, path: Path) -> None:
         path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
+def _check_transcriber(where: str, spec: s.ModelSpec, entry: ModelFile) -> None:
+    """A transcribe model's file: [batch, frames, symbols] logits over its alphabet."""
+    alphabet = entry.alphabet
+    if alphabet is None:
+        raise ValueError(f"{where}.alphabet: a transcribe model needs its alphabet file")
+    if entry.labels:
+        raise ValueError(f"{where}.labels: a transcribe model has none")
+    assert spec.transcription is not None  # ModelSpec requires it for task transcribe
+    if spec.transcription.family == "whisper":
+        if entry.decoder is None:
+            raise ValueError(f"{where}.decoder: a whisper model needs its decoder file")
+        if len(entry.output_shape) != 4:
+            raise ValueError(
+                f"{where}: output {spec.output.name} has shape {entry.output_shape}; the "
+                "encoder gives cross-attention keys [batch, heads, frames, head_dim]"
+            )
+        return
+    if entry.decoder is not None:
+        raise ValueError(f"{where}.decoder: only a whisper model has one")
+    shape = entry.output_shape
+    if len(shape) != 3 or shape[-1] != alphabet.symbols:
+        raise ValueError(
+            f"{where}: output {spec.output.name} has shape {shape}; an alphabet of "
+            f"{alphabet.symbols} symbols needs [batch, frames, {alphabet.symbols}]"
+        )
+    if spec.transcription.blank >= alphabet.symbols:
+        raise ValueError(
+            f"recipe.models.{where.split('.', 1)[1]}.transcription.blank: "
+            f"{spec.transcription.blank} is outside the alphabet of {alphabet.symbols}"
+        )
 
 
 def _v1_shapes(manifest: Manifest) -> dict[str, ModelFile]:
@@ -224,6 +279,7 @@ def check_bundle_shapes(spec: ManifestV2) -> None:
 
 __all__ = [
     "MANIFEST_FILE",
+    "AlphabetFile",
     "ManifestV2",
     "ModelFile",
     "as_v2",

@@ -84,6 +84,25 @@ class TextResult(_Model):
     )
 
 
+TranscriptSource = Literal["client", "aws_transcribe", "model"]
+
+
+class TranscriptInfo(_Model):
+    """Where the transcript the text model read came from."""
+
+    source: TranscriptSource = Field(
+        ...,
+        description="client: the caller's own text; aws_transcribe: Amazon Transcribe; "
+        "model: the bundle's speech-to-text model",
+    )
+    text: str
+    model: str | None = Field(None, description="the bundle's transcribe model (source model)")
+    n_tokens: int | None = Field(
+        None, description="symbols the speech-to-text model emitted (source model)"
+    )
+    ms: float | None = Field(None, description="speech-to-text time (source model)")
+
+
 class Timings(_Model):
     """Wall-clock milliseconds per stage of one classification."""
 
@@ -130,6 +149,9 @@ class ClassificationResult(_Model):
     duration_s: float = Field(..., ge=0)
     model: ModelInfo
     timings: Timings
+    transcript: TranscriptInfo | None = Field(
+        None, description="the transcript and where it came from; None without one"
+    )
 
 
 def to_legacy(result: ClassificationResult) -> dict[str, Any]:

@@ -67,6 +67,12 @@ class PipelineSettings(_Settings):
     transcribe_policy: TranscribePolicy = Field(
         DEFAULT_TRANSCRIBE_POLICY, validation_alias="TRANSCRIBE_POLICY"
     )
+    #: the bundle recipe's transcript_source: "model" (its own speech-to-text model: the
+    #: classifier transcribes and fuses in one invocation, Amazon Transcribe is never called)
+    #: or "aws_transcribe"
+    transcript_source: Literal["aws_transcribe", "model"] = Field(
+        "aws_transcribe", validation_alias="TRANSCRIPT_SOURCE"
+    )
     transcribe_language: str = Field(DEFAULT_LANGUAGE, validation_alias="TRANSCRIBE_LANGUAGE")
     #: Transcribe job name = prefix + job id; the EventBridge rule matches only this prefix
     transcribe_job_prefix: str = Field(

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from alertfusion.recipe.graph import FeatureGraph
     from alertfusion.selfcheck import Readiness, SelfCheck
     from alertfusion.sessions import BundleSessions
+    from alertfusion.stt import Transcriber, Transcript
     from alertfusion.text import EncodedText, TextEncoder
 
 # numpy's OpenBLAS with one thread per core makes the small feature matmuls slower and
@@ -95,6 +96,7 @@ class Engine:
         )
         self._encoder: TextEncoder | None = None
         self._graph: FeatureGraph | None = None
+        self._transcriber: Transcriber | None = None
         self._encoder_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -147,6 +149,8 @@ class Engine:
         if self.bundle.text is not None:
             self._text_encoder()
         self._sessions.create_all(self._executor().submit)
+        if self._transcribes:
+            self.transcriber()  # its alphabet or tokenizer, and a whisper decoder's session
 
     @property
     def loaded(self) -> bool:
@@ -165,6 +169,34 @@ class Engine:
         if graph is None:
             graph = self._graph = FeatureGraph(self.spec.recipe)
         return graph
+
+    def transcriber(self) -> Transcriber:
+        """The recipe's speech-to-text model (alertfusion.stt), made once; BUNDLE_INVALID when
+        the recipe's transcript comes from elsewhere."""
+        found = self._transcriber
+        if found is None:
+            from alertfusion.stt import Transcriber
+
+            name = self.spec.recipe.transcriber
+            if name is None:
+                raise BundleError(
+                    f"recipe {self.bundle.recipe_name} has no speech-to-text model (its "
+                    f"transcript_source is {self.spec.recipe.transcript_source})"
+                )
+            found = self._transcriber = Transcriber(self, name)
+        return found
+
+    def transcribe(
+        self,
+        audio: bytes | bytearray | memoryview | str | os.PathLike[str] | DecodedAudio,
+        *,
+        filename: str | None = None,
+    ) -> Transcript:
+        """The bundle's own transcript of one recording (the recipe's transcribe model)."""
+        if self.unready is not None:
+            raise BundleError(self.unready, code=ReasonCode.SELFCHECK_FAILED)
+        transcriber = self.transcriber()
+        return transcriber.transcribe(self._decode(audio, filename).samples)
 
     def close(self) -> None:
         """Stop the worker thread (the engine stays usable: it starts again on demand)."""
@@ -228,6 +260,7 @@ class Engine:
         filename: str | None = None,
         gate: Gate | None = None,
         always_text: bool = False,
+        text_source: Literal["client", "aws_transcribe"] = "client",
     ) -> ClassificationResult:
         """Classify one recording (the bytes of a file, a path, or decoded audio at the
         manifest's sample rate), with its transcript if there is one.
@@ -239,7 +272,10 @@ class Engine:
         Raises AudioError for audio that cannot be used (EMPTY_AUDIO, UNSUPPORTED_FORMAT,
         DECODE_FAILED, TOO_SHORT, TOO_LONG, NOT_FINITE, FILE_TOO_LARGE), TextError for text
         that cannot be used (TEXT_TOO_LONG, INVALID_INPUT), InputError for a bad argument.
-        No text, or whitespace only, gives an audio-only verdict that says so.
+        No text, or whitespace only, gives an audio-only verdict that says so, unless the
+        recipe's transcript comes from its own speech-to-text model, which then transcribes
+        the recording (the caller's text always wins). `text_source` is what the result's
+        `transcript.source` says of a given text.
         """
         started = time.perf_counter()
         if self.unready is not None:
@@ -250,7 +286,22 @@ class Engine:
         if self.bundle.legacy is None:
             from alertfusion.engine.recipe_path import classify_recipe
 
-            return classify_recipe(self, audio, filename, transcript, no_text_detail, use_gate)
+            return classify_recipe(
+                self, audio, filename, transcript, no_text_detail, use_gate, text_source
+            )
+        heard: Transcript | None = None
+        decode_first_ms = 0.0
+        if transcript is None and self._transcribes:
+            # today's system with its own speech-to-text model: the transcript first (the
+            # decoded audio is reused below)
+            t = time.perf_counter()
+            audio = self._decode(audio, filename)
+            decode_first_ms = _ms(t)
+            heard = self.transcriber().transcribe(audio.samples)
+            if heard.text:
+                transcript, no_text_detail = heard.text, None
+            else:
+                no_text_detail = "the speech-to-text model heard no words"
         concurrent = self.tuning.concurrent
         text_job: TextJob | None = None
         if (
@@ -265,7 +316,7 @@ class Engine:
         try:
             t = time.perf_counter()
             decoded = self._decode(audio, filename)
-            decode_ms = _ms(t)
+            decode_ms = _ms(t) + decode_first_ms
             samples, dropped_tail_s = self._scored_samples(decoded.samples)
             run = self._run_audio(samples, use_gate, transcript, text_job)
             text_job = run.text_job
@@ -308,7 +359,7 @@ class Engine:
         )
         selected = select_window(decisions)
         fusion_ms = _ms(t)
-        return build_result(
+        result = build_result(
             self.manifest,
             fallback=self._sessions.fallback,
             decisions=decisions,
@@ -334,6 +385,24 @@ class Engine:
                 total_ms=_ms(started),
             ),
         )
+        from alertfusion.result import TranscriptInfo
+
+        if heard is not None:
+            info = TranscriptInfo(
+                source="model", text=heard.text, model=heard.model, n_tokens=heard.n_tokens,
+                ms=round(heard.ms, 3),
+            )  # fmt: skip
+        elif transcript is not None:
+            info = TranscriptInfo(source=text_source, text=transcript)
+        else:
+            return result
+        return result.model_copy(update={"transcript": info})
+
+    @property
+    def _transcribes(self) -> bool:
+        """The bundle's recipe takes its transcript from its own speech-to-text model."""
+        v2 = self.bundle.v2
+        return v2 is not None and v2.recipe.transcriber is not None
 
     def _check_text(self, text: str | None) -> tuple[str | None, str | None]:
         """The transcript to tokenize, or None and why there is none (engine.inputs)."""

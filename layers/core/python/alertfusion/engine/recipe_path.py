@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from alertfusion.errors import AlertFusionError, ReasonCode
-from alertfusion.result import ClassificationResult, Timings
+from alertfusion.result import ClassificationResult, Timings, TranscriptInfo
 
 if TYPE_CHECKING:
     import numpy as np
@@ -103,6 +103,7 @@ def classify_recipe(
     transcript: str | None,
     no_text_detail: str | None,
     gate: Gate,
+    text_source: Literal["client", "aws_transcribe"] = "client",
 ) -> ClassificationResult:
     from alertfusion.recipe.graph import plan_windows, window_samples
 
@@ -112,10 +113,26 @@ def classify_recipe(
     t = time.perf_counter()
     decoded = engine._decode(audio, filename)
     decode_ms = _ms(t)
+    info = None
+    if transcript is not None:
+        info = TranscriptInfo(source=text_source, text=transcript)
+    elif recipe.transcriber is not None:
+        # no text from the client: the bundle's own speech-to-text model, on the whole clip
+        heard = engine.transcriber().transcribe(decoded.samples)
+        info = TranscriptInfo(
+            source="model", text=heard.text, model=heard.model, n_tokens=heard.n_tokens,
+            ms=round(heard.ms, 3),
+        )  # fmt: skip
+        if heard.text:
+            transcript, no_text_detail = heard.text, None
+        else:
+            no_text_detail = "the speech-to-text model heard no words"
     sr = recipe.sample_rate
     plan = plan_windows(len(decoded.samples), recipe.windows, sr)
     graph = engine.feature_graph()
-    feature_models = [n for n, m in recipe.models.items() if m.source == "features"]
+    feature_models = [
+        n for n, m in recipe.models.items() if m.source == "features" and m.task == "classify"
+    ]
     text_models = [n for n in decision.fusion.models if recipe.models[n].source == "transcript"]
     gate_model = decision.gate.model if decision.gate is not None else None
     wanted = {f.node for n in feature_models for f in recipe.models[n].inputs.values()}
@@ -180,6 +197,7 @@ def classify_recipe(
     fusion_ms = _ms(t)
     return result.model_copy(
         update={
+            "transcript": info,
             "timings": Timings(
                 decode_ms=decode_ms,
                 features_ms=features_ms,
@@ -187,7 +205,7 @@ def classify_recipe(
                 text_model_ms=text_ms,
                 fusion_ms=fusion_ms,
                 total_ms=_ms(started),
-            )
+            ),
         }
     )
 

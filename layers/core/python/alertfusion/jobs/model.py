@@ -89,8 +89,9 @@ class Verdict(BaseModel):
     decided_by: DecidedBy
     emergency_probability: float
     probabilities: dict[str, float] | None = None
-    #: where the text came from, None for an audio-only verdict
-    text_source: Literal["transcribe", "client"] | None = None
+    #: where the text came from (Amazon Transcribe, the client, the bundle's speech-to-text
+    #: model), None for an audio-only verdict
+    text_source: Literal["transcribe", "client", "model"] | None = None
     #: why a final verdict is audio-only (TRANSCRIBE_FAILED, TRANSCRIPT_EMPTY, ...)
     audio_only_reason: ReasonCode | None = None
     audio_only_detail: str | None = None
@@ -113,7 +114,7 @@ class Verdict(BaseModel):
         result: ClassificationResult,
         *,
         decided_at: datetime,
-        text_source: Literal["transcribe", "client"] | None = None,
+        text_source: Literal["transcribe", "client", "model"] | None = None,
         audio_only_reason: ReasonCode | None = None,
         audio_only_detail: str | None = None,
         object_etag: str | None = None,

@@ -5,7 +5,9 @@
 * :func:`run_audio_stage` (classifier, ``audio_stage`` task): the preliminary audio-only
   verdict; with ``TRANSCRIBE_POLICY=gated`` it then starts Transcribe only for a
   non-regular verdict (else the job is DONE with the audio-only verdict); with a transcript
-  supplied by the client it writes the fused final verdict directly.
+  supplied by the client it writes the fused final verdict directly; with
+  ``TRANSCRIPT_SOURCE=model`` (the bundle's own speech-to-text model) the engine transcribes
+  and fuses in that one invocation and its verdict is final (no Transcribe).
 * :func:`finalize_job` (classifier, Transcribe event or ``finalize`` task): the final
   verdict from transcript + audio, audio-only when Transcribe failed or heard nothing.
 * :func:`reclassify_job` (classifier, ``reclassify`` task from a backfill): another bundle

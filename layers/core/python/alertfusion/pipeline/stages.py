@@ -205,6 +205,47 @@ def _client_transcript_stage(
     return replace(done, alerts_sent=alerts + done.alerts_sent, transcribe="skipped")
 
 
+def _model_transcript_stage(
+    ctx: PipelineContext, job: Job, classifier: Classifier, alerts: tuple[str, ...]
+) -> StageOutcome:
+    """TRANSCRIPT_SOURCE=model: the engine transcribes with the bundle's own speech-to-text
+    model and fuses in this one invocation; the verdict is final at once, no Transcribe."""
+    if job.final is not None or job.is_final:
+        return StageOutcome(
+            job.job_id, "audio_stage", "already_recorded", status=job.status, alerts_sent=alerts
+        )
+    try:
+        audio = _load_audio(ctx, job)
+        result = classifier.classify(audio.data, filename=_filename(job))
+    except Exception as exc:
+        if _is_permanent(exc):
+            assert isinstance(exc, AlertFusionError)
+            return _fail_outcome(ctx, job, exc, "audio_stage")
+        raise
+    heard = result.transcript
+    reason: ReasonCode | None = None
+    detail: str | None = None
+    if heard is None or heard.source != "model":
+        reason = ReasonCode.TRANSCRIBE_SKIPPED
+        detail = "TRANSCRIPT_SOURCE=model, but the bundle's recipe has no speech-to-text model"
+        logger.error(detail, extra={"bundle": result.model.bundle_version})
+    elif not heard.text:
+        reason, detail = ReasonCode.TRANSCRIPT_EMPTY, "the speech-to-text model heard no words"
+    verdict = Verdict.from_result(
+        result,
+        decided_at=now_utc(),
+        text_source="model",
+        audio_only_reason=reason,
+        audio_only_detail=detail,
+        object_etag=audio.etag,
+    )
+    done = _finish(
+        ctx, job, result, verdict, stage="audio_stage", transcribe_status="SKIPPED",
+        transcribe_detail="the bundle's speech-to-text model transcribed",
+    )  # fmt: skip
+    return replace(done, alerts_sent=alerts + done.alerts_sent, transcribe="skipped")
+
+
 def run_audio_stage(
     job_id: str, classifier: Classifier, *, ctx: PipelineContext | None = None
 ) -> StageOutcome:
@@ -243,6 +284,8 @@ def _run_audio_stage(ctx: PipelineContext, job_id: str, classifier: Classifier) 
 
     if job.client_transcript is not None:
         return _client_transcript_stage(ctx, job, job.client_transcript, classifier, alerts)
+    if settings.transcript_source == "model":
+        return _model_transcript_stage(ctx, job, classifier, alerts)
 
     action: StageAction = "already_recorded"
     result: ClassificationResult | None = None

@@ -58,6 +58,8 @@ _ESTIMATE_SLACK = 0.1
 #: codecs whose samples only decoding can judge (alertfusion.probe.wav): Transcribe waits
 #: for the audio stage
 DECODE_BEFORE_TRANSCRIBE = frozenset({"pcm_float"})
+#: why no Transcribe job is started with TRANSCRIPT_SOURCE=model
+MODEL_TRANSCRIBES = "the bundle's speech-to-text model transcribes (TRANSCRIPT_SOURCE=model)"
 
 
 def _audio_like(content_type: str | None) -> bool:
@@ -199,6 +201,9 @@ def _handle_upload(
     elif not _has_text_model(job):
         # nothing would read the transcript: the audio stage's verdict is final
         ctx.store.note_transcribe(job_id, "SKIPPED", detail="the recipe has no text model")
+        transcribe = "skipped"
+    elif settings.transcript_source == "model":
+        ctx.store.note_transcribe(job_id, "SKIPPED", detail=MODEL_TRANSCRIBES)
         transcribe = "skipped"
     elif settings.transcribe_policy == "gated":
         transcribe = "deferred"  # the audio stage starts it for a non-regular verdict

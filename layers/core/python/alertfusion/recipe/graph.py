@@ -60,6 +60,19 @@ def topological_order(features: Mapping[str, s.Node]) -> list[str]:
     return order
 
 
+def node_rates(recipe: s.Recipe) -> dict[str, int]:
+    """Each node's sample rate: the recipe's, or the last resample's on its path."""
+    rates: dict[str, int] = {}
+    for name in topological_order(recipe.features):
+        node = recipe.features[name]
+        if isinstance(node, s.Resample):
+            rates[name] = node.rate
+        else:
+            found = {rates[x] for x in node.sources()}
+            rates[name] = found.pop() if len(found) == 1 else recipe.sample_rate
+    return rates
+
+
 def check_structure(recipe: s.Recipe) -> None:
     """What can be checked without numbers; ValueError naming the field (pydantic reports it
     as a validation error of the recipe)."""
@@ -68,13 +81,22 @@ def check_structure(recipe: s.Recipe) -> None:
     if not any(isinstance(n, s.Waveform) for n in features.values()):
         raise ValueError("features: no waveform node (the window's samples)")
     nyquist = recipe.sample_rate / 2
+    rates = node_rates(recipe)
     for name, node in features.items():
+        if isinstance(node, s.Resample) and not isinstance(features[node.input], s.Waveform):
+            raise ValueError(f"features.{name}.input: a resample node reads the waveform")
+        if isinstance(node, s.Yin | s.Tempo) and rates[name] != recipe.sample_rate:
+            raise ValueError(
+                f"features.{name}: a {node.op} node after a resample is not supported (it "
+                f"would read the rate {recipe.sample_rate}, its input has {rates[name]})"
+            )
         if isinstance(node, s.Mel):
             if not isinstance(features[node.input], s.Stft):
                 raise ValueError(f"features.{name}.input: a mel node reads an stft node")
-            fmax = node.fmax if node.fmax is not None else nyquist
-            if not 0 <= node.fmin < fmax <= nyquist:
-                raise ValueError(f"features.{name}: need 0 <= fmin < fmax <= {nyquist:g}")
+            top = rates[name] / 2
+            fmax = node.fmax if node.fmax is not None else top
+            if not 0 <= node.fmin < fmax <= top:
+                raise ValueError(f"features.{name}: need 0 <= fmin < fmax <= {top:g}")
         if isinstance(node, s.Yin) and node.fmax > nyquist:
             raise ValueError(f"features.{name}.fmax: above {nyquist:g} Hz")
     for model, spec in recipe.models.items():
@@ -91,6 +113,8 @@ def _check_decision(recipe: s.Recipe) -> None:
     for name in d.fusion.models:
         if name not in models:
             raise ValueError(f"decision.fusion.models: no model {name!r}")
+        if models[name].task != "classify":
+            raise ValueError(f"decision.fusion.models: {name} transcribes, it does not classify")
         used.append(name)
     if len(set(used)) != len(used):
         raise ValueError("decision.fusion.models: a model is named twice")
@@ -116,8 +140,8 @@ def _check_decision(recipe: s.Recipe) -> None:
         gate = models.get(d.gate.model)
         if gate is None:
             raise ValueError(f"decision.gate.model: no model {d.gate.model!r}")
-        if gate.source != "features":
-            raise ValueError("decision.gate.model: the gate reads the audio's features")
+        if gate.source != "features" or gate.task != "classify":
+            raise ValueError("decision.gate.model: the gate classifies the audio's features")
         if d.gate.model in used:
             raise ValueError("decision.gate.model: the gate is not also fused")
         if d.gate.label not in gate.label_names:
@@ -131,6 +155,13 @@ def _check_decision(recipe: s.Recipe) -> None:
                 f"{first} (a window the gate stops takes it)"
             )
         used.append(d.gate.model)
+    transcriber = recipe.transcriber
+    if transcriber is not None:
+        if transcriber not in models:
+            raise ValueError(f"transcript_source: no model {transcriber!r}")
+        if models[transcriber].task != "transcribe":
+            raise ValueError(f"transcript_source: {transcriber} is not a transcribe model")
+        used.append(transcriber)
     unused = sorted(set(models) - set(used))
     if unused:
         raise ValueError(f"models: {', '.join(unused)} not used by the decision")
@@ -227,6 +258,7 @@ class FeatureGraph:
     def __init__(self, recipe: s.Recipe) -> None:
         self.recipe = recipe
         self.order = topological_order(recipe.features)
+        self.rates = node_rates(recipe)
         self._needs: dict[frozenset[str], list[str]] = {}
 
     def needed(self, wanted: Iterable[str] | None) -> list[str]:
@@ -256,7 +288,7 @@ class FeatureGraph:
 
         from alertfusion.recipe.ops import Context, apply
 
-        ctx = Context(self.recipe.sample_rate, self.recipe.features)
+        ctx = Context(self.recipe.sample_rate, self.recipe.features, rates=self.rates)
         values: dict[str, np.ndarray] = {}
         for name in self.needed(wanted):
             node = self.recipe.features[name]

@@ -27,6 +27,11 @@ class Context:
     sample_rate: int
     nodes: dict[str, s.Node]
     memo: dict[tuple[Any, ...], np.ndarray] = field(default_factory=dict)
+    #: each node's rate where a resample changed it (alertfusion.recipe.graph.node_rates)
+    rates: dict[str, int] = field(default_factory=dict)
+
+    def rate(self, node: str) -> int:
+        return self.rates.get(node, self.sample_rate)
 
 
 def too_short(message: str) -> AudioError:
@@ -89,10 +94,9 @@ def mel(node: s.Mel, x: np.ndarray, ctx: Context) -> np.ndarray:
 
     source = ctx.nodes[node.input]
     assert isinstance(source, s.Stft)  # check_structure
-    fmax = node.fmax if node.fmax is not None else ctx.sample_rate / 2
-    basis = dsp.mel_filters(
-        ctx.sample_rate, source.n_fft, node.n_mels, node.fmin, fmax, node.scale, node.norm
-    )
+    rate = ctx.rate(node.input)
+    fmax = node.fmax if node.fmax is not None else rate / 2
+    basis = dsp.mel_filters(rate, source.n_fft, node.n_mels, node.fmin, fmax, node.scale, node.norm)
     return np.dot(basis, x)
 
 
@@ -261,6 +265,24 @@ def combine(node: s.Stack | s.Concat, arrays: list[np.ndarray]) -> np.ndarray:
 # -------------------------------------------------------------------------------- dispatch
 
 
+def resample(node: s.Resample, x: np.ndarray, ctx: Context) -> np.ndarray:
+    """librosa.resample(x, orig_sr, rate, res_type="soxr_hq"): python-soxr, then the length
+    fixed to ceil(n * rate / orig_sr) (librosa.util.fix_length: cut, or zeros at the end)."""
+    import numpy as np
+    import soxr
+
+    if x.ndim != 1:
+        raise ValueError(f"resample takes a 1-D signal, not shape {x.shape}")
+    if node.rate == ctx.sample_rate:
+        return x
+    y = soxr.resample(np.ascontiguousarray(x, dtype=np.float32), ctx.sample_rate, node.rate,
+                      quality="soxr_hq")  # fmt: skip
+    n = int(np.ceil(len(x) * node.rate / ctx.sample_rate))
+    if len(y) >= n:
+        return np.ascontiguousarray(y[:n], dtype=np.float32)
+    return np.concatenate([y, np.zeros(n - len(y), dtype=np.float32)])
+
+
 def apply(node: s.Node, args: list[np.ndarray], ctx: Context) -> np.ndarray:
     """One node's output from its sources' outputs (in `node.sources()` order)."""
     import numpy as np
@@ -270,6 +292,8 @@ def apply(node: s.Node, args: list[np.ndarray], ctx: Context) -> np.ndarray:
     if isinstance(node, s.Stack | s.Concat):
         return combine(node, args)
     (x,) = args
+    if isinstance(node, s.Resample):
+        return resample(node, x, ctx)
     if isinstance(node, s.Stft):
         if x.ndim != 1:
             raise ValueError(f"stft takes a 1-D signal, not shape {x.shape}")

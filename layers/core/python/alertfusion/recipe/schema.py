@@ -72,6 +72,16 @@ class Waveform(_Op):
     op: Literal["waveform"]
 
 
+class Resample(_Op):
+    """The waveform at another rate: librosa.resample(res_type="soxr_hq") with python-soxr,
+    length ceil(n * rate / sample_rate). Nodes after it see `rate` (mel's filters use it);
+    yin and tempo are refused after a resample for now."""
+
+    op: Literal["resample"]
+    input: NodeName
+    rate: int = Field(..., ge=4_000, le=384_000)
+
+
 class Stft(_Op):
     """|STFT|**power, (1 + n_fft // 2, frames): librosa.stft / torch.stft conventions."""
 
@@ -308,6 +318,7 @@ class Tempo(_Op):
 
 Node = Annotated[
     Waveform
+    | Resample
     | Stft
     | Mel
     | Db
@@ -360,14 +371,43 @@ class ModelOutput(_Strict):
     kind: Literal["logits", "probabilities", "sigmoid"] = "logits"
 
 
+class Transcription(_Strict):
+    """How a `transcribe` model's output becomes text.
+
+    Family "ctc": the output is per-frame logits over the bundle's alphabet, [batch, frames,
+    symbols]; greedy decoding takes each frame's top symbol, merges repeats and drops the
+    blank. Family "whisper": the model file is the encoder (log-mel (1, 80, 3000) -> the
+    decoder layers' cross-attention keys and values), the bundle also holds the decoder step
+    with its key/value cache and the tokenizer; greedy generation from the prompt (start of
+    transcript, the language token, transcribe, no timestamps) over 30 s chunks
+    (alertfusion.stt_whisper)."""
+
+    family: Literal["ctc", "whisper"] = "ctc"
+    decoding: Literal["greedy"] = "greedy"
+    #: the alphabet index of the CTC blank (family ctc)
+    blank: int = Field(0, ge=0)
+    #: a runaway guard: at most this many tokens per second of audio are kept (CTC) or
+    #: generated (whisper: per chunk, for its 30 s)
+    max_tokens_per_second: float = Field(30.0, gt=0)
+    #: the language of the transcripts (whisper: its token <|xx|> starts the prompt)
+    language: str = Field("ko", pattern=r"^[a-z]{2,3}$")
+    #: whisper: consecutive 30 s chunks of a longer recording overlap by this much
+    chunk_overlap_seconds: float = Field(5.0, ge=0, lt=30)
+
+
 class ModelSpec(_Strict):
-    task: Literal["classify"] = "classify"
+    #: "classify": one output row of label scores per window; "transcribe": speech-to-text
+    #: on the whole recording (its inputs from feature nodes computed on the whole clip)
+    task: Literal["classify", "transcribe"] = "classify"
     #: "features": inputs from feature nodes per window; "transcript": the text model (the
     #: bundle's tokenizer makes input_ids, attention_mask, token_type_ids)
     source: Literal["features", "transcript"] = "features"
     inputs: dict[str, ModelInput] = Field(default_factory=dict)
     output: ModelOutput = Field(default_factory=ModelOutput)
-    labels: list[Label] = Field(..., min_length=2)
+    #: a classify model's labels (at least two); a transcribe model has none
+    labels: list[Label] = Field(default_factory=list)
+    #: a transcribe model's decoding (required there, refused elsewhere)
+    transcription: Transcription | None = None
 
     @property
     def label_names(self) -> list[str]:
@@ -384,6 +424,12 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
+        if self.task == "transcribe":
+            return self._transcriber()
+        if self.transcription is not None:
+            raise ValueError("transcription: only a model of task 'transcribe' has one")
+        if len(self.labels) < 2:
+            raise ValueError("labels: a classify model needs at least two")
         names = self.label_names
         if len(set(names)) != len(names):
             raise ValueError(f"label names must be unique: {names}")
@@ -393,6 +439,17 @@ class ModelSpec(_Strict):
             raise ValueError("a features model needs inputs (ONNX input name -> node)")
         if self.source == "transcript" and self.inputs:
             raise ValueError("a transcript model takes the tokenizer's inputs, not nodes")
+        return self
+
+    def _transcriber(self) -> ModelSpec:
+        if self.transcription is None:
+            raise ValueError("transcription: a transcribe model needs one (family, decoding)")
+        if self.labels:
+            raise ValueError("labels: a transcribe model has none (its alphabet is a file)")
+        if self.source != "features" or len(self.inputs) != 1:
+            raise ValueError("inputs: a transcribe model reads exactly one feature node")
+        if self.transcription.family == "ctc" and self.output.kind != "logits":
+            raise ValueError("output.kind: a CTC model's output is per-frame logits")
         return self
 
 
@@ -433,6 +490,13 @@ class Decision(_Strict):
 # ---------------------------------------------------------------------------------- recipe
 
 
+#: where a recording's transcript comes from when the client gives none: Amazon Transcribe
+#: (the asynchronous pipeline's second stage) or a transcribe model of the bundle
+TranscriptSource = Annotated[
+    str, Field(pattern=r"^(aws_transcribe|model:[A-Za-z_][A-Za-z0-9_.-]{0,63})$")
+]
+
+
 class Recipe(_Strict):
     name: str = Field(..., pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
     description: str = ""
@@ -445,6 +509,15 @@ class Recipe(_Strict):
     features: dict[NodeName, Node]
     models: dict[ModelName, ModelSpec] = Field(..., min_length=1)
     decision: Decision
+    #: "aws_transcribe" or "model:NAME" (a transcribe model of this recipe); the client's own
+    #: text always wins
+    transcript_source: TranscriptSource = "aws_transcribe"
+
+    @property
+    def transcriber(self) -> str | None:
+        """The transcribe model that makes the transcript, or None (Amazon Transcribe)."""
+        source = self.transcript_source
+        return source.split(":", 1)[1] if source.startswith("model:") else None
 
     @model_validator(mode="after")
     def _graph(self) -> Recipe:

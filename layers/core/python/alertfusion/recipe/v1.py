@@ -190,11 +190,30 @@ def _read_cfg(recipe: s.Recipe) -> AudioPreprocessing | None:
         return None
 
 
+def without_transcribers(recipe: s.Recipe) -> s.Recipe:
+    """`recipe` without its transcribe models and the feature nodes only they read, its
+    transcript from Amazon Transcribe: what classifies. Today's system with a speech-to-text
+    model of its own is still today's system (the engine's optimised path transcribes first)."""
+    if recipe.transcriber is None:
+        return recipe
+    from alertfusion.recipe.graph import FeatureGraph
+
+    models = {n: m for n, m in recipe.models.items() if m.task == "classify"}
+    wanted = {f.node for m in models.values() for f in m.inputs.values()}
+    needed = set(FeatureGraph(recipe).needed(wanted))
+    features = {n: v for n, v in recipe.features.items() if n in needed}
+    return recipe.model_copy(
+        update={"models": models, "features": features, "transcript_source": "aws_transcribe"}
+    )
+
+
 def legacy_parts(recipe: s.Recipe) -> tuple[AudioPreprocessing, Labels] | None:
     """(features, labels) of today's system when `recipe` is exactly it (see the module
-    docstring), whatever its `text_overrides_gate`; None otherwise."""
+    docstring), whatever its `text_overrides_gate` and its speech-to-text model; None
+    otherwise."""
     from alertfusion.manifest import Labels
 
+    recipe = without_transcribers(recipe)
     cfg = _read_cfg(recipe)
     gate = recipe.decision.gate
     if cfg is None or gate is None or set(recipe.models) != {GATE_MODEL, AUDIO_MODEL, TEXT_MODEL}:
