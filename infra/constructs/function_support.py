@@ -63,6 +63,7 @@ def pipeline_environment(
         "EVENT_BUS_NAME": resources.event_bus_name,
         "WORK_QUEUE_URL": resources.work_queue_url,
         "TRANSCRIBE_POLICY": config.transcribe_policy,
+        "TRANSCRIPT_SOURCE": transcript_source(config),
         "TRANSCRIBE_LANGUAGE": config.transcribe_language,
         "TRANSCRIBE_JOB_PREFIX": config.transcribe_job_prefix,
         "MAX_UPLOAD_BYTES": str(config.max_upload_bytes),
@@ -75,6 +76,17 @@ def pipeline_environment(
         "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_METRICS_NAMESPACE,
         "POWERTOOLS_LOG_LEVEL": POWERTOOLS_LOG_LEVEL,
     }
+
+
+def transcript_source(config: InfraConfig) -> str:
+    """TRANSCRIPT_SOURCE from the baked bundle's recipe: "model" when it transcribes with its
+    own speech-to-text model (then no function starts Amazon Transcribe). An S3 bundle is not
+    read at synth: "aws_transcribe", as for today's system."""
+    if config.bundle_is_s3:
+        return "aws_transcribe"
+    from alertfusion.catalog import manifest_transcript_source
+
+    return manifest_transcript_source(config.bundle_dir / "manifest.json") or "aws_transcribe"
 
 
 def service_name(service: str) -> str:

@@ -222,6 +222,8 @@ def test_functions_trace_log_with_retention_and_get_the_pipeline_settings(
     }
     assert required <= set(props["Environment"]["Variables"])
     assert props["Environment"]["Variables"]["TRANSCRIBE_JOB_PREFIX"] == "alert-"
+    # the default bundle reads Amazon Transcribe's transcript (infra reads its recipe)
+    assert props["Environment"]["Variables"]["TRANSCRIPT_SOURCE"] == "aws_transcribe"
     # the default context deploys the core library's limits (alertfusion.limits)
     settings = PipelineSettings.model_validate(as_env(props["Environment"]["Variables"]))
     assert settings.min_audio_seconds == limits.MIN_AUDIO_SECONDS

@@ -271,3 +271,19 @@ def test_the_self_check_covers_the_speech_to_text_model(offline: Path, capsys: A
     (stt,) = [c for c in check.models if c.name == "stt"]
     assert check.passed and len(stt.judged.decisions) > 100  # one decision per output frame
     assert alertfusion_main(["selfcheck", "--bundle", str(offline)]) == EXIT_OK
+
+
+def test_a_deployment_of_the_bundle_never_starts_transcribe(
+    offline: Path, tiny_bundle: Path
+) -> None:
+    """infra sets TRANSCRIPT_SOURCE from the baked bundle's recipe (the starter then starts no
+    Transcribe job); an S3 bundle is not read at synth and keeps Amazon Transcribe."""
+    from infra.config import InfraConfig
+    from infra.constructs.function_support import transcript_source
+
+    def source(bundle: str) -> str:
+        return transcript_source(InfraConfig.model_construct(bundle=bundle))
+
+    assert source(str(offline)) == "model"
+    assert source(str(tiny_bundle)) == "aws_transcribe"
+    assert source("s3://models-example/alertfusion/offline/") == "aws_transcribe"

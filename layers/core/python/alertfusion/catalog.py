@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from alertfusion.errors import BundleError, ConfigError, InputError, ReasonCode
 
@@ -127,6 +128,19 @@ def manifest_has_text_model(path: Path) -> bool | None:
     except (OSError, ValueError, BundleError):
         return None
     return any(m.source == "transcript" for m in spec.recipe.models.values())
+
+
+def manifest_transcript_source(path: Path) -> Literal["aws_transcribe", "model"] | None:
+    """Where the recipe of the bundle manifest at `path` takes its transcript: "model" (its
+    own speech-to-text model) or "aws_transcribe"; None when the file is not a manifest (for
+    infra, which sets TRANSCRIPT_SOURCE from the bundle it bakes)."""
+    from alertfusion.manifest_v2 import as_v2, parse_manifest
+
+    try:
+        spec = as_v2(parse_manifest(json.loads(path.read_bytes()), str(path)))
+    except (OSError, ValueError, BundleError):
+        return None
+    return "model" if spec.recipe.transcript_source.startswith("model:") else "aws_transcribe"
 
 
 @lru_cache(maxsize=32)
