@@ -2,7 +2,7 @@
 random, then the counts that must be zero.
 
     python -m devstack.soak --uploads N [--faults random|none] [--seed S] [--bundle DIR]
-        [--json FILE] [--log FILE] [--settle-seconds S]
+        [--json FILE] [--log FILE] [--in-flight K] [--settle-seconds S]
 
 Each upload goes as the app sends it: ``POST /uploads`` (with an Idempotency-Key, retried
 on 5xx) and the presigned POST to S3; the local stack's real handlers, pumps, sweeper and
@@ -399,13 +399,16 @@ class Soak:
 
     def _drive(self, stack: Any, api: Any) -> None:
         later: list[Upload] = []
+        in_flight: set[str] = set()
         for index in range(self.args.uploads):
+            in_flight = self._room(stack, in_flight)
             kind = "audio"
             if self.chaos.flip(self.rates.refused):
                 kind = self.chaos.choice(["png", "short", "nan"])
             upload = self._upload(stack, api, index, kind)
             if upload is None:
                 continue
+            in_flight.add(upload.job_id)
             if self.chaos.flip(self.rates.duplicate_s3_event, "duplicate_s3_events"):
                 for _ in range(self.chaos.choice([1, 2])):
                     stack.replay_upload_event(upload.key)
@@ -432,6 +435,25 @@ class Soak:
                 self.out.flush()
         for old in later:
             self._replace(stack, old, 20_000 + old.index)
+
+    def _room(self, stack: Any, in_flight: set[str]) -> set[str]:
+        """Wait until fewer than ``--in-flight`` jobs are unfinished; the ones still are.
+
+        The local stack runs one handler at a time: uploads sent faster than it finishes
+        them only queue up, and a job queued past STUCK_AFTER_SECONDS is re-driven by every
+        sweep, which queues more work than the stack can do. Jobs that stay unfinished for
+        the settle time are left to the final count (lost)."""
+        deadline = time.monotonic() + self.settle_seconds
+        while len(in_flight) >= self.args.in_flight:
+            began = time.monotonic()
+            in_flight = self._unfinished(stack, in_flight)
+            if len(in_flight) < self.args.in_flight:
+                break
+            if began > deadline:
+                self.out.write(f"soak: {len(in_flight)} jobs unfinished; sending on\n")
+                return set()
+            time.sleep(max(0.2, 2 * (time.monotonic() - began)))
+        return in_flight
 
     def _post_uploads(self, api: Any, index: int, body: dict[str, str] | None = None) -> Any:
         payload = body or {"content_type": "audio/wav"}
@@ -670,6 +692,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--log", type=Path, default=LOG_FILE, help=f"the handlers' logs (default {LOG_FILE})"
     )
     parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=8,
+        help="at most this many unfinished jobs at once; the next upload waits (default 8)",
+    )
+    parser.add_argument(
         "--settle-seconds",
         type=float,
         help="how long to wait for every job to be final; the rest count as lost "
@@ -678,6 +706,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.uploads < 1:
         parser.error("--uploads must be at least 1")
+    if args.in_flight < 1:
+        parser.error("--in-flight must be at least 1")
     if args.settle_seconds is not None and args.settle_seconds <= 0:
         parser.error("--settle-seconds must be positive")
     return args

@@ -1,6 +1,7 @@
 """`python -m devstack.soak` as a command: a short run with random faults on the tiny bundle
 ends with every must-be-zero count 0 and exit status 0; a run where an upload's S3 event is
-swallowed (a fault the pipeline is not built to repair) counts it lost and exits 1."""
+swallowed (a fault the pipeline is not built to repair) counts it lost and exits 1, and
+does not stop sending while it waits for that job."""
 
 from __future__ import annotations
 
@@ -92,6 +93,8 @@ def test_a_lost_upload_makes_the_soak_exit_1(tmp_path: Path, tiny_bundle: Path) 
         "none",
         "--settle-seconds",
         "8",
+        "--in-flight",
+        "1",
         code=SWALLOW_FIRST_RECORD,
     )
     assert done.returncode == 1, done.stdout + done.stderr[-3000:]
@@ -99,3 +102,5 @@ def test_a_lost_upload_makes_the_soak_exit_1(tmp_path: Path, tiny_bundle: Path) 
     assert report["done"] + sum(report["failed"].values()) == 2
     assert "lost: 1  <-- must be 0" in done.stdout
     assert "(UPLOAD_PENDING)" in done.stdout
+    # one upload at a time: the drive waited for the lost job, then sent on
+    assert "soak: 1 jobs unfinished; sending on" in done.stdout
