@@ -92,7 +92,7 @@ def test_a_lost_upload_makes_the_soak_exit_1(tmp_path: Path, tiny_bundle: Path) 
         "--faults",
         "none",
         "--settle-seconds",
-        "8",
+        "5",
         "--in-flight",
         "1",
         code=SWALLOW_FIRST_RECORD,
