@@ -2,6 +2,7 @@
 random, then the counts that must be zero.
 
     python -m devstack.soak --uploads N [--faults random|none] [--seed S] [--bundle DIR]
+        [--json FILE] [--log FILE] [--in-flight K] [--settle-seconds S]
 
 Each upload goes as the app sends it: ``POST /uploads`` (with an Idempotency-Key, retried
 on 5xx) and the presigned POST to S3; the local stack's real handlers, pumps, sweeper and
@@ -35,6 +36,7 @@ import io
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -282,7 +284,12 @@ class Soak:
         #: what the classifier was given: file name (the job's key) -> md5 of the bytes
         self.classified: dict[str, set[str]] = {}
         self._classified_lock = threading.Lock()
-        self.workdir = Path(tempfile.mkdtemp(prefix="alertfusion-soak-"))
+
+    @property
+    def settle_seconds(self) -> float:
+        """How long to wait for every job to be final (then the rest count as lost)."""
+        chosen: float | None = self.args.settle_seconds
+        return chosen if chosen is not None else max(300.0, 2.0 * self.args.uploads)
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -296,7 +303,9 @@ class Soak:
 
         config = LocalConfig(
             bundle=str(self.args.bundle),
-            stuck_after_seconds=2,
+            # lost Transcribe events are finished this soon; a job merely waiting its turn
+            # longer than this is re-driven by every sweep (a duplicate task, harmless)
+            stuck_after_seconds=5,
             hard_timeout_seconds=3600,
             sweep_interval_s=1.0,
             visibility_timeout_s=1,
@@ -304,24 +313,29 @@ class Soak:
             env={"FUSION_GATE": self.args.gate},
         )
         started = time.monotonic()
-        with LocalStack(config) as stack:
-            stack.warm()
-            self._record_classifications()
-            if self.args.faults == "random":
-                self.chaos.install_crashes()
-                self.chaos.install_dynamodb_throttling()
-                stack.intercept_invocations(self._killer(stack))
-            api = TestClient(create_app(ApiSettings.model_validate({})))
-            try:
-                self._drive(stack, api)
+        # the SIGKILLed handler processes' specs and answers (devstack.child)
+        workdir = Path(tempfile.mkdtemp(prefix="alertfusion-soak-"))
+        try:
+            with LocalStack(config) as stack:
+                stack.warm()
+                self._record_classifications()
+                if self.args.faults == "random":
+                    self.chaos.install_crashes()
+                    self.chaos.install_dynamodb_throttling()
+                    stack.intercept_invocations(self._killer(stack, workdir))
+                api = TestClient(create_app(ApiSettings.model_validate({})))
+                try:
+                    self._drive(stack, api)
+                    self._settle(stack)
+                finally:
+                    self.chaos.enabled = False
+                    self.chaos.undo()
+                    stack.intercept_invocations(None)
+                    api.close()
                 self._settle(stack)
-            finally:
-                self.chaos.enabled = False
-                self.chaos.undo()
-                stack.intercept_invocations(None)
-                api.close()
-            self._settle(stack)
-            report = self._count(stack)
+                report = self._count(stack)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
         report.faults = self.chaos.counts
         report.seconds = time.monotonic() - started
         return report
@@ -351,14 +365,14 @@ class Soak:
         # the stack puts its own back when it stops (devstack.handlers.Handlers.uninstall)
         classifier_app.get_classifier = lambda: wrapped
 
-    def _killer(self, stack: Any) -> Any:
+    def _killer(self, stack: Any, workdir: Path) -> Any:
         """The handlers' interceptor: now and then an invocation runs in a child process
         that is killed with SIGKILL at one of its KILL_POINTS (devstack.child)."""
         from devstack.child import KILL_POINTS, ChildInvocation
         from devstack.handlers import Invocation
 
         env = {**stack.env, "FUSION_GATE": self.args.gate, "POWERTOOLS_TRACE_DISABLED": "true"}
-        children = ChildInvocation(self.workdir, env)
+        children = ChildInvocation(workdir, env)
 
         def intercept(
             function: str, trigger: str, event: dict[str, Any], job_ids: tuple[str, ...]
@@ -387,13 +401,16 @@ class Soak:
 
     def _drive(self, stack: Any, api: Any) -> None:
         later: list[Upload] = []
+        in_flight: set[str] = set()
         for index in range(self.args.uploads):
+            in_flight = self._room(stack, in_flight)
             kind = "audio"
             if self.chaos.flip(self.rates.refused):
                 kind = self.chaos.choice(["png", "short", "nan"])
             upload = self._upload(stack, api, index, kind)
             if upload is None:
                 continue
+            in_flight.add(upload.job_id)
             if self.chaos.flip(self.rates.duplicate_s3_event, "duplicate_s3_events"):
                 for _ in range(self.chaos.choice([1, 2])):
                     stack.replay_upload_event(upload.key)
@@ -420,6 +437,25 @@ class Soak:
                 self.out.flush()
         for old in later:
             self._replace(stack, old, 20_000 + old.index)
+
+    def _room(self, stack: Any, in_flight: set[str]) -> set[str]:
+        """Wait until fewer than ``--in-flight`` jobs are unfinished; the ones still are.
+
+        The local stack runs one handler at a time: uploads sent faster than it finishes
+        them only queue up, and a job queued past STUCK_AFTER_SECONDS is re-driven by every
+        sweep, which queues more work than the stack can do. Jobs that stay unfinished for
+        the settle time are left to the final count (lost)."""
+        deadline = time.monotonic() + self.settle_seconds
+        while len(in_flight) >= self.args.in_flight:
+            began = time.monotonic()
+            in_flight = self._unfinished(stack, in_flight)
+            if len(in_flight) < self.args.in_flight:
+                break
+            if began > deadline:
+                self.out.write(f"soak: {len(in_flight)} jobs unfinished; sending on\n")
+                return set()
+            time.sleep(max(0.2, 2 * (time.monotonic() - began)))
+        return in_flight
 
     def _post_uploads(self, api: Any, index: int, body: dict[str, str] | None = None) -> Any:
         payload = body or {"content_type": "audio/wav"}
@@ -487,18 +523,54 @@ class Soak:
 
     def _settle(self, stack: Any) -> None:
         """Wait until every upload's job is final and the stack is idle."""
-        deadline = time.monotonic() + max(300.0, 2.0 * self.args.uploads)
-        while time.monotonic() < deadline:
-            jobs = self._jobs(stack)
-            pending = [u for u in self.uploads if not _final(jobs.get(u.job_id))]
-            if not pending:
-                break
+        deadline = time.monotonic() + self.settle_seconds
+        pending = {upload.job_id for upload in self.uploads}
+        while pending and time.monotonic() < deadline:
+            began = time.monotonic()
+            pending = self._unfinished(stack, pending)
+            if pending:
+                # every read holds the local DynamoDB a while: leave it to the pipeline
+                time.sleep(max(0.5, 4 * (time.monotonic() - began)))
+        self._quiet(stack, max(min(60.0, self.settle_seconds), deadline - time.monotonic()))
+
+    def _quiet(self, stack: Any, timeout: float) -> None:
+        """Wait until the queues stay empty for 2 s: with every job final, what may remain
+        are duplicate events and re-driven tasks. (The stack's wait_idle wants 0.5 s without
+        any invocation, which the sweeper never leaves once a sweep of a large table takes
+        about as long as its interval.)"""
+        deadline = time.monotonic() + timeout
+        calm = 0
+        while calm < 4:
+            if time.monotonic() > deadline:
+                self.out.write("soak: the queues did not stay empty before the deadline\n")
+                return
+            queues = ("upload-events", "transcribe-events", "work")
+            calm = 0 if any(stack.queue_depth(q) for q in queues) else calm + 1
             time.sleep(0.5)
-        try:
-            # settle shorter than the sweeper's interval, which runs all the time
-            stack.wait_idle(timeout=max(60.0, deadline - time.monotonic()), settle_s=0.5)
-        except TimeoutError:
-            self.out.write("soak: the stack did not go idle before the deadline\n")
+
+    @staticmethod
+    def _unfinished(stack: Any, job_ids: set[str]) -> set[str]:
+        """The jobs among `job_ids` that are not DONE or FAILED, read by key 100 at a time (a
+        scan of the whole table at every check would starve the pipeline of moto's
+        DynamoDB, which serves one request at a time)."""
+        ddb, table = stack.client("dynamodb"), stack.config.table
+        final: set[str] = set()
+        ordered = sorted(job_ids)
+        for start in range(0, len(ordered), 100):
+            request: dict[str, Any] | None = {
+                table: {
+                    "Keys": [{"job_id": {"S": job_id}} for job_id in ordered[start : start + 100]],
+                    "ProjectionExpression": "job_id, #status",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                }
+            }
+            while request:
+                page = ddb.batch_get_item(RequestItems=request)
+                for item in page["Responses"].get(table, []):
+                    if item.get("status", {}).get("S") in ("DONE", "FAILED"):
+                        final.add(item["job_id"]["S"])
+                request = page.get("UnprocessedKeys") or None
+        return job_ids - final
 
     @staticmethod
     def _jobs(stack: Any) -> dict[str, Any]:
@@ -626,9 +698,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="FUSION_GATE (default none: every model runs, so alerts are frequent)",
     )
     parser.add_argument("--json", type=Path, help="also write the counts as JSON here")
+    parser.add_argument(
+        "--log", type=Path, default=LOG_FILE, help=f"the handlers' logs (default {LOG_FILE})"
+    )
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=8,
+        help="at most this many unfinished jobs at once; the next upload waits (default 8)",
+    )
+    parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        help="how long to wait for every job to be final; the rest count as lost "
+        "(default: 2 s per upload, at least 300)",
+    )
     args = parser.parse_args(argv)
     if args.uploads < 1:
         parser.error("--uploads must be at least 1")
+    if args.in_flight < 1:
+        parser.error("--in-flight must be at least 1")
+    if args.settle_seconds is not None and args.settle_seconds <= 0:
+        parser.error("--settle-seconds must be positive")
     return args
 
 
@@ -642,13 +733,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"soak: no model bundle at {args.bundle} (run `make bundle-demo`)\n")
         return 2
     console = sys.stdout
-    LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
-    with LOG_FILE.open("w", encoding="utf-8") as log:
+    args.log.parent.mkdir(parents=True, exist_ok=True)
+    with args.log.open("w", encoding="utf-8") as log:
         sys.stdout = log  # the handlers' logs and metrics go to the log file
         try:
             console.write(
                 f"soak: {args.uploads} uploads, faults {args.faults}, seed {args.seed}, "
-                f"bundle {args.bundle}; handler logs in {LOG_FILE}\n"
+                f"bundle {args.bundle}; handler logs in {args.log}\n"
             )
             report = Soak(args, console).run()
         finally:
