@@ -163,6 +163,15 @@ _S3_BODY: dict[str, Any] = {
 _S3_ERRORS = error_responses(401, 403, 404, 413, 415, 422, 429, 500, 503)
 
 
+# the original server's page posts its S3 form (`s3_key`, `text_input_s3`) to /s3predict
+@router.post(
+    "/s3predict",
+    response_model=PredictResponse,
+    summary="Legacy alias of /predict_s3 (the original server's path)",
+    responses=_S3_ERRORS,
+    openapi_extra=_S3_BODY,
+    deprecated=True,
+)
 @router.post(
     "/predict_s3",
     response_model=PredictResponse,
@@ -181,26 +190,6 @@ async def predict_s3(
     only keys under the allowed prefixes (`PREDICT_S3_PREFIXES`, default `uploads/`):
     another bucket or prefix is 403, a missing object 404. The object is read into
     memory (at most MAX_UPLOAD_BYTES); nothing is written to disk."""
-    return await _predict_s3(settings, classifier, pipeline, caller, body, gate=None)
-
-
-@router.post(
-    "/s3predict",
-    response_model=PredictResponse,
-    summary="Legacy alias of /predict_s3 (the original server's path)",
-    responses=_S3_ERRORS,
-    openapi_extra=_S3_BODY,
-    deprecated=True,
-)
-async def s3predict(
-    settings: SettingsDep,
-    classifier: ClassifierDep,
-    pipeline: PipelineDep,
-    caller: CallerDep,
-    body: Annotated[PredictS3Request, Depends(predict_s3_body)],
-) -> PredictResponse:
-    """The original server's page posts its S3 form (`s3_key`, `text_input_s3`) here: the
-    same as `POST /predict_s3`."""
     return await _predict_s3(settings, classifier, pipeline, caller, body, gate=None)
 
 
