@@ -149,12 +149,12 @@ def auth_environment(config: InfraConfig, issuer: TokenIssuer | None) -> dict[st
 
 
 def starter_environment(config: InfraConfig) -> dict[str, str]:
-    """What the starter (no bundle in its package) is told of a baked bundle:
-    BUNDLE_TEXT_MODEL=false when its recipe has no text model, so it never starts Transcribe
-    (alertfusion.catalog). An S3 bundle is not read at synth: the starter then starts
-    Transcribe, and the classifier still makes the audio verdict final without waiting."""
+    """What the starter (no bundle in its package) is told of the bundle, so that it never
+    starts Transcribe for a recipe without a text model (alertfusion.catalog): a baked
+    bundle's BUNDLE_TEXT_MODEL, read from its manifest at synth; an S3 bundle's location
+    (MODEL_BUNDLE), whose manifest the starter reads once per sandbox (grant_bundle_read)."""
     if config.bundle_is_s3:
-        return {}
+        return {"MODEL_BUNDLE": config.bundle}
     from alertfusion.catalog import TEXT_MODEL_ENV, manifest_has_text_model
 
     found = manifest_has_text_model(config.bundle_dir / "manifest.json")
@@ -288,6 +288,17 @@ def acknowledge_destination_not_dlq(function: Construct) -> None:
 def acknowledge_xray(role: iam.Role) -> None:
     """The role's default policy holds the X-Ray statement that tracing adds."""
     acknowledge(role, "AwsSolutions-IAM5[Resource::*]", _XRAY_REASON)
+
+
+def grant_manifest_read(config: InfraConfig, role: iam.Role) -> None:
+    """Read access to an s3:// model bundle's manifest.json only (the starter's view)."""
+    if not config.bundle_is_s3:
+        return
+    from alertfusion.manifest import MANIFEST_FILE
+
+    bucket, key = config.bundle_s3_parts
+    arn = f"arn:{Stack.of(role).partition}:s3:::{bucket}/{key.rstrip('/')}/{MANIFEST_FILE}"
+    role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[arn]))
 
 
 def grant_bundle_read(config: InfraConfig, role: iam.Role) -> None:

@@ -17,6 +17,7 @@ from infra.constructs.function_support import (
     acknowledge_xray,
     acknowledge_zip_runtime,
     function_log_group,
+    grant_manifest_read,
     lambda_architecture,
     lambda_role,
     pipeline_environment,
@@ -93,6 +94,9 @@ class StarterFunction(Construct):
         allow_objects(
             self.role, ["s3:GetObject"], {UPLOADS_PREFIX: bucket.objects_arn(UPLOADS_PREFIX)}
         )
+        # an S3 bundle's manifest (and nothing else of it) says whether its recipe reads a
+        # transcript
+        grant_manifest_read(config, self.role)
         # Transcribe writes the transcript with the starter's permissions.
         allow_objects(
             self.role,

@@ -283,7 +283,9 @@ def test_fallback_instance_has_the_api_rights_plus_image_pull_key_and_logs(synth
     _assert_deletes_only_job_data(statements)
 
 
-def test_an_s3_bundle_is_readable_by_the_image_functions_only(synth_s3_bundle: Synth) -> None:
+def test_an_s3_bundle_is_readable_by_the_image_functions_its_manifest_by_the_starter(
+    synth_s3_bundle: Synth,
+) -> None:
     bucket, _, key = S3_BUNDLE.removeprefix("s3://").partition("/")
     expected = {f"arn:aws:s3:::{bucket}/{key}", f"arn:aws:s3:::{bucket}/{key}/*"}
     for component, prefix in (("pipeline", "ClassifierFunction"), ("api", "HttpFunction")):
@@ -292,6 +294,13 @@ def test_an_s3_bundle_is_readable_by_the_image_functions_only(synth_s3_bundle: S
         assert bundle == expected, component
         env = find_one(synth_s3_bundle.templates[component], "AWS::Lambda::Function", prefix)[1]
         assert env["Properties"]["Environment"]["Variables"]["MODEL_BUNDLE"] == S3_BUNDLE
-    for prefix in ("StarterFunction", "SweeperFunction"):
-        statements = _function_statements(synth_s3_bundle, "pipeline", prefix)
-        assert not any(isinstance(r, str) for r in resources_for(statements, "s3:GetObject"))
+    # the starter reads the manifest alone (does the recipe read a transcript?), the sweeper
+    # nothing of the bundle
+    starter = _function_statements(synth_s3_bundle, "pipeline", "StarterFunction")
+    bundle = {r for r in resources_for(starter, "s3:GetObject") if isinstance(r, str)}
+    assert bundle == {f"arn:aws:s3:::{bucket}/{key}/manifest.json"}
+    template = synth_s3_bundle.templates["pipeline"]
+    env = find_one(template, "AWS::Lambda::Function", "StarterFunction")[1]
+    assert env["Properties"]["Environment"]["Variables"]["MODEL_BUNDLE"] == S3_BUNDLE
+    sweeper = _function_statements(synth_s3_bundle, "pipeline", "SweeperFunction")
+    assert not any(isinstance(r, str) for r in resources_for(sweeper, "s3:GetObject"))

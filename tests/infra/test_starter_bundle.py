@@ -27,8 +27,10 @@ def test_the_starter_learns_the_baked_bundles_text_model(tmp_path: Path, tiny_bu
     infant = write_bundle(identity_scalers(recipe_dict("infant-cry")), tmp_path / "infant")
     assert starter_environment(_config(str(infant))) == {"BUNDLE_TEXT_MODEL": "false"}
     assert starter_environment(_config(str(tiny_bundle))) == {"BUNDLE_TEXT_MODEL": "true"}
-    # not read at synth: an S3 bundle, or a directory that holds no manifest
-    assert starter_environment(_config("s3://models-example/alertfusion/v1/")) == {}
+    # an S3 bundle is not read at synth: the starter reads its manifest (MODEL_BUNDLE)
+    s3 = "s3://models-example/alertfusion/v1/"
+    assert starter_environment(_config(s3)) == {"MODEL_BUNDLE": s3}
+    # a directory that holds no manifest: nothing said (the starter starts Transcribe)
     odd = tmp_path / "placeholder"
     odd.mkdir()
     (odd / "manifest.json").write_text(json.dumps({"placeholder": True}))

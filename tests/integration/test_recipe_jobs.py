@@ -185,3 +185,37 @@ def test_a_starter_told_by_the_stack_never_starts_transcribe(
     (stage,) = aws.drain(Engine.from_bundle(infant_bundle))
     assert stage.status is JobStatus.DONE
     assert aws.job(out["job_id"]).transcribe_status == "SKIPPED"
+
+
+def test_a_starter_with_an_s3_bundle_reads_its_manifest_and_skips_transcribe(
+    aws: AwsEnv, monkeypatch: pytest.MonkeyPatch, infant_bundle: Path
+) -> None:
+    """Deployed with an S3 bundle, the starter has only MODEL_BUNDLE=s3://... and read access
+    to the manifest (infra.constructs.function_support.starter_environment): it reads the
+    recipe there, and starts no Transcribe job for one without a text model."""
+    from alertfusion.manifest import MANIFEST_FILE
+
+    aws.s3.put_object(
+        Bucket=BUCKET,
+        Key=f"models/infant/{MANIFEST_FILE}",
+        Body=(infant_bundle / MANIFEST_FILE).read_bytes(),
+    )
+    monkeypatch.setenv("MODEL_BUNDLE", f"s3://{BUCKET}/models/infant")
+    monkeypatch.delenv("MODEL_BUNDLES", raising=False)
+    reset_catalog()
+    try:
+        key = "uploads/incoming/s3-bundle.wav"
+        aws.put(key, CRY_WAV)
+        (out,) = aws.run_starter(aws.upload_event(key))["records"]
+        assert (out["action"], out["transcribe"]) == ("accepted", "skipped")
+        assert aws.transcribe_jobs() == []
+        # an unreadable manifest: the starter cannot tell, and starts Transcribe as today
+        monkeypatch.setenv("MODEL_BUNDLE", f"s3://{BUCKET}/models/missing")
+        reset_catalog()
+        other = "uploads/incoming/s3-bundle-missing.wav"
+        aws.put(other, CRY_WAV)
+        (out,) = aws.run_starter(aws.upload_event(other))["records"]
+        assert (out["action"], out["transcribe"]) == ("accepted", "started")
+        assert len(aws.transcribe_jobs()) == 1
+    finally:
+        reset_catalog()

@@ -278,7 +278,7 @@ def _key(prefix: str, name: str) -> str:
     return f"{prefix}/{name}" if prefix else name
 
 
-def _client_error(exc: Exception, uri: str, key: str) -> Exception:
+def s3_bundle_error(exc: Exception, uri: str, key: str) -> Exception:
     """A typed error for a failed S3 call: missing or forbidden is BUNDLE_NOT_FOUND (a
     configuration problem), anything else may pass with a retry."""
     code = error_code(exc)
@@ -303,7 +303,7 @@ def _get_object(s3: Any, bucket: str, key: str, uri: str, max_bytes: int) -> byt
         data: bytes = body.read(max_bytes + 1)
         body.close()
     except (ClientError, BotoCoreError) as exc:
-        raise _client_error(exc, uri, key) from exc
+        raise s3_bundle_error(exc, uri, key) from exc
     if len(data) > max_bytes:
         raise BundleError(f"{uri}: {key} is larger than {max_bytes} bytes")
     return data
@@ -326,4 +326,4 @@ def _download(s3: Any, bucket: str, key: str, dest: Path, uri: str, *, max_bytes
                 fh.write(chunk)
         body.close()
     except (ClientError, BotoCoreError) as exc:
-        raise _client_error(exc, uri, key) from exc
+        raise s3_bundle_error(exc, uri, key) from exc

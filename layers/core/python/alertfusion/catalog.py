@@ -175,7 +175,15 @@ def _read_manifest(location: str, file: str) -> object:
 
             bucket, _, prefix = location.removeprefix(S3_SCHEME).partition("/")
             key = f"{prefix.rstrip('/')}/{file}"
-            body = aws.s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+            try:
+                body = aws.s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+            except Exception as exc:
+                if aws.error_code(exc) is None:
+                    raise
+                # missing or forbidden: BUNDLE_NOT_FOUND; anything else a TransientError
+                from alertfusion.bundle import s3_bundle_error
+
+                raise s3_bundle_error(exc, location, key) from exc
         else:
             body = (Path(location) / file).read_bytes()
         return json.loads(body)
