@@ -47,8 +47,8 @@ SAMPLE = REPO / "samples" / "ko-violence-long-16k.wav"
 #: Whisper's multilingual vocabulary (a fine-tuned Korean Whisper-tiny keeps it)
 WHISPER_VOCAB = 51865
 #: decoded tokens per second of audio timed for Whisper (docs/DECISIONS.md, issue 16):
-#: Korean speech runs at about 5-8 syllables a second, Whisper's byte-level BPE spends about
-#: one token per common Hangul syllable, and a short emergency clip is not all speech
+#: Korean speech runs at about 5-8 syllables a second, Whisper's byte-level BPE spends one token
+#: on a common Hangul syllable and more on a rarer one, and a short clip holds pauses
 TOKENS_PER_SECOND = 6.0
 #: Whisper's prompt (start, language, transcribe, no timestamps) as the demo tokenizer numbers
 #: it; an untrained model's cost does not depend on which ids these are
