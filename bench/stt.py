@@ -18,7 +18,7 @@ end token is accepted). Figures: median milliseconds over `--runs` runs per dura
 processing time / audio duration, session creation (the cold start added) and the peak RSS
 the process gained from just before the sessions were created.
 
-    python -m bench stt [--runs 3] [--threads 1,2] [--out build/bench/stt.json]
+    python -m bench stt [--runs 3] [--threads 1,2] [--out FILE.json] [--work DIR]
     python -m bench stt --quick     # tiny models, short audio, one run: exercises the code
 """
 
