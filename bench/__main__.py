@@ -1,7 +1,8 @@
-"""`python -m bench [run|sessions]`: the seed path against this engine, and the session tuning.
+"""`python -m bench [run|sessions|stt]`: the seed path against this engine, and the session tuning.
 
 python -m bench                 # = run: build/bench/report.json + a table
 python -m bench sessions        # ONNX Runtime options measured: build/bench/sessions.json
+python -m bench stt             # speech-to-text RTF, cold start, memory, cost (bench.stt)
 """
 
 from __future__ import annotations
@@ -32,10 +33,18 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--cold-runs", type=int, default=3, help="cold starts per path")
         p.add_argument("--skip-fidelity", action="store_true")
         p.add_argument("--out", default=str(OUT_DIR / "report.json"))
+    stt = commands.add_parser("stt", help="speech-to-text in the bundle, measured")
+    from bench.stt import add_arguments as stt_arguments
+
+    stt_arguments(stt)
     sessions.add_argument("--bundle", help="int8 bundle (default build/models/demo)")
     sessions.add_argument("--rounds", type=int, default=5)
     sessions.add_argument("--out", default=str(OUT_DIR / "sessions.json"))
     args = parser.parse_args(argv)
+    if args.command == "stt":
+        from bench.stt import main as stt_main
+
+        return stt_main(args)
     if args.command == "sessions":
         from bench.sessions import main as sessions_main
 
