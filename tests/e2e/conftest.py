@@ -5,9 +5,11 @@ delivery, the real handlers, the Transcribe stand-in) with the real engine on th
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,9 @@ import functions.sweeper.app  # noqa: F401
 from devstack.config import LocalConfig
 from devstack.stack import LocalStack
 from tests.conftest import FIXTURES, SAMPLES
+
+#: how long a stopped stack's last request threads may take to end
+THREAD_GRACE_SECONDS = 10.0
 
 TRANSCRIPTS: dict[str, str] = json.loads((SAMPLES / "transcripts.json").read_text("utf-8"))
 
@@ -71,6 +76,13 @@ def make_stack(tiny_bundle: Path) -> Iterator[Callable[..., LocalStack]]:
     finally:
         for stack in stacks:
             stack.stop()
+    # A request thread of the stopped server may still be ending: it ends when its client's
+    # keep-alive connection closes (the dropped boto3 clients close theirs when collected).
+    # Give those a bounded grace; a thread still alive after it is a leak.
+    gc.collect()
+    deadline = time.monotonic() + THREAD_GRACE_SECONDS
+    for thread in set(threading.enumerate()) - threads_before:
+        thread.join(max(0.0, deadline - time.monotonic()))
     left = [t.name for t in set(threading.enumerate()) - threads_before if t.is_alive()]
     assert not left, f"threads left behind: {left}"
     # moto's configuration is process-wide: later in-process mock_aws users must get theirs
