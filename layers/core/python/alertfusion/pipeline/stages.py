@@ -173,14 +173,17 @@ def _classifier_for(job: Job, classifier: Classifier) -> Classifier:
     return get_engine(job.bundle)
 
 
-def _client_transcript_stage(
+def _single_stage(
     ctx: PipelineContext,
     job: Job,
-    transcript: str,
     classifier: Classifier,
     alerts: tuple[str, ...],
+    *,
+    transcript: str | None,
 ) -> StageOutcome:
-    """The client sent the transcript: one fused verdict, final at once, no Transcribe."""
+    """One fused verdict, final at once, no Transcribe: the client sent the `transcript`, or
+    (None: TRANSCRIPT_SOURCE=model) the engine transcribes with the bundle's own
+    speech-to-text model in this one invocation."""
     if job.final is not None or job.is_final:
         return StageOutcome(
             job.job_id, "audio_stage", "already_recorded", status=job.status, alerts_sent=alerts
@@ -193,57 +196,37 @@ def _client_transcript_stage(
             assert isinstance(exc, AlertFusionError)
             return _fail_outcome(ctx, job, exc, "audio_stage")
         raise
+    reason: ReasonCode | None = text_error.code if text_error else None
+    detail: str | None = text_error.message if text_error else None
+    transcribe_detail: str | None = None
+    if transcript is None:
+        reason, detail = _model_transcript_gap(result)
+        transcribe_detail = "the bundle's speech-to-text model transcribed"
     verdict = Verdict.from_result(
         result,
         decided_at=now_utc(),
-        text_source="client",
-        audio_only_reason=text_error.code if text_error else None,
-        audio_only_detail=text_error.message if text_error else None,
-        object_etag=audio.etag,
-    )
-    done = _finish(ctx, job, result, verdict, stage="audio_stage", transcribe_status="SKIPPED")
-    return replace(done, alerts_sent=alerts + done.alerts_sent, transcribe="skipped")
-
-
-def _model_transcript_stage(
-    ctx: PipelineContext, job: Job, classifier: Classifier, alerts: tuple[str, ...]
-) -> StageOutcome:
-    """TRANSCRIPT_SOURCE=model: the engine transcribes with the bundle's own speech-to-text
-    model and fuses in this one invocation; the verdict is final at once, no Transcribe."""
-    if job.final is not None or job.is_final:
-        return StageOutcome(
-            job.job_id, "audio_stage", "already_recorded", status=job.status, alerts_sent=alerts
-        )
-    try:
-        audio = _load_audio(ctx, job)
-        result = classifier.classify(audio.data, filename=_filename(job))
-    except Exception as exc:
-        if _is_permanent(exc):
-            assert isinstance(exc, AlertFusionError)
-            return _fail_outcome(ctx, job, exc, "audio_stage")
-        raise
-    heard = result.transcript
-    reason: ReasonCode | None = None
-    detail: str | None = None
-    if heard is None or heard.source != "model":
-        reason = ReasonCode.TRANSCRIBE_SKIPPED
-        detail = "TRANSCRIPT_SOURCE=model, but the bundle's recipe has no speech-to-text model"
-        logger.error(detail, extra={"bundle": result.model.bundle_version})
-    elif not heard.text:
-        reason, detail = ReasonCode.TRANSCRIPT_EMPTY, "the speech-to-text model heard no words"
-    verdict = Verdict.from_result(
-        result,
-        decided_at=now_utc(),
-        text_source="model",
+        text_source="client" if transcript is not None else "model",
         audio_only_reason=reason,
         audio_only_detail=detail,
         object_etag=audio.etag,
     )
     done = _finish(
         ctx, job, result, verdict, stage="audio_stage", transcribe_status="SKIPPED",
-        transcribe_detail="the bundle's speech-to-text model transcribed",
+        transcribe_detail=transcribe_detail,
     )  # fmt: skip
     return replace(done, alerts_sent=alerts + done.alerts_sent, transcribe="skipped")
+
+
+def _model_transcript_gap(result: ClassificationResult) -> tuple[ReasonCode | None, str | None]:
+    """Why a verdict meant to fuse the bundle's own transcript has no text, if it has none."""
+    heard = result.transcript
+    if heard is None or heard.source != "model":
+        detail = "TRANSCRIPT_SOURCE=model, but the bundle's recipe has no speech-to-text model"
+        logger.error(detail, extra={"bundle": result.model.bundle_version})
+        return ReasonCode.TRANSCRIBE_SKIPPED, detail
+    if not heard.text:
+        return ReasonCode.TRANSCRIPT_EMPTY, "the speech-to-text model heard no words"
+    return None, None
 
 
 def run_audio_stage(
@@ -283,9 +266,9 @@ def _run_audio_stage(ctx: PipelineContext, job_id: str, classifier: Classifier) 
         raise
 
     if job.client_transcript is not None:
-        return _client_transcript_stage(ctx, job, job.client_transcript, classifier, alerts)
+        return _single_stage(ctx, job, classifier, alerts, transcript=job.client_transcript)
     if settings.transcript_source == "model":
-        return _model_transcript_stage(ctx, job, classifier, alerts)
+        return _single_stage(ctx, job, classifier, alerts, transcript=None)
 
     action: StageAction = "already_recorded"
     result: ClassificationResult | None = None
