@@ -107,3 +107,21 @@ def tiny_bundle_int8(tiny_bundle_cache: Path, tmp_path_factory: pytest.TempPathF
     """A tiny int8 bundle (static QDQ audio models, dynamic int8 text model), built on this
     CPU, its demo checkpoints beside it."""
     return _session_copy(tiny_bundle_cache, "tiny-int8", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def offline_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny demo bundle of recipes/emergency-voice-offline.json (today's system plus an
+    untrained CTC speech-to-text model: its recipe's transcript_source is `model:stt`), built
+    on the session's tiny bundle. Shared: copy it before changing it."""
+    from model_export.progress import Progress
+    from model_export.recipe_build import load_recipe
+    from model_export.stt_demo import build_offline_demo
+
+    out = tmp_path_factory.mktemp("offline") / "bundle"
+    build_offline_demo(
+        load_recipe(REPO / "recipes" / "emergency-voice-offline.json"), out, size="tiny",
+        seed=0, quantize="none", threshold=0.9, calibration_audio=SAMPLES, fp32_fallback=False,
+        force=False, progress=Progress(), checkpoints_out=None, base=tiny_bundle,
+    )  # fmt: skip
+    return out

@@ -169,6 +169,7 @@ class FakeClassifier:
     loaded: bool = True
     readiness: Readiness | None = None
     has_text_model: bool = True
+    transcribes: bool = False
 
     @property
     def spec(self) -> ManifestV2:

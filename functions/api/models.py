@@ -433,6 +433,7 @@ class BundleView(_ApiModel):
                     "alert_labels": ["hungry"],
                     "aggregate": "mean",
                     "has_text_model": False,
+                    "transcript_source": "aws_transcribe",
                 }
             ]
         }
@@ -451,6 +452,11 @@ class BundleView(_ApiModel):
     )
     display_names: dict[str, str] = Field(
         default_factory=dict, description="every model's label (a gate's too) -> display name"
+    )
+    transcript_source: Literal["aws_transcribe", "model"] = Field(
+        "aws_transcribe",
+        description="model: the bundle's own speech-to-text model makes the transcript "
+        "(no Amazon Transcribe job; one final verdict)",
     )
 
 

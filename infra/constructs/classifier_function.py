@@ -34,6 +34,7 @@ from infra.constructs.function_support import (
     live_target,
     pipeline_environment,
     snap_start,
+    transcript_source,
 )
 from infra.constructs.jobs_table import JobsTable
 from infra.constructs.permissions import (
@@ -161,20 +162,25 @@ class ClassifierFunction(Construct):
             {p: bucket.objects_arn(p) for p in (UPLOADS_PREFIX, TRANSCRIPTS_PREFIX)},
         )
         # results/: the final verdict's copy; transcripts/: Transcribe writes with this role
-        # when the gated policy starts it from the audio stage.
-        allow_objects(
-            role,
-            ["s3:PutObject"],
-            {p: bucket.objects_arn(p) for p in (RESULTS_PREFIX, TRANSCRIPTS_PREFIX)},
-        )
+        # when the gated policy starts it from the audio stage. A baked bundle that
+        # transcribes itself starts no Transcribe job: neither permission. (Reading
+        # transcripts/ and the rule stay: a job started under an earlier deployment still
+        # finishes with its Transcribe transcript.)
+        starts_transcribe = transcript_source(config) == "aws_transcribe"
+        writes = (RESULTS_PREFIX, TRANSCRIPTS_PREFIX) if starts_transcribe else (RESULTS_PREFIX,)
+        allow_objects(role, ["s3:PutObject"], {p: bucket.objects_arn(p) for p in writes})
         allow_table(role, table.table.table_arn, TABLE_READ_WRITE_ACTIONS)
         bus.bus.grant_put_events_to(role)
         # With the gated policy the audio stage starts Transcribe; a job Transcribe refuses
         # is finalised audio-only through a task on the work queue.
         queues.work.grant_send_messages(role)
-        allow_transcribe_start(
-            self, role, bucket_name=bucket.bucket.bucket_name, transcripts_prefix=TRANSCRIPTS_PREFIX
-        )
+        if starts_transcribe:
+            allow_transcribe_start(
+                self,
+                role,
+                bucket_name=bucket.bucket.bucket_name,
+                transcripts_prefix=TRANSCRIPTS_PREFIX,
+            )
         # the steps that find a deleted job delete what was written for it meanwhile (a
         # transcript, a result file) and its Transcribe job (alertfusion.pipeline.deletion)
         allow_job_deletion(

@@ -22,6 +22,7 @@ from infra.constructs.function_support import (
     lambda_role,
     pipeline_environment,
     starter_environment,
+    transcript_source,
 )
 from infra.constructs.jobs_table import JobsTable
 from infra.constructs.layers import ZIP_RUNTIME, FunctionLayers
@@ -97,22 +98,24 @@ class StarterFunction(Construct):
         # an S3 bundle's manifest (and nothing else of it) says whether its recipe reads a
         # transcript
         grant_manifest_read(config, self.role)
-        # Transcribe writes the transcript with the starter's permissions.
-        allow_objects(
-            self.role,
-            ["s3:PutObject"],
-            {TRANSCRIPTS_PREFIX: bucket.objects_arn(TRANSCRIPTS_PREFIX)},
-        )
         # an upload for a job its owner deleted is deleted too (alertfusion.pipeline.deletion)
         allow_job_deletion(
             self, self.role, bucket.objects_arn, prefixes=(UPLOADS_PREFIX,), job_prefix=None
         )
         allow_table(self.role, table.table.table_arn, TABLE_READ_WRITE_ACTIONS)
         queues.work.grant_send_messages(self.role)
-        allow_transcribe_start(
-            self,
-            self.role,
-            bucket_name=bucket.bucket.bucket_name,
-            transcripts_prefix=TRANSCRIPTS_PREFIX,
-        )
+        if transcript_source(config) == "aws_transcribe":
+            # Transcribe writes the transcript with the starter's permissions. A baked bundle
+            # that transcribes itself never starts a Transcribe job: no permission to.
+            allow_objects(
+                self.role,
+                ["s3:PutObject"],
+                {TRANSCRIPTS_PREFIX: bucket.objects_arn(TRANSCRIPTS_PREFIX)},
+            )
+            allow_transcribe_start(
+                self,
+                self.role,
+                bucket_name=bucket.bucket.bucket_name,
+                transcripts_prefix=TRANSCRIPTS_PREFIX,
+            )
         acknowledge_xray(self.role)

@@ -8,6 +8,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,18 +110,16 @@ def core_layer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_core_layer(tmp_path_factory.mktemp("layer") / "core")
 
 
-@pytest.fixture(scope="session")
-def placeholder_bundle() -> Iterator[str]:
-    """A bundle directory for the image to bake. The image is built from the repository, so
-    it must live inside it (under build/models/, which is git-ignored); removed afterwards.
-    Its content is a placeholder on purpose: no entry point may load the model at import."""
+@contextmanager
+def _repo_bundle(manifest: bytes) -> Iterator[str]:
+    """A bundle directory for the image to bake, holding `manifest` and a placeholder model
+    file. The image is built from the repository, so it must live inside it (under
+    build/models/, which is git-ignored); removed afterwards."""
     relative = f"build/models/.infra-test-{uuid.uuid4().hex[:12]}"
     path = REPO / relative
     created = [p for p in (path.parent.parent, path.parent) if not p.exists()]
     path.mkdir(parents=True)
-    (path / "manifest.json").write_text(
-        json.dumps({"placeholder": "infra tests: a layout fixture, not a model bundle"})
-    )
+    (path / "manifest.json").write_bytes(manifest)
     (path / "weights.onnx").write_bytes(b"not a model")
     try:
         yield relative
@@ -129,6 +128,14 @@ def placeholder_bundle() -> Iterator[str]:
         for parent in reversed(created):
             if parent.exists() and not any(parent.iterdir()):
                 parent.rmdir()
+
+
+@pytest.fixture(scope="session")
+def placeholder_bundle() -> Iterator[str]:
+    """Its content is a placeholder on purpose: no entry point may load the model at import."""
+    placeholder = {"placeholder": "infra tests: a layout fixture, not a model bundle"}
+    with _repo_bundle(json.dumps(placeholder).encode()) as relative:
+        yield relative
 
 
 @pytest.fixture(scope="session")
@@ -207,3 +214,18 @@ def synth_options(tmp_path_factory: pytest.TempPathFactory, placeholder_bundle: 
         },
         components=("pipeline", "api"),
     )
+
+
+@pytest.fixture(scope="session")
+def synth_offline(
+    tmp_path_factory: pytest.TempPathFactory, core_layer_dir: Path, offline_bundle: Path
+) -> Iterator[Synth]:
+    """A baked bundle whose recipe transcribes with its own speech-to-text model (its
+    manifest; infra reads nothing else of it)."""
+    with _repo_bundle((offline_bundle / "manifest.json").read_bytes()) as relative:
+        yield synthesize(
+            tmp_path_factory.mktemp("cdk.out-offline"),
+            core_layer_dir,
+            {"stage": TEST_STAGE, "bundle": relative},
+            components=("pipeline", "api"),
+        )

@@ -304,3 +304,26 @@ def test_an_s3_bundle_is_readable_by_the_image_functions_its_manifest_by_the_sta
     assert env["Properties"]["Environment"]["Variables"]["MODEL_BUNDLE"] == S3_BUNDLE
     sweeper = _function_statements(synth_s3_bundle, "pipeline", "SweeperFunction")
     assert not any(isinstance(r, str) for r in resources_for(sweeper, "s3:GetObject"))
+
+
+def test_a_baked_bundle_that_transcribes_itself_may_not_start_transcribe(
+    synth_offline: Synth,
+) -> None:
+    """Its recipe's transcript comes from its own speech-to-text model: no function may start
+    a Transcribe job or write transcripts; what finishes a job started under an earlier
+    deployment (reading its transcript, asking Transcribe about it, deleting it) stays."""
+    template = synth_offline.templates["pipeline"]
+    for prefix in ("StarterFunction", "ClassifierFunction", "SweeperFunction"):
+        env = find_one(template, "AWS::Lambda::Function", prefix)[1]
+        assert env["Properties"]["Environment"]["Variables"]["TRANSCRIPT_SOURCE"] == "model"
+    starter = _function_statements(synth_offline, "pipeline", "StarterFunction")
+    assert "transcribe:StartTranscriptionJob" not in allowed_actions(starter)
+    assert "s3:PutObject" not in allowed_actions(starter)
+    classifier = _function_statements(synth_offline, "pipeline", "ClassifierFunction")
+    actions = allowed_actions(classifier)
+    assert "transcribe:StartTranscriptionJob" not in actions
+    assert "transcribe:GetTranscriptionJob" in actions
+    assert _object_prefixes(classifier, "s3:PutObject") == {"/results/*"}
+    assert "/transcripts/*" in _object_prefixes(classifier, "s3:GetObject")
+    api = _function_statements(synth_offline, "api", "HttpFunction")
+    assert "transcribe:StartTranscriptionJob" not in allowed_actions(api)

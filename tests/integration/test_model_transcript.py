@@ -1,19 +1,23 @@
-"""TRANSCRIPT_SOURCE=model (a recipe whose transcript comes from the bundle's own
-speech-to-text model): the starter never starts Amazon Transcribe, the classifier transcribes
-and fuses in one invocation, and the job gets one final verdict, no second stage."""
+"""A recipe whose transcript comes from the bundle's own speech-to-text model (TRANSCRIPT_SOURCE=
+model, set at synth from a baked bundle; or the recipe in the manifest of a bundle the
+functions read at run time): the starter never starts Amazon Transcribe, the classifier
+transcribes and fuses in one invocation, and the job gets one final verdict, no second
+stage."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from alertfusion.catalog import reset_catalog
 from alertfusion.errors import ReasonCode
 from alertfusion.jobs import JobStatus
 from alertfusion.keys import new_job_id
 from alertfusion.result import ClassificationResult, TranscriptInfo
 from tests.conftest import SAMPLES
-from tests.integration.conftest import AwsEnv, configure
+from tests.integration.conftest import BUCKET, AwsEnv, configure
 from tests.pipeline_doubles import FakeClassifier, make_result
 
 pytestmark = pytest.mark.integration
@@ -27,6 +31,7 @@ class TranscribingClassifier(FakeClassifier):
     fuses it; its result says the transcript came from the model."""
 
     heard: str = "도와주세요"
+    transcribes: bool = True
 
     def classify(self, audio: bytes, **kwargs: object) -> ClassificationResult:
         if kwargs.get("text") is not None:
@@ -92,3 +97,51 @@ def test_a_bundle_that_does_not_transcribe_is_said_so(
     assert job.final.audio_only_reason is ReasonCode.TRANSCRIBE_SKIPPED
     assert "no speech-to-text model" in (job.final.audio_only_detail or "")
     assert aws.transcribe_jobs() == []
+
+
+def test_an_s3_bundle_whose_recipe_transcribes_needs_no_deployment_setting(
+    aws: AwsEnv, monkeypatch: pytest.MonkeyPatch, offline_bundle: Path
+) -> None:
+    """An S3 bundle is not read at synth (TRANSCRIPT_SOURCE stays aws_transcribe) and may
+    change without a deploy: the starter reads its recipe in the manifest and starts no
+    Transcribe job; the audio stage, whose classifier transcribes, gives the one verdict."""
+    from alertfusion.manifest import MANIFEST_FILE
+
+    aws.s3.put_object(
+        Bucket=BUCKET,
+        Key=f"models/offline/{MANIFEST_FILE}",
+        Body=(offline_bundle / MANIFEST_FILE).read_bytes(),
+    )
+    monkeypatch.setenv("MODEL_BUNDLE", f"s3://{BUCKET}/models/offline")
+    monkeypatch.delenv("MODEL_BUNDLES", raising=False)
+    monkeypatch.delenv("TRANSCRIPT_SOURCE", raising=False)
+    configure(monkeypatch)
+    reset_catalog()
+    try:
+        job_id, out = _upload(aws)
+        assert (out["action"], out["transcribe"]) == ("accepted", "skipped")
+        fake = TranscribingClassifier(audio_label="regular")
+        (stage,) = aws.drain(fake)
+        assert (stage.status, stage.label) == (JobStatus.DONE, "help")
+        assert len(fake.calls) == 1 and fake.calls[0].text is None
+        job = aws.job(job_id)
+        assert job.preliminary is None and job.final is not None
+        assert job.final.text_source == "model"
+        assert aws.transcribe_jobs() == []
+    finally:
+        reset_catalog()
+
+
+def test_without_a_transcribing_bundle_the_audio_stage_waits_for_transcribe(
+    aws: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same classifier double, told its bundle does not transcribe: today's two stages
+    (the audio stage's verdict is preliminary, Transcribe makes the text)."""
+    monkeypatch.delenv("TRANSCRIPT_SOURCE", raising=False)
+    configure(monkeypatch)
+    job_id, out = _upload(aws)
+    assert out["transcribe"] == "started"
+    aws.drain(TranscribingClassifier(audio_label="regular", transcribes=False))
+    job = aws.job(job_id)
+    assert job.preliminary is not None and job.final is None
+    assert len(aws.transcribe_jobs()) == 1

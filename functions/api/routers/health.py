@@ -85,7 +85,8 @@ def readyz(request: Request, classifier: ClassifierDep) -> Ready | JSONResponse:
 def bundles() -> BundleList:
     """Every bundle a request may name in `bundle` (`/predict`, `/uploads`), read from the
     manifests alone (no model is loaded): its recipe, its labels and their display names, its
-    alert labels, whether it has a text model. Open without an API key, like /readyz."""
+    alert labels, whether it has a text model and where its transcript comes from. Open
+    without an API key, like /readyz."""
     from alertfusion.catalog import DEFAULT_BUNDLE, describe_all
 
     return BundleList(
@@ -101,6 +102,7 @@ def bundles() -> BundleList:
                 aggregate=info.aggregate,
                 has_text_model=info.has_text_model,
                 display_names=dict(info.display_names),
+                transcript_source=info.transcript_source,
             )
             for info in describe_all()
         ]

@@ -23,9 +23,8 @@ from alertfusion.errors import BundleError, ReasonCode
 from alertfusion.manifest import MANIFEST_FILE
 from model_export import ctc
 from model_export.errors import ExportError, ExportReason
-from model_export.progress import Progress
 from model_export.recipe_build import load_recipe, onnx_shapes
-from model_export.stt_demo import build_offline_demo, stt_inputs
+from model_export.stt_demo import stt_inputs
 from tests.conftest import SAMPLES
 from tests.recipe_bundles import RECIPES
 
@@ -34,16 +33,10 @@ pytestmark = [pytest.mark.export, pytest.mark.slow]
 OFFLINE = RECIPES / "emergency-voice-offline.json"
 
 
-@pytest.fixture(scope="module")
-def offline(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The offline recipe's tiny demo bundle, on the session's tiny emergency-voice bundle."""
-    out = tmp_path_factory.mktemp("offline") / "bundle"
-    build_offline_demo(
-        load_recipe(OFFLINE), out, size="tiny", seed=0, quantize="none", threshold=0.9,
-        calibration_audio=SAMPLES, fp32_fallback=False, force=False, progress=Progress(),
-        checkpoints_out=None, base=tiny_bundle,
-    )  # fmt: skip
-    return out
+@pytest.fixture
+def offline(offline_bundle: Path) -> Path:
+    """The offline recipe's tiny demo bundle (tests/conftest.py), read only."""
+    return offline_bundle
 
 
 def test_onnx_decodes_to_pytorchs_token_ids(tmp_path: Path) -> None:

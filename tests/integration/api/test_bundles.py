@@ -61,6 +61,7 @@ def test_bundles_lists_each_bundle_with_its_labels(two: Api) -> None:
     default, infant = found["default"], found["infant-cry"]
     assert default["default"] is True and infant["default"] is False
     assert default["recipe"] == "emergency-voice" and default["has_text_model"] is True
+    assert default["transcript_source"] == "aws_transcribe"
     assert [x["name"] for x in default["labels"]] == EMERGENCY_LABELS
     assert default["labels"][1]["display"] == "도움요청"
     assert set(default["alert_labels"]) == set(EMERGENCY_LABELS) - {"regular"}
@@ -175,6 +176,24 @@ def test_every_recipe_classifies_the_samples_through_the_api(
                 assert body["label"] in labels and body["label_ko"] == labels[body["label"]]
                 assert set(body["probabilities"]) == set(labels), name
                 assert body["is_emergency"] == (body["label"] in listed[name]["alert_labels"])
+    finally:
+        engine_settings.cache_clear()
+        reset_catalog()
+        reset_engine()
+
+
+def test_bundles_says_which_bundle_transcribes_itself(
+    monkeypatch: pytest.MonkeyPatch,
+    make_api: Callable[..., Api],
+    tiny_bundle: Path,
+    offline_bundle: Path,
+) -> None:
+    _serve(monkeypatch, tiny_bundle, f"offline={offline_bundle}")
+    try:
+        response = make_api().client.get("/bundles")
+        assert response.status_code == 200, response.text
+        found = {b["name"]: b["transcript_source"] for b in response.json()["bundles"]}
+        assert found == {"default": "aws_transcribe", "offline": "model"}
     finally:
         engine_settings.cache_clear()
         reset_catalog()

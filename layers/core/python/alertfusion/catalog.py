@@ -46,6 +46,9 @@ class BundleInfo:
     has_text_model: bool
     #: every model's label (a gate's too) -> its display name
     display_names: tuple[tuple[str, str], ...] = ()
+    #: where the recipe takes its transcript: "model" (its own speech-to-text model: no
+    #: Amazon Transcribe job) or "aws_transcribe"
+    transcript_source: Literal["aws_transcribe", "model"] = "aws_transcribe"
 
 
 def configured_bundles() -> dict[str, str]:
@@ -118,6 +121,16 @@ def has_text_model(name: str | None) -> bool:
     return describe(name).has_text_model
 
 
+def model_transcribes(name: str | None) -> bool:
+    """Whether bundle `name` (None: the default) takes its transcript from its own
+    speech-to-text model, read from its manifest. False where no bundle is configured (a
+    starter deployed without its baked bundle: TRANSCRIPT_SOURCE, set from it at synth, says
+    it there)."""
+    if not configured_bundles():
+        return False
+    return describe(name).transcript_source == "model"
+
+
 def manifest_has_text_model(path: Path) -> bool | None:
     """Whether the bundle manifest at `path` has a transcript model; None when the file is
     not a manifest (for infra, which sets BUNDLE_TEXT_MODEL from the bundle it bakes)."""
@@ -140,7 +153,11 @@ def manifest_transcript_source(path: Path) -> Literal["aws_transcribe", "model"]
         spec = as_v2(parse_manifest(json.loads(path.read_bytes()), str(path)))
     except (OSError, ValueError, BundleError):
         return None
-    return "model" if spec.recipe.transcript_source.startswith("model:") else "aws_transcribe"
+    return _source(spec.recipe.transcript_source)
+
+
+def _source(transcript_source: str) -> Literal["aws_transcribe", "model"]:
+    return "model" if transcript_source.startswith("model:") else "aws_transcribe"
 
 
 @lru_cache(maxsize=32)
@@ -163,6 +180,7 @@ def _describe(name: str, location: str) -> BundleInfo:
         display_names=tuple(
             {x.name: x.shown for m in recipe.models.values() for x in m.labels}.items()
         ),
+        transcript_source=_source(recipe.transcript_source),
     )
 
 

@@ -31,6 +31,12 @@ class Classifier(Protocol):
         ...
 
     @property
+    def transcribes(self) -> bool:
+        """Whether the bundle's recipe takes its transcript from its own speech-to-text model
+        (then Transcribe is never started: one fused verdict, final at once)."""
+        ...
+
+    @property
     def loaded(self) -> bool: ...
 
     @property

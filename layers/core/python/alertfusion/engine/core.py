@@ -149,7 +149,7 @@ class Engine:
         if self.bundle.text is not None:
             self._text_encoder()
         self._sessions.create_all(self._executor().submit)
-        if self._transcribes:
+        if self.transcribes:
             self.transcriber()  # its alphabet or tokenizer, and a whisper decoder's session
 
     @property
@@ -291,7 +291,7 @@ class Engine:
             )
         heard: Transcript | None = None
         decode_first_ms = 0.0
-        if transcript is None and self._transcribes:
+        if transcript is None and self.transcribes:
             # today's system with its own speech-to-text model: the transcript first (the
             # decoded audio is reused below)
             t = time.perf_counter()
@@ -399,7 +399,7 @@ class Engine:
         return result.model_copy(update={"transcript": info})
 
     @property
-    def _transcribes(self) -> bool:
+    def transcribes(self) -> bool:
         """The bundle's recipe takes its transcript from its own speech-to-text model."""
         v2 = self.bundle.v2
         return v2 is not None and v2.recipe.transcriber is not None

@@ -182,8 +182,8 @@ def _single_stage(
     transcript: str | None,
 ) -> StageOutcome:
     """One fused verdict, final at once, no Transcribe: the client sent the `transcript`, or
-    (None: TRANSCRIPT_SOURCE=model) the engine transcribes with the bundle's own
-    speech-to-text model in this one invocation."""
+    (None) the engine transcribes with the bundle's own speech-to-text model in this one
+    invocation."""
     if job.final is not None or job.is_final:
         return StageOutcome(
             job.job_id, "audio_stage", "already_recorded", status=job.status, alerts_sent=alerts
@@ -267,7 +267,8 @@ def _run_audio_stage(ctx: PipelineContext, job_id: str, classifier: Classifier) 
 
     if job.client_transcript is not None:
         return _single_stage(ctx, job, classifier, alerts, transcript=job.client_transcript)
-    if settings.transcript_source == "model":
+    if settings.transcript_source == "model" or classifier.transcribes:
+        # the bundle's own speech-to-text model (its recipe, or the deployment, says so)
         return _single_stage(ctx, job, classifier, alerts, transcript=None)
 
     action: StageAction = "already_recorded"

@@ -58,8 +58,8 @@ _ESTIMATE_SLACK = 0.1
 #: codecs whose samples only decoding can judge (alertfusion.probe.wav): Transcribe waits
 #: for the audio stage
 DECODE_BEFORE_TRANSCRIBE = frozenset({"pcm_float"})
-#: why no Transcribe job is started with TRANSCRIPT_SOURCE=model
-MODEL_TRANSCRIBES = "the bundle's speech-to-text model transcribes (TRANSCRIPT_SOURCE=model)"
+#: why no Transcribe job is started for a bundle that transcribes itself
+MODEL_TRANSCRIBES = "the bundle's speech-to-text model transcribes (its recipe's transcript_source)"
 
 
 def _audio_like(content_type: str | None) -> bool:
@@ -79,6 +79,23 @@ def _has_text_model(job: Job) -> bool:
     except AlertFusionError as exc:
         logger.warning("the bundle's manifest is not readable here", extra={"reason": exc.code})
         return True
+
+
+def _model_transcribes(ctx: PipelineContext, job: Job) -> bool:
+    """Whether the job's bundle makes its own transcript: TRANSCRIPT_SOURCE=model (set at
+    synth from a baked bundle's recipe), or the recipe in the manifest of a bundle this
+    starter is configured with (an S3 bundle: it changes without a deploy). Where the
+    manifest cannot be read, False: Transcribe starts as for today's system, and the audio
+    stage, which has the bundle, still gives the one verdict of its own model."""
+    from alertfusion.catalog import model_transcribes
+
+    if ctx.settings.transcript_source == "model":
+        return True
+    try:
+        return model_transcribes(job.bundle)
+    except AlertFusionError as exc:
+        logger.warning("the bundle's manifest is not readable here", extra={"reason": exc.code})
+        return False
 
 
 def _parse_event_time(value: str | None) -> datetime | None:
@@ -202,7 +219,7 @@ def _handle_upload(
         # nothing would read the transcript: the audio stage's verdict is final
         ctx.store.note_transcribe(job_id, "SKIPPED", detail="the recipe has no text model")
         transcribe = "skipped"
-    elif settings.transcript_source == "model":
+    elif _model_transcribes(ctx, job):
         ctx.store.note_transcribe(job_id, "SKIPPED", detail=MODEL_TRANSCRIBES)
         transcribe = "skipped"
     elif settings.transcribe_policy == "gated":
