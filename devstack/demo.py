@@ -274,6 +274,8 @@ def run(args: argparse.Namespace, out: Console) -> int:
         stack.wait_idle(timeout=10)
         invocations = list(stack.invocations)
         alerts = stack.alerts()
+        # every Transcribe job the run started (none for a bundle that transcribes itself)
+        summary["transcribe_jobs"] = stack.transcribe_job_names()
 
     out.step("everything stopped (API, pumps, moto)")
     out()

@@ -124,6 +124,39 @@ def test_demo_with_your_own_recording_and_text(tmp_path: Path, tiny_bundle: Path
     assert summary["final"]["decided_by"] == "fusion"
 
 
+def test_demo_on_a_bundle_that_transcribes_itself_calls_no_transcribe(
+    tmp_path: Path, offline_bundle: Path
+) -> None:
+    """`make demo ARGS="--bundle DIR"` on the offline recipe's bundle: its own speech-to-text
+    model makes the transcript in the one classifier invocation; no Transcribe job at all."""
+    summary_path = tmp_path / "summary.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "devstack.demo",
+            "--bundle",
+            str(offline_bundle),
+            "--summary-json",
+            str(summary_path),
+        ],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    assert summary["status"] == "DONE"
+    assert summary["transcribe_jobs"] == []
+    assert summary["transcribe"]["status"] == "SKIPPED"
+    assert summary["final"]["text_source"] in ("model", None)  # None: the model heard nothing
+    assert summary["preliminary"] is None, "one final verdict, no second stage"
+    classifier = [i for i in summary["invocations"] if i["function"] == "classifier"]
+    assert len(classifier) == 1
+
+
 def test_demo_refuses_a_missing_recording_or_bundle(tmp_path: Path) -> None:
     for args in (["--audio", str(tmp_path / "nothing.wav")], ["--bundle", str(tmp_path)]):
         done = subprocess.run(
