@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +47,28 @@ def test_a_dry_run_reads_the_headers_and_starts_nothing(api: Api) -> None:
     assert body["cost"]["by_service"]["Transcribe"] > 0
     assert executions(api) == []
     assert api.aws.ddb.scan(TableName=TABLE)["Items"] == []  # no job either
+
+
+def test_a_dry_run_over_a_bundle_that_transcribes_itself_prices_no_transcribe(
+    make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch, offline_bundle: Path
+) -> None:
+    """The default bundle makes its own transcripts (its recipe, read from the manifest):
+    the estimate counts no Transcribe job, whatever TRANSCRIBE_POLICY says."""
+    from alertfusion.catalog import reset_catalog
+
+    monkeypatch.setenv("MODEL_BUNDLE", str(offline_bundle))
+    monkeypatch.delenv("MODEL_BUNDLES", raising=False)
+    reset_catalog()
+    try:
+        api = make_api()
+        put_archive(api)
+        answer = api.client.post("/backfills", json={"location": "archive/2024/", "dry_run": True})
+        assert answer.status_code == 200, answer.text
+        cost = answer.json()["cost"]
+        assert cost["by_service"].get("Transcribe", 0) == 0
+        assert any("speech-to-text model" in a for a in cost["assumptions"])
+    finally:
+        reset_catalog()
 
 
 def test_a_backfill_starts_an_execution_with_the_run_input(api: Api) -> None:

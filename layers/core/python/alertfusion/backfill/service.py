@@ -199,13 +199,17 @@ class BackfillService:
         scale = len(objects) / len(sample) if sample else 1.0
         new_jobs = round(len(accepted) * scale)
         mean = sum(accepted) / len(accepted) if accepted else 0.0
-        share = transcribed_share(policy, self.settings.gated_alert_share)
+        if self._model_transcribes():
+            share, why = 0.0, "the bundle's own speech-to-text model makes the transcripts"
+        else:
+            share = transcribed_share(policy, self.settings.gated_alert_share)
+            why = f"TRANSCRIBE_POLICY={policy}"
         transcribed = round(new_jobs * share)
         plan = plan_for(policy, self.settings)
         batches = math.ceil(len(objects) / plan.batch_size)
         assumptions = [
-            f"every new object classified once; {share:.0%} of them transcribed "
-            f"(TRANSCRIBE_POLICY={policy})",
+            f"every new object classified once; {share:.0%} of them transcribed by Amazon "
+            f"Transcribe ({why})",
             "Lambda durations are the cost model's placeholders (alertfusion.backfill.summary)",
             f"{CHECKS_PER_BATCH} checks per batch",
         ]
@@ -235,6 +239,14 @@ class BackfillService:
                 assumptions=assumptions,
             ),
         )
+
+    def _model_transcribes(self) -> bool:
+        """Whether the default bundle makes its own transcripts (TRANSCRIPT_SOURCE=model, or
+        the recipe in the manifest of the bundle this process serves): then no Transcribe
+        job is started, whatever TRANSCRIBE_POLICY says."""
+        from alertfusion.catalog import model_transcribes
+
+        return self.pipeline.transcript_source == "model" or model_transcribes(None)
 
     # -- runs --------------------------------------------------------------------------------
 
