@@ -76,8 +76,7 @@ class Engine:
             tuning = replace(tuning, session=replace(tuning.session, intra_op_threads=threads))
         elif not tuning.concurrent and tuning.session.intra_op_threads == 1:
             # one model at a time: give it every core
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-            tuning = replace(tuning, session=replace(tuning.session, intra_op_threads=cores))
+            tuning = replace(tuning, session=replace(tuning.session, intra_op_threads=_cores()))
         self.tuning = tuning
         self.bundle = bundle
         self.gate: Gate = gate or bundle.default_gate
@@ -89,11 +88,13 @@ class Engine:
         self.max_text_chars = max_text_chars
         self.min_window_seconds = min_window_seconds
         self.max_audio_bytes = max_audio_bytes
-        self._sessions: BundleSessions = BundleSessions(
-            bundle,
-            tuning.session,
-            {"text": tuning.text_session} if tuning.text_session is not None else None,
-        )
+        overrides = {"text": tuning.text_session} if tuning.text_session is not None else {}
+        stt = bundle.v2.recipe.transcriber if bundle.v2 is not None else None
+        if stt is not None and not threads and tuning.session.intra_op_threads == 1:
+            # the speech-to-text model runs alone, before the others read its transcript:
+            # every core is free for it
+            overrides[stt] = replace(tuning.session, intra_op_threads=_cores())
+        self._sessions: BundleSessions = BundleSessions(bundle, tuning.session, overrides)
         self._encoder: TextEncoder | None = None
         self._graph: FeatureGraph | None = None
         self._transcriber: Transcriber | None = None
@@ -573,3 +574,8 @@ def _check_gate(gate: object) -> None:
 
 def _ms(since: float) -> float:
     return (time.perf_counter() - since) * 1e3
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
