@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from alertfusion.errors import BundleError, ReasonCode
-from alertfusion.recipe.schema import Recipe
-from alertfusion.stt import ctc_greedy, ids_to_text, read_alphabet
+from alertfusion.recipe.schema import Recipe, Transcription
+from alertfusion.stt import ctc_beam, ctc_greedy, decode_ctc, ids_to_text, read_alphabet
 from tests.recipe_bundles import RECIPES, recipe_dict
 
 pytestmark = pytest.mark.unit
@@ -62,6 +62,11 @@ _DELETE = object()
         (_set("models.stt.labels", [{"name": "a"}, {"name": "b"}]), "labels"),
         (_set("models.stt.output.kind", "probabilities"), "output.kind"),
         (_set("models.stt.transcription.family", "rnnt"), "family"),
+        (_set("models.stt.transcription.beam_width", 1), "beam_width"),
+        (
+            _set("models.stt.transcription", {"family": "whisper", "decoding": "beam"}),
+            "beam search is for the CTC family",
+        ),
         (_set("transcript_source", "model:text"), "transcript_source"),
         (_set("transcript_source", "model:nothing"), "transcript_source"),
         (_set("transcript_source", "whisper"), "transcript_source"),
@@ -101,6 +106,50 @@ def test_greedy_ctc_merges_repeats_and_drops_blanks() -> None:
     assert ctc_greedy(np.zeros((0, 4)), blank=0) == []
     with pytest.raises(ValueError):
         ctc_greedy(np.zeros(4), blank=0)
+
+
+def test_beam_search_finds_the_text_greedy_decoding_misses() -> None:
+    # two frames, p(blank) 0.6 and p(a) 0.4 each: greedy reads blank, blank -> "" (0.36), but
+    # the paths a-a, a-_, _-a all give "a" (0.16 + 0.24 + 0.24 = 0.64)
+    logits = np.log(np.array([[0.6, 0.4], [0.6, 0.4]]))
+    assert ctc_greedy(logits, blank=0) == []
+    assert ctc_beam(logits, blank=0, width=4) == [1]
+
+
+def _labeling_probabilities(probs: np.ndarray, blank: int) -> dict[tuple[int, ...], float]:
+    """Every labeling's probability, by enumerating every path (tiny problems only)."""
+    import itertools
+
+    out: dict[tuple[int, ...], float] = {}
+    frames, symbols = probs.shape
+    for path in itertools.product(range(symbols), repeat=frames):
+        label = tuple(ctc_greedy(np.eye(symbols)[list(path)], blank))
+        out[label] = out.get(label, 0.0) + float(np.prod(probs[np.arange(frames), path]))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_beam_wide_enough_finds_the_most_probable_labeling(seed: int) -> None:
+    """Five frames over a blank and two symbols: at most 62 prefixes, so a beam of 64 keeps
+    them all and must return the labeling the enumeration of all 243 paths ranks first."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.0, 1.5, size=(5, 3))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    ranked = sorted(_labeling_probabilities(probs, 0).items(), key=lambda kv: -kv[1])
+    if ranked[0][1] - ranked[1][1] < 1e-9:
+        pytest.skip("a tie between the two most probable labelings")
+    assert tuple(ctc_beam(logits, blank=0, width=64)) == ranked[0][0]
+
+
+def test_beam_decoding_of_peaked_logits_is_greedy_decoding() -> None:
+    best = [0, 3, 3, 0, 3, 2, 2, 1, 0, 0]
+    logits = np.full((len(best), 4), -10.0)
+    logits[np.arange(len(best)), best] = 10.0
+    assert ctc_beam(logits, blank=0, width=8) == ctc_greedy(logits, blank=0) == [3, 3, 2, 1]
+    beam = Transcription(family="ctc", decoding="beam", beam_width=4)
+    assert decode_ctc(logits, beam) == [3, 3, 2, 1]
+    assert decode_ctc(np.log([[0.6, 0.4], [0.6, 0.4]]), beam) == [1]
+    assert decode_ctc(np.log([[0.6, 0.4], [0.6, 0.4]]), Transcription()) == []
 
 
 def test_silence_decodes_to_an_empty_text() -> None:

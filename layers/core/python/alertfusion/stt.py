@@ -3,9 +3,10 @@
 The model's input is a feature node of the recipe computed on the whole recording (not per
 window: CTC reads a sequence of any length); its output is per-frame logits over the
 bundle's alphabet, [1, frames, symbols]. Greedy decoding takes each frame's top symbol,
-merges repeats and drops the blank; at most `max_tokens_per_second` tokens per second of
-audio are kept (a guard against a model that emits a symbol on every frame). Silence gives an
-empty transcript, never an error.
+merges repeats and drops the blank; beam decoding (`decoding: "beam"`) is a CTC prefix beam
+search, which sums the probability of every path that gives the same text; at most
+`max_tokens_per_second` tokens per second of audio are kept (a guard against a model that
+emits a symbol on every frame). Silence gives an empty transcript, never an error.
 
 The alphabet is a JSON file of the bundle, {"symbols": ["_", " ", "가", ...]}, listed in the
 manifest with its sha256 and symbol count; a count that does not match the file or the
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
     from alertfusion.engine.core import Engine
     from alertfusion.manifest_v2 import ManifestV2
+    from alertfusion.recipe.schema import Transcription
 
 
 def read_alphabet(path: Path, expected: int | None = None) -> list[str]:
@@ -104,6 +106,58 @@ def ctc_greedy(logits: np.ndarray, blank: int) -> list[int]:
     return [int(i) for i in best[keep & (best != blank)]]
 
 
+def ctc_beam(logits: np.ndarray, blank: int, width: int) -> list[int]:
+    """CTC prefix beam search over (frames, symbols) logits, no language model: the `width`
+    most probable prefixes are kept after each frame, each prefix's probability summed over
+    every path that collapses to it (paths ending in a blank apart from the others, so that a
+    repeat separated by a blank counts twice). Each frame extends the prefixes with its
+    `width` most probable symbols only. Returns the most probable prefix."""
+    import numpy as np
+
+    if logits.ndim != 2:
+        raise ValueError(f"CTC logits are (frames, symbols), not {logits.shape}")
+    x = np.asarray(logits, dtype=np.float64)
+    x = x - x.max(axis=1, keepdims=True)
+    logp = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+    add = np.logaddexp
+    none = -np.inf
+    # prefix -> (log p of its paths ending in a blank, log p of those ending in a symbol)
+    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, none)}
+    k = min(width, logp.shape[1])
+    for row in logp:
+        top = np.argpartition(-row, k - 1)[:k]
+        grown: dict[tuple[int, ...], tuple[float, float]] = {}
+        for prefix, (p_blank, p_symbol) in beams.items():
+            total = add(p_blank, p_symbol)
+            last = prefix[-1] if prefix else None
+            # the same prefix: a blank, or its last symbol repeated (merged)
+            b, s_ = grown.get(prefix, (none, none))
+            b = add(b, total + row[blank])
+            if last is not None:
+                s_ = add(s_, p_symbol + row[last])
+            grown[prefix] = (b, s_)
+            for symbol in top:
+                symbol = int(symbol)
+                if symbol == blank:
+                    continue
+                longer = (*prefix, symbol)
+                b, s_ = grown.get(longer, (none, none))
+                # after the same symbol, only a path through a blank starts a new one
+                s_ = add(s_, (p_blank if symbol == last else total) + row[symbol])
+                grown[longer] = (b, s_)
+        ranked = sorted(grown.items(), key=lambda item: add(*item[1]), reverse=True)
+        beams = dict(ranked[:width])
+    best = max(beams.items(), key=lambda item: add(*item[1]))[0]
+    return list(best)
+
+
+def decode_ctc(logits: np.ndarray, transcription: Transcription) -> list[int]:
+    """The token ids of a CTC model's (frames, symbols) logits, by the recipe's decoding."""
+    if transcription.decoding == "beam":
+        return ctc_beam(logits, transcription.blank, transcription.beam_width)
+    return ctc_greedy(logits, transcription.blank)
+
+
 def ids_to_text(ids: list[int], symbols: list[str]) -> str:
     """The symbols joined, runs of whitespace as one space, trimmed."""
     return " ".join("".join(symbols[i] for i in ids).split())
@@ -113,7 +167,7 @@ def ids_to_text(ids: list[int], symbols: list[str]) -> str:
 class Transcript:
     text: str
     model: str
-    #: token ids after greedy decoding (and the runaway cut)
+    #: token ids after decoding (and the runaway cut)
     ids: tuple[int, ...]
     ms: float
     #: what the max_tokens_per_second guard stopped: tokens dropped (CTC), chunks whose
@@ -180,7 +234,7 @@ class Transcriber:
         if self.whisper is not None:
             return self.whisper.transcribe(self, samples)
         started = time.perf_counter()
-        ids = ctc_greedy(self.logits(samples), self.transcription.blank)
+        ids = decode_ctc(self.logits(samples), self.transcription)
         seconds = len(samples) / self.engine.spec.recipe.sample_rate
         limit = max(1, int(self.transcription.max_tokens_per_second * seconds))
         cut = max(0, len(ids) - limit)

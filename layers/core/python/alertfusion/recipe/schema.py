@@ -376,14 +376,17 @@ class Transcription(_Strict):
 
     Family "ctc": the output is per-frame logits over the bundle's alphabet, [batch, frames,
     symbols]; greedy decoding takes each frame's top symbol, merges repeats and drops the
-    blank. Family "whisper": the model file is the encoder (log-mel (1, 80, 3000) -> the
-    decoder layers' cross-attention keys and values), the bundle also holds the decoder step
-    with its key/value cache and the tokenizer; greedy generation from the prompt (start of
-    transcript, the language token, transcribe, no timestamps) over 30 s chunks
-    (alertfusion.stt_whisper)."""
+    blank; beam decoding is a CTC prefix beam search keeping `beam_width` prefixes (no
+    language model). Family "whisper" (greedy only): the model file is the encoder (log-mel
+    (1, 80, 3000) -> the decoder layers' cross-attention keys and values), the bundle also
+    holds the decoder step with its key/value cache and the tokenizer; greedy generation from
+    the prompt (start of transcript, the language token, transcribe, no timestamps) over 30 s
+    chunks (alertfusion.stt_whisper)."""
 
     family: Literal["ctc", "whisper"] = "ctc"
-    decoding: Literal["greedy"] = "greedy"
+    decoding: Literal["greedy", "beam"] = "greedy"
+    #: prefixes kept per frame by beam decoding (family ctc)
+    beam_width: int = Field(8, ge=2, le=64)
     #: the alphabet index of the CTC blank (family ctc)
     blank: int = Field(0, ge=0)
     #: a runaway guard: at most this many tokens per second of audio are kept (CTC) or
@@ -393,6 +396,12 @@ class Transcription(_Strict):
     language: str = Field("ko", pattern=r"^[a-z]{2,3}$")
     #: whisper: consecutive 30 s chunks of a longer recording overlap by this much
     chunk_overlap_seconds: float = Field(5.0, ge=0, lt=30)
+
+    @model_validator(mode="after")
+    def _beam_for_ctc(self) -> Transcription:
+        if self.decoding == "beam" and self.family != "ctc":
+            raise ValueError("decoding: beam search is for the CTC family (whisper is greedy)")
+        return self
 
 
 class ModelSpec(_Strict):
