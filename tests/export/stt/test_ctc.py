@@ -25,7 +25,8 @@ from model_export import ctc
 from model_export.errors import ExportError, ExportReason
 from model_export.progress import Progress
 from model_export.recipe_build import load_recipe, onnx_shapes
-from model_export.stt_demo import build_offline_demo, stt_inputs
+from model_export.stt_bundle import stt_inputs
+from model_export.stt_demo import build_offline_demo
 from tests.conftest import SAMPLES
 from tests.recipe_bundles import RECIPES
 
