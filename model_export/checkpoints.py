@@ -4,6 +4,8 @@
   wrapper's `.model` (keys `model.features...`, `model.classifier.0.*`). Other top-level
   entries a training loop saves (optimizer state, epoch, ...) are ignored.
 * KoBERT: a plain state dict (`bert.*`, `classifier.weight/bias`).
+* DeepSpeech2 (model_export.ctc): a plain state dict of `ctc.DeepSpeech2` (`conv.*`,
+  `rnns.N.*`, `norm.*`, `fc.*`); its sizes are read from the shapes.
 
 Files are read with `torch.load(weights_only=True)`: nothing but tensors and plain containers
 is ever unpickled. Any missing, unexpected or mis-shaped key is a CHECKPOINT_MISMATCH that
@@ -20,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from model_export.ctc import DeepSpeech2, conv_bins
 from model_export.densenet import CheckpointWrapper, DenseNet121, Size, densenet_config
 from model_export.errors import ExportError, ExportReason
 from model_export.kobert import KoBertClassifier, kobert_config
@@ -231,6 +234,52 @@ def load_kobert_checkpoint(
     model = KoBertClassifier(kobert_config(size, vocab_size=vocab_size), num_classes=num_classes)
     _drop_legacy_position_ids(state, model, what=what, path=path)
     arch = f"{'KoBERT' if size == 'full' else 'tiny KoBERT'} ({num_classes} classes)"
+    _raise_if_mismatch(what, path, arch, *compare_state_dicts(model.state_dict(), state))
+    _load_strict(model, state)
+    return model
+
+
+#: the state dict entries the DeepSpeech2 sizes are read from
+CTC_CONV_KEY = "conv.0.weight"
+CTC_FC_KEY = "fc.weight"
+
+
+def _ctc_rnn_key(layer: int) -> str:
+    return f"rnns.{layer}.weight_ih_l0"
+
+
+def load_ctc_checkpoint(
+    path: Path, *, bins: int, what: str = "DeepSpeech2 checkpoint"
+) -> DeepSpeech2:
+    """Build `ctc.DeepSpeech2` with the sizes a state dict's shapes give (convolution
+    channels, LSTM hidden units and layers, output symbols) and load the file into it strictly;
+    CHECKPOINT_MISMATCH when its first LSTM does not read the features `bins` frequency rows
+    give after the convolutions."""
+    path = Path(path)
+    state = _as_state_dict(read_checkpoint(path, what=what), what=what, path=path)
+    needed = [CTC_CONV_KEY, CTC_FC_KEY, _ctc_rnn_key(0)]
+    absent = [k for k in needed if k not in state or state[k].ndim < 2]
+    if absent:
+        raise ExportError(
+            ExportReason.CHECKPOINT_MISMATCH,
+            f"{what} {path} is not a model_export.ctc.DeepSpeech2 state dict: no "
+            f"{', '.join(absent)} (found keys: {', '.join(list(state)[:_SHOW])})",
+        )
+    channels = state[CTC_CONV_KEY].shape[0]
+    symbols, hidden = state[CTC_FC_KEY].shape[:2]
+    layers = 0
+    while _ctc_rnn_key(layers) in state:
+        layers += 1
+    width = state[_ctc_rnn_key(0)].shape[1]
+    if width != channels * conv_bins(bins):
+        raise ExportError(
+            ExportReason.CHECKPOINT_MISMATCH,
+            f"{what} {path}: its first LSTM reads {width} features per frame; the recipe's "
+            f"{bins} frequency rows give {channels} x {conv_bins(bins)} = "
+            f"{channels * conv_bins(bins)} after the convolutions (another front end?)",
+        )
+    model = DeepSpeech2(symbols, bins=bins, size=(channels, hidden, layers))
+    arch = f"DeepSpeech2 ({channels} channels, {layers} x {hidden} LSTM, {symbols} symbols)"
     _raise_if_mismatch(what, path, arch, *compare_state_dicts(model.state_dict(), state))
     _load_strict(model, state)
     return model

@@ -1,4 +1,4 @@
-"""Command line: `python -m model_export bundle|demo|verify` (argparse).
+"""Command line: `python -m model_export bundle|demo|transcriber|verify` (argparse).
 
 Exit codes: 0 success; 2 for anything the user must fix (bad arguments, unreadable or
 mismatched checkpoints, tokenizer files, parity or quantization refusals, a bundle that fails
@@ -194,6 +194,54 @@ def parser() -> argparse.ArgumentParser:
     )
     _add_quantization(d, demo=True)
 
+    t = sub.add_parser(
+        "transcriber",
+        help="add a trained speech-to-text checkpoint to an emergency-voice bundle",
+        description="Package a trained Whisper (Hugging Face directory) or DeepSpeech2 "
+        "(state dict + alphabet) checkpoint beside the emergency-voice bundle at --base, as a "
+        "manifest v2 bundle of --recipe (a recipe whose transcript comes from its own model): "
+        "exported to ONNX, its token ids checked against PyTorch's greedy decode on the "
+        "calibration recordings.",
+    )
+    t.add_argument("--recipe", type=Path, required=True, metavar="FILE")
+    t.add_argument(
+        "--base",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="an emergency-voice bundle (v1, or v2 without a speech-to-text model)",
+    )
+    family = t.add_mutually_exclusive_group(required=True)
+    family.add_argument(
+        "--whisper",
+        type=Path,
+        metavar="DIR",
+        help="a Hugging Face Whisper directory: config.json, model.safetensors or "
+        "pytorch_model.bin, tokenizer.json (recipe family whisper)",
+    )
+    family.add_argument(
+        "--ctc",
+        type=Path,
+        metavar="CKPT",
+        help="a model_export.ctc.DeepSpeech2 state dict (torch.save; recipe family ctc)",
+    )
+    t.add_argument(
+        "--alphabet",
+        type=Path,
+        metavar="FILE",
+        help='with --ctc: its characters, one per output index, blank first: {"symbols": '
+        "[...]} or a list (.json), or one per line (.txt)",
+    )
+    t.add_argument(
+        "--calibration-audio",
+        type=Path,
+        metavar="DIR",
+        help="recordings the token parity is checked on (default: samples/)",
+    )
+    t.add_argument("--out", type=Path, required=True, metavar="DIR")
+    t.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
+    t.add_argument("--bundle-version", help="default: the base's version +NAME-<checkpoint hash>")
+
     v = sub.add_parser("verify", help="re-check a bundle against its manifest")
     v.add_argument("directory", type=Path, metavar="DIR")
     v.add_argument(
@@ -342,6 +390,27 @@ def _demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _transcriber(args: argparse.Namespace) -> int:
+    from model_export.demo import DEFAULT_CALIBRATION_AUDIO
+    from model_export.progress import Progress
+    from model_export.stt_checkpoint import build_transcriber_bundle
+
+    manifest = build_transcriber_bundle(
+        args.recipe,
+        args.base,
+        args.out,
+        whisper=args.whisper,
+        ctc_checkpoint=args.ctc,
+        alphabet=args.alphabet,
+        calibration_audio=args.calibration_audio or DEFAULT_CALIBRATION_AUDIO,
+        force=args.force,
+        bundle_version=args.bundle_version,
+        progress=Progress.to_stderr(),
+    )
+    print(f"bundle {args.out}: recipe {manifest.recipe.name}, version {manifest.bundle_version}")
+    return EXIT_OK
+
+
 def _verify(args: argparse.Namespace) -> int:
     from alertfusion.manifest import MANIFEST_FILE
     from model_export.verify import verify_bundle
@@ -373,7 +442,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # int8 is the default of today's system; a recipe's models are quantized when asked
         raw = list(argv) if argv is not None else sys.argv[1:]
         args.quantize_given = any(a == "--quantize" or a.startswith("--quantize=") for a in raw)
-    handler = {"bundle": _bundle, "demo": _demo, "verify": _verify}[args.command]
+    handler = {"bundle": _bundle, "demo": _demo, "transcriber": _transcriber, "verify": _verify}[
+        args.command
+    ]
     try:
         return handler(args)
     except ExportError as exc:

@@ -12,6 +12,7 @@ decode, recording by recording.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Literal
 
@@ -22,8 +23,10 @@ from torch import nn
 from model_export.errors import ExportError, ExportReason
 
 Size = Literal["full", "tiny"]
-#: (conv channels, LSTM hidden units, LSTM layers): full is the sibling's 5 x 1024
-SIZES: dict[str, tuple[int, int, int]] = {"tiny": (4, 32, 2), "full": (32, 1024, 5)}
+#: (conv channels, LSTM hidden units, LSTM layers)
+Dims = tuple[int, int, int]
+#: full is the sibling's 5 x 1024
+SIZES: dict[str, Dims] = {"tiny": (4, 32, 2), "full": (32, 1024, 5)}
 BLANK = "_"
 INPUT = "spectrogram"
 OUTPUT = "logits"
@@ -41,11 +44,12 @@ def out_frames(frames: int) -> int:
 
 
 class DeepSpeech2(nn.Module):
-    """(batch, 1, bins, frames) spectrogram -> (batch, out_frames, symbols) logits."""
+    """(batch, 1, bins, frames) spectrogram -> (batch, out_frames, symbols) logits; `size` is
+    a named size or a checkpoint's own (conv channels, LSTM hidden units, LSTM layers)."""
 
-    def __init__(self, symbols: int, *, bins: int = 161, size: Size = "tiny") -> None:
+    def __init__(self, symbols: int, *, bins: int = 161, size: Size | Dims = "tiny") -> None:
         super().__init__()
-        channels, hidden, layers = SIZES[size]
+        channels, hidden, layers = SIZES[size] if isinstance(size, str) else size
         self.conv = nn.Sequential(
             nn.Conv2d(1, channels, (41, 11), stride=(2, 2), padding=(20, 5)),
             nn.BatchNorm2d(channels),
@@ -90,6 +94,44 @@ def demo_alphabet(size: Size) -> list[str]:
 
 def write_alphabet(symbols: list[str], path: Path) -> None:
     path.write_text(json.dumps({"symbols": symbols}, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def read_alphabet(path: Path) -> list[str]:
+    """A character list to package: JSON `{"symbols": [...]}` (as written by write_alphabet)
+    or a JSON list, or text with one symbol per line (a line holding one space is the space
+    symbol; only line ends are stripped). TOKENIZER_INVALID when it cannot be read, holds an
+    empty symbol or lists one twice."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ExportError(ExportReason.TOKENIZER_INVALID, f"alphabet {path}: {exc}") from exc
+    if path.suffix.lower() == ".json":
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ExportError(
+                ExportReason.TOKENIZER_INVALID, f"alphabet {path}: not JSON ({exc})"
+            ) from exc
+        symbols = raw.get("symbols") if isinstance(raw, dict) else raw
+        if not isinstance(symbols, list) or not all(isinstance(x, str) for x in symbols):
+            raise ExportError(
+                ExportReason.TOKENIZER_INVALID,
+                f'alphabet {path}: needs {{"symbols": [strings]}} or a list of strings',
+            )
+    else:
+        symbols = text.splitlines()
+        while symbols and symbols[-1] == "":  # a file's trailing blank lines
+            symbols.pop()
+    if len(symbols) < 2 or not all(symbols):
+        raise ExportError(
+            ExportReason.TOKENIZER_INVALID,
+            f"alphabet {path}: needs at least the blank and one symbol, none of them empty",
+        )
+    twice = sorted(x for x, n in Counter(symbols).items() if n > 1)
+    if twice:
+        raise ExportError(ExportReason.TOKENIZER_INVALID, f"alphabet {path} lists {twice} twice")
+    return list(symbols)
 
 
 def check_alphabet(model: nn.Module, symbols: list[str], bins: int) -> None:

@@ -24,7 +24,7 @@ from alertfusion.manifest import MANIFEST_FILE
 from model_export import ctc
 from model_export.errors import ExportError, ExportReason
 from model_export.recipe_build import load_recipe, onnx_shapes
-from model_export.stt_demo import stt_inputs
+from model_export.stt_bundle import stt_inputs
 from tests.conftest import SAMPLES
 from tests.recipe_bundles import RECIPES
 

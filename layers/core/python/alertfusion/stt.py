@@ -72,6 +72,12 @@ def read_tokenizer(path: Path, expected: int | None, language: str) -> Any:
     return tokenizer
 
 
+def checkpoint_key(name: str) -> str:
+    """The manifest's producer note naming transcribe model `name`'s trained checkpoint
+    (written by `python -m model_export transcriber`; a demo's seeded model has none)."""
+    return f"{name}_checkpoint"
+
+
 def whisper_specials(language: str) -> tuple[str, ...]:
     """The prompt (start, language, transcribe, no timestamps) and the end token."""
     return ("<|startoftranscript|>", f"<|{language}|>", "<|transcribe|>", "<|notimestamps|>",
