@@ -53,8 +53,6 @@ TOKENS_PER_SECOND = 6.0
 #: Whisper's prompt (start, language, transcribe, no timestamps) as the demo tokenizer numbers
 #: it; an untrained model's cost does not depend on which ids these are
 PROMPT = [1, 2, 3, 4]
-#: dynamic int8 quantization: the operators whose weights are quantized
-INT8_OPS = ["MatMul", "Gemm", "LSTM"]
 FULL_SECONDS = (5.0, 30.0)
 QUICK_SECONDS = (1.0, 2.0)
 #: the clip length of the cost comparison
@@ -103,30 +101,18 @@ def export_models(work: Path, size: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def quantize(src: Path, dst: Path) -> None:
-    """Dynamic int8 quantization of the weights of INT8_OPS."""
-    import logging
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # its advice to pre-process applies to static quantization
-    try:
-        quantize_dynamic(src, dst, op_types_to_quantize=INT8_OPS, weight_type=QuantType.QInt8)
-    finally:
-        root.setLevel(level)
-
-
 def add_int8(models: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """Each family's int8 files beside its fp32 ones; {family: why} for those that failed."""
+    """Each family's int8 files beside its fp32 ones (model_export.quantize, as a bundle's);
+    {family: why} for those that failed."""
+    from model_export.quantize import quantize_stt_dynamic
+
     failed = {}
     for family, entry in models.items():
         try:
             files = {}
             for role, path in entry["fp32"].items():
                 dst = Path(path).with_suffix(".int8.onnx")
-                quantize(Path(path), dst)
+                quantize_stt_dynamic(Path(path), dst)
                 files[role] = str(dst)
             entry["int8"] = files
         except Exception as exc:  # onnxruntime.quantization raises many types

@@ -238,6 +238,25 @@ def parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="recordings the token parity is checked on (default: samples/)",
     )
+    t.add_argument(
+        "--quantize",
+        choices=("none", "int8"),
+        default="int8",
+        help="int8 (default): dynamic int8 of the speech-to-text graphs, refused where it "
+        "disagrees with fp32 on the calibration recordings (decisive outputs, margin rule)",
+    )
+    t.add_argument(
+        "--threshold",
+        type=_fraction,
+        default=0.99,
+        help="refuse int8 below this agreement with fp32 on the decisive outputs (default 0.99)",
+    )
+    t.add_argument(
+        "--fp32-fallback",
+        action="store_true",
+        help="with --ctc and int8: also store the fp32 graph, served where the self-check "
+        "fails on the serving CPU",
+    )
     t.add_argument("--out", type=Path, required=True, metavar="DIR")
     t.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     t.add_argument("--bundle-version", help="default: the base's version +NAME-<checkpoint hash>")
@@ -393,6 +412,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _transcriber(args: argparse.Namespace) -> int:
     from model_export.demo import DEFAULT_CALIBRATION_AUDIO
     from model_export.progress import Progress
+    from model_export.stt_bundle import Int8
     from model_export.stt_checkpoint import build_transcriber_bundle
 
     manifest = build_transcriber_bundle(
@@ -406,6 +426,7 @@ def _transcriber(args: argparse.Namespace) -> int:
         force=args.force,
         bundle_version=args.bundle_version,
         progress=Progress.to_stderr(),
+        int8=Int8(args.quantize, args.threshold, args.fp32_fallback),
     )
     print(f"bundle {args.out}: recipe {manifest.recipe.name}, version {manifest.bundle_version}")
     return EXIT_OK

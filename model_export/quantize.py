@@ -381,6 +381,21 @@ def quantize_text_dynamic(fp32: Path, out: Path) -> None:
         )
 
 
+#: the operators whose weights dynamic int8 quantizes in a speech-to-text model (LSTM
+#: included: a CTC model is mostly LSTM; convolutions and embeddings stay fp32)
+STT_INT8_OPS = ("MatMul", "Gemm", "LSTM")
+
+
+def quantize_stt_dynamic(fp32: Path, out: Path) -> None:
+    """Dynamic int8 of a speech-to-text graph: int8 weights of STT_INT8_OPS, activations
+    quantized at run time (no calibration set: a recording's length varies)."""
+    with quiet():
+        quantize_dynamic(
+            str(fp32), str(out), op_types_to_quantize=list(STT_INT8_OPS),
+            weight_type=QuantType.QInt8,
+        )  # fmt: skip
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(shifted)
@@ -427,10 +442,11 @@ def agreement_report(
     )
 
 
-def enforce_threshold(name: str, report: QuantizationReport) -> None:
+def enforce_threshold(name: str, report: QuantizationReport, *, fp32_option: str = "") -> None:
     """QUANTIZATION_REFUSED when int8 agrees with fp32 on too few of the decisive inputs, or
     when no input is decisive (int8 error as large as every fp32 margin: agreement cannot be
-    shown)."""
+    shown). `fp32_option` is the command line's way to keep the model in fp32 (default
+    `--keep-fp32 NAME`)."""
     agreement = report.decisive_agreement
     if agreement is not None and agreement >= report.threshold:
         return
@@ -447,5 +463,6 @@ def enforce_threshold(name: str, report: QuantizationReport) -> None:
         )
     raise ExportError(
         ExportReason.QUANTIZATION_REFUSED,
-        f"{name}: {found}; keep it in fp32 (--keep-fp32 {name}) or lower --threshold",
+        f"{name}: {found}; keep it in fp32 ({fp32_option or f'--keep-fp32 {name}'}) or lower "
+        "--threshold",
     )

@@ -6,6 +6,13 @@ the model exported to ONNX with its token parity checked on the calibration reco
 alphabet (CTC) or tokenizer.json (Whisper) written beside it, the CTC model's golden row
 added, and the v2 manifest of the recipe written. Only the model and what the manifest says
 of it (`Provenance`) differ between the two.
+
+With `Int8.quantize == "int8"` the exported graphs (the CTC model; Whisper's encoder and
+decoder step) are quantized dynamically (model_export.quantize.quantize_stt_dynamic) and judged
+against fp32 by the margin rule (alertfusion.agreement) on the calibration recordings: every
+output frame's top symbol (CTC), every decoder position's next token along fp32's greedy
+tokens (Whisper, teacher forced). The golden row keeps fp32's logits, so the serving CPU's
+self-check judges the int8 CTC model as it judges the classifier's.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -57,6 +64,17 @@ SttModel = CtcModel | WhisperModel
 #: the model to package, given the calibration recordings' model inputs (a seeded model reads
 #: its feature count from them; a loaded one is checked against it)
 ModelSource = Callable[[list[np.ndarray]], SttModel]
+
+
+@dataclass(frozen=True)
+class Int8:
+    """The speech-to-text model's precision (module docstring)."""
+
+    quantize: Literal["none", "int8"] = "none"
+    #: refuse int8 below this agreement with fp32 on the decisive calibration outputs
+    threshold: float = 0.99
+    #: keep the fp32 graph beside an int8 CTC model (served where the self-check fails)
+    fp32_fallback: bool = False
 
 
 @dataclass(frozen=True)
@@ -177,10 +195,13 @@ def add_transcriber(
     progress: Progress,
     provenance: Provenance,
     threads: int,
+    int8: Int8 | None = None,
 ) -> ManifestV2:
     """Copy the emergency-voice bundle at `base` (v1, or v2 without a speech-to-text model)
     into `partial`, add the recipe's transcribe model made by `source` (exported, token parity
-    checked) and its alphabet or tokenizer, and write the v2 manifest of `recipe`."""
+    checked, quantized by `int8`) and its alphabet or tokenizer, and write the v2 manifest of
+    `recipe`."""
+    int8 = int8 or Int8()
     name, spec, transcription = transcriber_spec(recipe)
     base_spec = base_manifest(base, recipe)
     for file in base_spec.files():
@@ -194,9 +215,12 @@ def add_transcriber(
         else:
             check_family(recipe, "ctc")
             entry = _ctc_model(name, spec, model, inputs, partial, progress=progress)
+    fp32 = partial / entry.file
     golden = base_spec.golden
     if transcription.family == "ctc" and golden is not None:
-        golden = _with_golden(partial, golden, name, spec, inputs)
+        golden = _with_golden(partial, golden, name, spec, inputs, fp32)
+    if int8.quantize == "int8":
+        entry = _quantized(name, spec, entry, inputs, partial, int8, progress=progress)
     try:
         manifest = ManifestV2.model_validate(
             {
@@ -225,8 +249,9 @@ GOLDEN_FRAMES = 300
 
 
 def _with_golden(
-    partial: Path, golden: GoldenSet, name: str, spec: s.ModelSpec, inputs: list[np.ndarray]
-) -> GoldenSet:
+    partial: Path, golden: GoldenSet, name: str, spec: s.ModelSpec, inputs: list[np.ndarray],
+    fp32: Path,
+) -> GoldenSet:  # fmt: skip
     """The golden set with one row of the CTC model: the first calibration recording's first
     GOLDEN_FRAMES frames and fp32's logits for them (the self-check judges each frame's top
     symbol by the margin rule)."""
@@ -237,7 +262,7 @@ def _with_golden(
         arrays = {k: data[k] for k in data.files}
     (input_name,) = spec.inputs
     row = np.ascontiguousarray(inputs[0][..., :GOLDEN_FRAMES])
-    session = ort_session(partial / f"{name}.onnx")
+    session = ort_session(fp32)
     arrays[f"{name}/{input_name}"] = row
     arrays[f"{name}/fp32"] = session.run([spec.output.name], {input_name: row})[0].astype(
         np.float64
@@ -368,3 +393,102 @@ def _entry(
             symbols=symbols,
         ),
     )
+
+
+def _quantized(
+    name: str, spec: s.ModelSpec, entry: ModelFile, inputs: list[np.ndarray], partial: Path,
+    int8: Int8, *, progress: Progress,
+) -> ModelFile:  # fmt: skip
+    """The entry's graphs replaced by their dynamic int8 versions, judged against fp32 by the
+    margin rule (QUANTIZATION_REFUSED on real disagreement); the CTC model's fp32 graph kept
+    as its fallback with `int8.fp32_fallback`."""
+    from model_export.quantize import agreement_report, enforce_threshold, quantize_stt_dynamic
+
+    assert spec.transcription is not None
+    graphs = [entry.file] + ([entry.decoder.file] if entry.decoder is not None else [])
+    fp32 = {g: partial / g.replace(".onnx", ".fp32.onnx") for g in graphs}
+    for g in graphs:
+        (partial / g).rename(fp32[g])
+        quantize_stt_dynamic(fp32[g], partial / g)
+    if entry.decoder is None:
+        want, got = _ctc_rows(fp32[entry.file], partial / entry.file, spec, inputs)
+    else:
+        want, got = _whisper_rows(spec, entry, fp32, partial, inputs)
+    report = agreement_report(want, got, method="dynamic", threshold=int8.threshold)
+    progress(
+        f"{name}: int8 (dynamic) agrees with fp32 on {report.decisive_agreement or 0:.1%} of "
+        f"{report.n_decisive} decisive outputs of {report.n_inputs} ({report.near_ties} near "
+        f"ties); largest logit spread {report.max_logit_spread or 0:.3g}"
+    )
+    enforce_threshold(name, report, fp32_option="--quantize none")
+    keep = int8.fp32_fallback and entry.decoder is None
+    for g in graphs:
+        if not (keep and g == entry.file):
+            fp32[g].unlink()
+    update: dict[str, object] = {
+        "sha256": sha256_file(partial / entry.file),
+        "size_bytes": (partial / entry.file).stat().st_size,
+        "quantization": "int8_dynamic",
+        "quantization_report": report,
+    }
+    if keep:
+        kept = fp32[entry.file]
+        update["fp32_fallback"] = BundleFile(
+            file=kept.name, sha256=sha256_file(kept), size_bytes=kept.stat().st_size
+        )
+    if entry.decoder is not None:
+        decoder = partial / entry.decoder.file
+        update["decoder"] = BundleFile(
+            file=decoder.name, sha256=sha256_file(decoder), size_bytes=decoder.stat().st_size
+        )
+    return entry.model_copy(update=update)
+
+
+def _ctc_rows(
+    fp32: Path, int8: Path, spec: s.ModelSpec, inputs: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every calibration frame's logits, fp32 and int8: (frames, symbols) each."""
+    from model_export.onnx_export import ort_session
+
+    (input_name,) = spec.inputs
+    out = []
+    for path in (fp32, int8):
+        session = ort_session(path)
+        rows = [session.run([spec.output.name], {input_name: x})[0][0] for x in inputs]
+        out.append(np.concatenate(rows).astype(np.float64))
+    return out[0], out[1]
+
+
+def _whisper_rows(
+    spec: s.ModelSpec, entry: ModelFile, fp32: dict[str, Path], partial: Path,
+    inputs: list[np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Each calibration recording's first 30 s: fp32's greedy tokens (at most
+    WHISPER_PARITY_TOKENS), then the next-token logits at every position from the prompt's
+    last token on, fp32 and int8 teacher forced along those same tokens."""
+    from tokenizers import Tokenizer
+
+    from alertfusion.stt import whisper_specials
+    from alertfusion.stt_whisper import WhisperSessions, greedy
+    from model_export import whisper
+    from model_export.onnx_export import ort_session
+
+    assert spec.transcription is not None and entry.alphabet is not None
+    assert entry.decoder is not None
+    tokenizer = Tokenizer.from_file(str(partial / entry.alphabet.file))
+    *prompt_tokens, end_token = whisper_specials(spec.transcription.language)
+    prompt = [whisper.token_id(tokenizer, t) for t in prompt_tokens]
+    end = whisper.token_id(tokenizer, end_token)
+    pairs = [
+        WhisperSessions(ort_session(fp32[entry.file]), ort_session(fp32[entry.decoder.file])),
+        WhisperSessions(
+            ort_session(partial / entry.file), ort_session(partial / entry.decoder.file)
+        ),
+    ]
+    want, got = [], []
+    for x in inputs:
+        ids = prompt + greedy(pairs[0], x, prompt, end, WHISPER_PARITY_TOKENS)
+        first = len(prompt) - 1
+        want.append(whisper.step_logits(pairs[0], x, ids)[first:])
+        got.append(whisper.step_logits(pairs[1], x, ids)[first:])
+    return np.concatenate(want), np.concatenate(got)

@@ -11,7 +11,8 @@ Two kinds of checkpoint, by the recipe's `transcription.family`:
   symbol per output index, the blank where the recipe says.
 
 The model then goes through the demo's own path (model_export.stt_bundle: export, token
-parity, alphabet or tokenizer, golden row, manifest). The manifest names the checkpoint and
+parity, alphabet or tokenizer, golden row, manifest), dynamic int8 by default from the command
+line (judged against fp32 by the margin rule). The manifest names the checkpoint and
 its sha256 and keeps the base bundle's `trained` flag; it carries no demo marks.
 """
 
@@ -30,6 +31,7 @@ from model_export.errors import ExportError, ExportReason
 from model_export.progress import Progress
 from model_export.stt_bundle import (
     CtcModel,
+    Int8,
     ModelSource,
     Provenance,
     SttModel,
@@ -129,9 +131,11 @@ def build_transcriber_bundle(
     force: bool,
     bundle_version: str | None,
     progress: Progress,
+    int8: Int8 | None = None,
 ) -> ManifestV2:
     """The bundle of `recipe_path` at `out`: the emergency-voice bundle at `base` (v1, or v2
-    without a speech-to-text model) plus the trained checkpoint (module docstring)."""
+    without a speech-to-text model) plus the trained checkpoint (module docstring), in fp32
+    unless `int8` says otherwise."""
     from alertfusion.recipe.v1 import legacy_parts
     from model_export import ctc
     from model_export.recipe_build import assemble, load_recipe
@@ -188,7 +192,7 @@ def build_transcriber_bundle(
     def build(partial: Path, work: Path) -> ManifestV2:
         return add_transcriber(
             recipe, Path(base), partial, source=source, calibration_audio=calibration_audio,
-            progress=progress, provenance=provenance, threads=0,
+            progress=progress, provenance=provenance, threads=0, int8=int8,
         )  # fmt: skip
 
     return assemble(out, force=force, progress=progress, build=build)

@@ -92,8 +92,11 @@ def trained_v2_base(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory)
 
 
 def _transcriber(recipe: Path, base: Path, out: Path, calibration: Path, *args: str) -> int:
+    """The command, in fp32 unless `args` says --quantize (the token-exact checks compare
+    fp32 with PyTorch)."""
+    quantize = [] if "--quantize" in args else ["--quantize", "none"]
     return export_main(
-        ["transcriber", "--recipe", str(recipe), "--base", str(base), *args,
+        ["transcriber", "--recipe", str(recipe), "--base", str(base), *args, *quantize,
          "--calibration-audio", str(calibration), "--out", str(out)]
     )  # fmt: skip
 
@@ -310,3 +313,86 @@ def test_alphabet_files_are_read_as_written(tmp_path: Path) -> None:
         with pytest.raises(ExportError) as info:
             ctc.read_alphabet(tmp_path / "bad.txt")
         assert info.value.reason == ExportReason.TOKENIZER_INVALID, repr(text)
+
+
+def test_an_int8_ctc_bundle_is_judged_by_margins_and_keeps_its_fp32_fallback(
+    tiny_bundle: Path, ctc_checkpoint: tuple[Path, Path, Any], calibration: Path,
+    tmp_path: Path, capsys: Any,
+) -> None:  # fmt: skip
+    """Dynamic int8 of the DeepSpeech2: its agreement with fp32 on every calibration frame is
+    in the manifest, the serving CPU's self-check judges it on the golden row (fp32's logits),
+    and the fp32 graph kept beside it decodes to PyTorch's own tokens."""
+    from alertfusion.cli import main as cli
+
+    ckpt, alphabet, model = ctc_checkpoint
+    out = tmp_path / "bundle"
+    int8 = ("--quantize", "int8", "--fp32-fallback")
+    code = _transcriber(CTC_RECIPE, tiny_bundle, out, calibration, "--ctc", str(ckpt),
+                        "--alphabet", str(alphabet), *int8)  # fmt: skip
+    assert code == EXIT_OK
+    entry = _manifest(out)["models"]["stt"]
+    report = entry["quantization_report"]
+    assert entry["quantization"] == "int8_dynamic" and report["method"] == "dynamic"
+    assert report["n_decisive"] > 0 and report["decisive_agreement"] >= report["threshold"]
+    assert report["n_inputs"] == report["n_decisive"] + report["near_ties"]
+    fallback = out / entry["fp32_fallback"]["file"]
+    assert (out / entry["file"]).stat().st_size < fallback.stat().st_size
+    _assert_verifies(out, capsys)
+    assert cli(["selfcheck", "--bundle", str(out), "--json"]) == EXIT_OK
+    checks = {c["model"]: c for c in json.loads(capsys.readouterr().out)["models"]}
+    assert checks["stt"]["quantization"] == "int8_dynamic" and checks["stt"]["passed"]
+    engine = Engine.from_bundle(out)
+    assert engine.transcribe(SAMPLES / SAMPLE).cut == 0
+    engine.sessions.use_fallback(["stt"])
+    (x,) = stt_inputs(load_recipe(CTC_RECIPE), "stt", calibration)
+    with torch.no_grad():
+        want = ctc.torch_greedy(model(torch.from_numpy(x))[0])
+    assert list(engine.transcribe(SAMPLES / SAMPLE).ids) == want
+
+
+def test_an_int8_whisper_bundle_is_judged_along_fp32s_tokens(
+    tiny_bundle: Path, calibration: Path, tmp_path: Path, capsys: Any
+) -> None:
+    """Whisper's encoder and decoder step in int8, judged position by position on the next
+    token along fp32's greedy tokens. The model is made trained-like (a few tokens' embedding
+    rows, tied to the output projection, scaled up) so that fp32's choices have margins."""
+    from tokenizers import Tokenizer
+    from transformers import WhisperForConditionalGeneration
+
+    directory = tmp_path / "whisper"
+    directory.mkdir()
+    whisper.demo_tokenizer("tiny", directory / "tokenizer.json")
+    vocab = Tokenizer.from_file(str(directory / "tokenizer.json")).get_vocab_size(
+        with_added_tokens=True
+    )
+    torch.manual_seed(0)
+    config = whisper.whisper_config("tiny", vocab)
+    config.init_std = 0.3
+    model = WhisperForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        model.model.decoder.embed_tokens.weight[10:14] *= 8
+    model.save_pretrained(directory)
+    out = tmp_path / "bundle"
+    code = _transcriber(WHISPER_RECIPE, tiny_bundle, out, calibration, "--whisper",
+                        str(directory), "--quantize", "int8")  # fmt: skip
+    assert code == EXIT_OK
+    entry = _manifest(out)["models"]["stt"]
+    report = entry["quantization_report"]
+    assert entry["quantization"] == "int8_dynamic" and entry.get("fp32_fallback") is None
+    assert report["n_decisive"] > 0 and report["decisive_agreement"] >= report["threshold"]
+    assert not list(out.glob("*.fp32.onnx"))
+    _assert_verifies(out, capsys)
+    assert Engine.from_bundle(out).transcribe(SAMPLES / SAMPLE).text != ""
+
+
+def test_int8_is_refused_for_an_untrained_whisper_that_cannot_show_agreement(
+    tiny_bundle: Path, whisper_checkpoint: tuple[Path, Any], calibration: Path,
+    tmp_path: Path, capsys: Any,
+) -> None:  # fmt: skip
+    out = tmp_path / "bundle"
+    code = _transcriber(WHISPER_RECIPE, tiny_bundle, out, calibration, "--whisper",
+                        str(whisper_checkpoint[0]), "--quantize", "int8")  # fmt: skip
+    assert code == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert "error: QUANTIZATION_REFUSED" in err and "--quantize none" in err
+    assert not out.exists()
