@@ -407,11 +407,14 @@ def verify_v2(directory: Path) -> list[str]:
         bundle = open_bundle(Path(directory))
         sessions = BundleSessions(bundle, SessionOptions(intra_op_threads=0))
         sessions.create_all()
-        check = run_selfcheck(bundle, sessions.run)
+        steps = None
         if bundle.spec.recipe.transcriber is not None:
             from alertfusion.engine import Engine
 
-            Engine(bundle).transcriber()  # the alphabet or tokenizer against the model
+            engine = Engine(bundle)
+            engine.transcriber()  # the alphabet or tokenizer against the model
+            steps = engine.whisper_step_logits
+        check = run_selfcheck(bundle, sessions.run, steps=steps)
     except AlertFusionError as exc:
         raise ExportError(ExportReason.BUNDLE_INVALID, f"{directory}: {exc.message}") from exc
     if not check.passed:

@@ -3,8 +3,8 @@
 Shared by the untrained demo (model_export.stt_demo: a seeded model) and the `transcriber`
 command (model_export.stt_checkpoint: a trained checkpoint): the base bundle's files copied,
 the model exported to ONNX with its token parity checked on the calibration recordings, its
-alphabet (CTC) or tokenizer.json (Whisper) written beside it, the CTC model's golden row
-added, and the v2 manifest of the recipe written. Only the model and what the manifest says
+alphabet (CTC) or tokenizer.json (Whisper) written beside it, its golden row added, and the v2
+manifest of the recipe written. Only the model and what the manifest says
 of it (`Provenance`) differ between the two.
 
 With `Int8.quantize == "int8"` the exported graphs (the CTC model; Whisper's encoder and
@@ -12,7 +12,7 @@ decoder step) are quantized dynamically (model_export.quantize.quantize_stt_dyna
 against fp32 by the margin rule (alertfusion.agreement) on the calibration recordings: every
 output frame's top symbol (CTC), every decoder position's next token along fp32's greedy
 tokens (Whisper, teacher forced). The golden row keeps fp32's logits, so the serving CPU's
-self-check judges the int8 CTC model as it judges the classifier's.
+self-check judges the int8 model as it judges the classifier's.
 """
 
 from __future__ import annotations
@@ -215,10 +215,9 @@ def add_transcriber(
         else:
             check_family(recipe, "ctc")
             entry = _ctc_model(name, spec, model, inputs, partial, progress=progress)
-    fp32 = partial / entry.file
     golden = base_spec.golden
-    if transcription.family == "ctc" and golden is not None:
-        golden = _with_golden(partial, golden, name, spec, inputs, fp32)
+    if golden is not None:
+        golden = _with_golden(partial, golden, name, spec, entry, inputs)
     if int8.quantize == "int8":
         entry = _quantized(name, spec, entry, inputs, partial, int8, progress=progress)
     try:
@@ -244,29 +243,47 @@ def add_transcriber(
     return manifest
 
 
-#: frames of the speech-to-text model's golden input (the first calibration recording's)
+#: frames of the CTC model's golden input (the first calibration recording's)
 GOLDEN_FRAMES = 300
+#: tokens of the Whisper model's golden row (fp32's first greedy tokens, teacher forced)
+GOLDEN_TOKENS = 8
 
 
 def _with_golden(
-    partial: Path, golden: GoldenSet, name: str, spec: s.ModelSpec, inputs: list[np.ndarray],
-    fp32: Path,
+    partial: Path, golden: GoldenSet, name: str, spec: s.ModelSpec, entry: ModelFile,
+    inputs: list[np.ndarray],
 ) -> GoldenSet:  # fmt: skip
-    """The golden set with one row of the CTC model: the first calibration recording's first
-    GOLDEN_FRAMES frames and fp32's logits for them (the self-check judges each frame's top
-    symbol by the margin rule)."""
+    """The golden set with one row of the speech-to-text model (still fp32 in `partial`), from
+    the first calibration recording: the CTC model's first GOLDEN_FRAMES frames and fp32's
+    logits for them; or Whisper's log-mel input, the prompt and fp32's first GOLDEN_TOKENS
+    greedy tokens (`input_ids`), and fp32's next-token logits from the prompt's last position
+    on, teacher forced (float32: a vocabulary of 51,865). The self-check judges each frame's
+    top symbol, or each position's next token, by the margin rule."""
     from model_export.onnx_export import ort_session
 
     path = partial / golden.file
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     (input_name,) = spec.inputs
-    row = np.ascontiguousarray(inputs[0][..., :GOLDEN_FRAMES])
-    session = ort_session(fp32)
-    arrays[f"{name}/{input_name}"] = row
-    arrays[f"{name}/fp32"] = session.run([spec.output.name], {input_name: row})[0].astype(
-        np.float64
-    )
+    if entry.decoder is None:
+        row = np.ascontiguousarray(inputs[0][..., :GOLDEN_FRAMES])
+        session = ort_session(partial / entry.file)
+        arrays[f"{name}/{input_name}"] = row
+        arrays[f"{name}/fp32"] = session.run([spec.output.name], {input_name: row})[0].astype(
+            np.float64
+        )
+    else:
+        from alertfusion.stt_whisper import WhisperSessions, greedy, step_logits
+
+        sessions = WhisperSessions(
+            ort_session(partial / entry.file), ort_session(partial / entry.decoder.file)
+        )
+        prompt, end = _whisper_prompt(spec, partial, entry)
+        ids = prompt + greedy(sessions, inputs[0], prompt, end, GOLDEN_TOKENS)
+        arrays[f"{name}/{input_name}"] = inputs[0]
+        arrays[f"{name}/input_ids"] = np.asarray([ids], dtype=np.int64)
+        logits = step_logits(sessions, inputs[0], ids)[len(prompt) - 1 :]
+        arrays[f"{name}/fp32"] = logits[np.newaxis].astype(np.float32)
     with path.open("wb") as f:
         np.savez_compressed(f, **arrays)
     return GoldenSet(
@@ -275,6 +292,20 @@ def _with_golden(
         size_bytes=path.stat().st_size,
         inputs={**golden.inputs, name: 1},
     )
+
+
+def _whisper_prompt(spec: s.ModelSpec, partial: Path, entry: ModelFile) -> tuple[list[int], int]:
+    """The prompt's token ids and the end token's, from the bundle's tokenizer.json."""
+    from tokenizers import Tokenizer
+
+    from alertfusion.stt import whisper_specials
+    from model_export import whisper
+
+    assert spec.transcription is not None and entry.alphabet is not None
+    tokenizer = Tokenizer.from_file(str(partial / entry.alphabet.file))
+    *prompt_tokens, end_token = whisper_specials(spec.transcription.language)
+    prompt = [whisper.token_id(tokenizer, t) for t in prompt_tokens]
+    return prompt, whisper.token_id(tokenizer, end_token)
 
 
 def _ctc_model(
@@ -466,19 +497,11 @@ def _whisper_rows(
     """Each calibration recording's first 30 s: fp32's greedy tokens (at most
     WHISPER_PARITY_TOKENS), then the next-token logits at every position from the prompt's
     last token on, fp32 and int8 teacher forced along those same tokens."""
-    from tokenizers import Tokenizer
-
-    from alertfusion.stt import whisper_specials
-    from alertfusion.stt_whisper import WhisperSessions, greedy
-    from model_export import whisper
+    from alertfusion.stt_whisper import WhisperSessions, greedy, step_logits
     from model_export.onnx_export import ort_session
 
-    assert spec.transcription is not None and entry.alphabet is not None
     assert entry.decoder is not None
-    tokenizer = Tokenizer.from_file(str(partial / entry.alphabet.file))
-    *prompt_tokens, end_token = whisper_specials(spec.transcription.language)
-    prompt = [whisper.token_id(tokenizer, t) for t in prompt_tokens]
-    end = whisper.token_id(tokenizer, end_token)
+    prompt, end = _whisper_prompt(spec, partial, entry)
     pairs = [
         WhisperSessions(ort_session(fp32[entry.file]), ort_session(fp32[entry.decoder.file])),
         WhisperSessions(
@@ -489,6 +512,6 @@ def _whisper_rows(
     for x in inputs:
         ids = prompt + greedy(pairs[0], x, prompt, end, WHISPER_PARITY_TOKENS)
         first = len(prompt) - 1
-        want.append(whisper.step_logits(pairs[0], x, ids)[first:])
-        got.append(whisper.step_logits(pairs[1], x, ids)[first:])
+        want.append(step_logits(pairs[0], x, ids)[first:])
+        got.append(step_logits(pairs[1], x, ids)[first:])
     return np.concatenate(want), np.concatenate(got)

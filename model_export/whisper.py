@@ -30,8 +30,6 @@ from model_export.errors import ExportError, ExportReason
 if TYPE_CHECKING:
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-    from alertfusion.stt_whisper import WhisperSessions
-
 Size = Literal["full", "tiny"]
 #: the special tokens a Whisper tokenizer must have (Korean transcription, no timestamps)
 SPECIALS = ("<|endoftext|>", "<|startoftranscript|>", "<|ko|>", "<|transcribe|>",
@@ -242,20 +240,3 @@ def check_token_parity(
             )
         tokens += len(want)
     return tokens
-
-
-def step_logits(sessions: WhisperSessions, features: np.ndarray, ids: list[int]) -> np.ndarray:
-    """The decoder's logits at every position of `ids` in one call (teacher forced, an empty
-    cache): row j predicts the token after ids[j]. (len(ids), vocabulary) float64."""
-    n = sessions.layers
-    cross = sessions.encoder.run(None, {"input_features": features.astype(np.float32)})
-    feeds: dict[str, np.ndarray] = {
-        o.name: x for o, x in zip(sessions.encoder.get_outputs(), cross, strict=True)
-    }
-    heads, dim = cross[0].shape[1], cross[0].shape[3]
-    for kv in "kv":
-        for i in range(n):
-            feeds[f"self_{kv}_{i}"] = np.zeros((1, heads, 0, dim), dtype=np.float32)
-    feeds["input_ids"] = np.asarray([ids], dtype=np.int64)
-    logits = sessions.decoder.run(["logits"], feeds)[0]
-    return np.asarray(logits[0], dtype=np.float64)

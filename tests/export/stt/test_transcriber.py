@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -199,6 +200,7 @@ def test_a_whisper_checkpoint_transcribes_to_its_own_greedy_tokens(
     sample = str(SAMPLES / SAMPLE)
     assert alertfusion_main(["transcribe", sample, "--bundle", str(whisper_bundle), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["text"] == heard.text
+    assert _selfcheck(whisper_bundle, capsys)["stt"]["quantization"] == "none"
     _assert_no_demo_marks(whisper_bundle, trained_v2_base, directory / "model.safetensors")
     _assert_verifies(whisper_bundle, capsys)
 
@@ -383,6 +385,29 @@ def test_an_int8_whisper_bundle_is_judged_along_fp32s_tokens(
     assert not list(out.glob("*.fp32.onnx"))
     _assert_verifies(out, capsys)
     assert Engine.from_bundle(out).transcribe(SAMPLES / SAMPLE).text != ""
+    # the golden row: fp32's next tokens along its own greedy ones, judged here in int8
+    assert _selfcheck(out, capsys)["stt"]["decisive"] > 0
+    # the same row with fp32's choice at one position moved far to another token: the int8
+    # model's answer there is now a real disagreement, and the bundle does not pass
+    golden = out / _manifest(out)["golden"]["file"]
+    with np.load(golden) as data:
+        arrays = {k: data[k] for k in data.files}
+    row = arrays["stt/fp32"][0, 0]
+    row[int(np.argsort(row)[-2])] = row.max() + 50.0
+    with golden.open("wb") as f:
+        np.savez_compressed(f, **arrays)
+    manifest = _manifest(out)
+    manifest["golden"].update(sha256=sha256_file(golden), size_bytes=golden.stat().st_size)
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
+    assert alertfusion_main(["selfcheck", "--bundle", str(out), "--json"]) == 2
+    failed = {c["model"]: c for c in json.loads(capsys.readouterr().out)["models"]}["stt"]
+    assert not failed["passed"] and len(failed["disagreements"]) == 1
+
+
+def _selfcheck(bundle: Path, capsys: Any) -> dict[str, Any]:
+    """`alertfusion selfcheck --json` on the bundle, which must pass: each model's check."""
+    assert alertfusion_main(["selfcheck", "--bundle", str(bundle), "--json"]) == EXIT_OK
+    return {c["model"]: c for c in json.loads(capsys.readouterr().out)["models"]}
 
 
 def test_int8_is_refused_for_an_untrained_whisper_that_cannot_show_agreement(

@@ -56,6 +56,9 @@ _X86_FEATURES = (
 _ARM_FEATURES = ("asimd", "asimddp", "i8mm", "sve", "sve2", "bf16")
 
 Runner = Callable[[str, dict[str, "np.ndarray"]], "np.ndarray"]
+#: a Whisper model's next-token logits at every position of some token ids, teacher forced
+#: (name, log-mel features, ids) -> (len(ids), vocabulary): alertfusion.stt_whisper.step_logits
+StepRunner = Callable[[str, "np.ndarray", list[int]], "np.ndarray"]
 
 
 @dataclass(frozen=True)
@@ -253,12 +256,14 @@ def run_selfcheck(
     names: list[str] | None = None,
     fallback: frozenset[str] = frozenset(),
     submit: Callable[[Callable[[], np.ndarray]], Future[np.ndarray]] | None = None,
+    steps: StepRunner | None = None,
 ) -> SelfCheck:
     """Run the golden set through `run(model name, feeds) -> first output` (the engine's
     sessions) for every model of the golden set, or only `names`; `fallback` names the
     models `run` serves with their fp32 fallback (held to fp32's tolerance). With `submit`
     (the engine's worker), the models fed one input at a time run there, beside the others
-    on this thread, as a request's text model does."""
+    on this thread, as a request's text model does. A Whisper model's golden row (features,
+    `input_ids`) runs through `steps` (BUNDLE_INVALID without it)."""
     import numpy as np
 
     from alertfusion.fusion import softmax
@@ -270,6 +275,8 @@ def run_selfcheck(
     chosen = names or list(bundle.golden.inputs)
 
     def outputs(name: str) -> np.ndarray:
+        if getattr(entries[name], "decoder", None) is not None:  # a Whisper model
+            return _whisper_outputs(golden, name, entries[name].input_names, steps)
         feeds = _rows(golden, name, entries[name].input_names)
         return np.concatenate([run(name, f) for f in feeds]).astype(np.float64)
 
@@ -325,6 +332,24 @@ def _tolerance(entry: Any, quantization: str) -> float:
             code=ReasonCode.BUNDLE_INVALID,
         )
     return float(report.max_logit_spread)
+
+
+def _whisper_outputs(
+    golden: dict[str, np.ndarray], name: str, inputs: list[str], steps: StepRunner | None
+) -> np.ndarray:
+    """A Whisper model's golden row: its next-token logits along the row's token ids, from
+    the position fp32's were kept (the prompt's last), shaped like the fp32 array."""
+    if steps is None:
+        raise BundleError(
+            f"the golden set of {name} is a Whisper row: the self-check needs the engine's "
+            "decoder to run it",
+            code=ReasonCode.BUNDLE_INVALID,
+        )
+    (feature_name,) = inputs
+    want = golden[f"{name}/fp32"]
+    ids = [int(i) for i in golden[f"{name}/input_ids"][0]]
+    logits = steps(name, golden[f"{name}/{feature_name}"], ids)
+    return logits[len(ids) - want.shape[1] :][None]
 
 
 def _rows(

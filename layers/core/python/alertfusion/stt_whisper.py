@@ -65,6 +65,26 @@ def greedy(
     return out
 
 
+def step_logits(sessions: WhisperSessions, features: np.ndarray, ids: list[int]) -> np.ndarray:
+    """The decoder's logits at every position of `ids` in one call (teacher forced, an empty
+    cache): row j scores the token after ids[j]. (len(ids), vocabulary) float64. The build's
+    int8 agreement and the self-check's golden row compare these."""
+    import numpy as np
+
+    n = sessions.layers
+    cross = sessions.encoder.run(None, {"input_features": features.astype(np.float32)})
+    feeds: dict[str, np.ndarray] = {
+        o.name: x for o, x in zip(sessions.encoder.get_outputs(), cross, strict=True)
+    }
+    heads, dim = cross[0].shape[1], cross[0].shape[3]
+    for kv in "kv":
+        for i in range(n):
+            feeds[f"self_{kv}_{i}"] = np.zeros((1, heads, 0, dim), dtype=np.float32)
+    feeds["input_ids"] = np.asarray([ids], dtype=np.int64)
+    logits = sessions.decoder.run(["logits"], feeds)[0]
+    return np.asarray(logits[0], dtype=np.float64)
+
+
 def chunks(n_samples: int, rate: int, overlap_s: float) -> list[tuple[int, int]]:
     """30 s spans covering `n_samples`, consecutive ones overlapping by `overlap_s`."""
     size = round(CHUNK_SECONDS * rate)

@@ -218,7 +218,18 @@ class Engine:
             names=names,
             fallback=self._sessions.fallback,
             submit=self._executor().submit if self.tuning.concurrent else None,
+            steps=self.whisper_step_logits,
         )
+
+    def whisper_step_logits(self, name: str, features: np.ndarray, ids: list[int]) -> np.ndarray:
+        """The bundle's Whisper model's next-token logits along `ids`, teacher forced (its
+        golden row; alertfusion.stt_whisper.step_logits)."""
+        from alertfusion.stt_whisper import step_logits
+
+        whisper = self.transcriber().whisper
+        if whisper is None or name != self.spec.recipe.transcriber:
+            raise BundleError(f"model {name} of this bundle is not a Whisper model")
+        return step_logits(whisper.sessions, features, ids)
 
     def use_fp32_fallback(self, names: list[str]) -> None:
         """Serve `names` with their fp32 fallback models (BUNDLE_INVALID without one)."""
