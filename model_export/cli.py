@@ -236,7 +236,7 @@ def parser() -> argparse.ArgumentParser:
         "--calibration-audio",
         type=Path,
         metavar="DIR",
-        help="recordings the token parity is checked on (default: samples/)",
+        help="recordings the token parity and int8 agreement are checked on (default: samples/)",
     )
     t.add_argument(
         "--quantize",
