@@ -48,8 +48,10 @@ from devstack.moto_hooks import (
     TranscribeGaps,
     WSGIApp,
     check_moto_version,
+    install_fast_dynamodb_serializer,
     pin_transcribe_progression,
     release_transcribe_progression,
+    remove_fast_dynamodb_serializer,
 )
 from devstack.pumps import Pumps
 from devstack.resources import BACKFILL_FUNCTION, Resources
@@ -113,6 +115,7 @@ class LocalStack:
         check_moto_version()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
         pin_transcribe_progression()
+        install_fast_dynamodb_serializer()
         self._server = MotoServer(self._wrap_moto)
         self.endpoint_url = self._server.start()
         self._server.reset()  # moto's state is process-wide: start from nothing
@@ -189,6 +192,7 @@ class LocalStack:
             self._server = None
             release_transcribe_progression()
             remove_interpreter_hooks()
+        remove_fast_dynamodb_serializer()
         self._clients.clear()
         self.cognito = None
         self._resources.forget_arns()
