@@ -1,4 +1,5 @@
-"""The pipeline's real handlers, invoked here as Lambda would: one at a time, inference timed."""
+"""The pipeline's real handlers, invoked here as Lambda would: in-process ones one at a time,
+the backfill function in its own sandbox process; inference timed."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from devstack.moto_hooks import MOTO_ACCOUNT_ID
+from devstack.sandbox import Sandbox, SandboxError
 
 Function = Literal["starter", "classifier", "sweeper", "backfill"]
 
@@ -80,11 +82,16 @@ class InferenceClock:
 
 
 class Handlers:
-    """Invokes the starter, classifier and sweeper handlers in this process.
+    """Invokes the starter, classifier and sweeper handlers in this process, and the backfill
+    function's in its own process (devstack.sandbox).
 
-    Invocations are serialised, one at a time across all functions: Powertools' Logger and
-    Metrics keep per-invocation state in module globals, which parallel invocations in one
-    process would mix (in AWS each sandbox is its own process). While installed, the
+    In this process invocations are serialised, one at a time across the functions:
+    Powertools' Logger and Metrics keep per-invocation state in module globals, which
+    parallel invocations in one process would mix (in AWS each sandbox is its own process).
+    The backfill function runs in a sandbox process of its own, one invocation at a time
+    there, so its steps (admit, a check of a batch's jobs every few seconds, summarize) run
+    beside the classifier's invocations, as on AWS, instead of taking their turns. While an
+    interceptor is set (the soak), every function runs here. While installed, the
     classifier's engine (``get_classifier``: alertfusion.engine.get_engine, MODEL_BUNDLE) is
     wrapped to time inference: handler overhead is everything else.
     """
@@ -94,6 +101,7 @@ class Handlers:
         self._lock = threading.Lock()
         self._clock = InferenceClock()
         self._original_classifier: Any = None
+        self._sandboxes: dict[Function, Sandbox] = {"backfill": Sandbox("backfill")}
         self.invocations: list[Invocation] = []
         #: decides, per invocation, to run it elsewhere (the soak runs some in a child
         #: process it kills: devstack.child): the Invocation made there, or None to run the
@@ -120,6 +128,8 @@ class Handlers:
 
             classifier_app.get_classifier = self._original_classifier
             self._original_classifier = None
+        for sandbox in self._sandboxes.values():
+            sandbox.stop()
 
     def engine(self) -> Any:
         """The classifier's engine itself (not timed)."""
@@ -128,7 +138,7 @@ class Handlers:
         return (self._original_classifier or classifier_app.get_classifier)()
 
     def busy(self) -> bool:
-        return self._lock.locked()
+        return self._lock.locked() or any(s.busy() for s in self._sandboxes.values())
 
     def last_finished(self) -> float:
         """When (epoch seconds) the latest invocation ended; 0 before any."""
@@ -141,6 +151,9 @@ class Handlers:
         event: dict[str, Any],
         job_ids: tuple[str, ...] = (),
     ) -> Invocation:
+        sandbox = self._sandboxes.get(function)
+        if sandbox is not None and self.interceptor is None:
+            return self._invoke_in(sandbox, function, trigger, event, job_ids)
         if function == "starter":
             from functions.starter.app import handler
         elif function == "classifier":
@@ -180,6 +193,38 @@ class Handlers:
                 error_type,
             )
             self.invocations.append(invocation)
+        if self._on_invocation is not None:
+            self._on_invocation(invocation)
+        return invocation
+
+    def _invoke_in(
+        self,
+        sandbox: Sandbox,
+        function: Function,
+        trigger: str,
+        event: dict[str, Any],
+        job_ids: tuple[str, ...],
+    ) -> Invocation:
+        started = time.time()
+        start = time.perf_counter()
+        try:
+            answer = sandbox.invoke(event)
+        except SandboxError as exc:  # the sandbox died: Lambda's own error, retried
+            answer = {"ok": False, "error": str(exc), "error_type": "Lambda.ServiceException"}
+        invocation = Invocation(
+            function,
+            trigger,
+            started,
+            (time.perf_counter() - start) * 1000,
+            0.0,
+            bool(answer["ok"]),
+            answer.get("error"),
+            answer.get("response"),
+            job_ids,
+            answer.get("error_type"),
+        )
+        # not under the lock, which an in-process invocation holds while it runs
+        self.invocations.append(invocation)
         if self._on_invocation is not None:
             self._on_invocation(invocation)
         return invocation
