@@ -6,12 +6,12 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from devstack.moto_hooks import MOTO_ACCOUNT_ID
-from devstack.sandbox import Sandbox, SandboxError
+from devstack.sandbox import SandboxError, SandboxFunction, SandboxPool
 
 Function = Literal["starter", "classifier", "sweeper", "backfill"]
 
@@ -82,26 +82,35 @@ class InferenceClock:
 
 
 class Handlers:
-    """Invokes the starter, classifier and sweeper handlers in this process, and the backfill
-    function's in its own process (devstack.sandbox).
+    """Invokes the pipeline's handlers: in this process, or each of the `sandboxed`
+    functions in a sandbox process of its own (devstack.sandbox).
 
     In this process invocations are serialised, one at a time across the functions:
     Powertools' Logger and Metrics keep per-invocation state in module globals, which
     parallel invocations in one process would mix (in AWS each sandbox is its own process).
-    The backfill function runs in a sandbox process of its own, one invocation at a time
-    there, so its steps (admit, a check of a batch's jobs every few seconds, summarize) run
-    beside the classifier's invocations, as on AWS, instead of taking their turns. While an
-    interceptor is set (the soak), every function runs here. While installed, the
-    classifier's engine (``get_classifier``: alertfusion.engine.get_engine, MODEL_BUNDLE) is
-    wrapped to time inference: handler overhead is everything else.
+    A sandboxed function runs in processes of its own (up to `sandbox_concurrency`
+    invocations at once, one per process, as Lambda runs concurrent invocations in as many
+    sandboxes), beside the others: the backfill function's steps (admit, a check of a
+    batch's jobs every few seconds, summarize) by default; the classifier too when asked
+    (the backfill demo), which leaves this process to moto's server and the pumps. While
+    an interceptor is set (the soak), every function runs here. The classifier's engine
+    (``get_classifier``: alertfusion.engine.get_engine, MODEL_BUNDLE) is wrapped to time
+    inference, here while installed and in its sandboxes: handler overhead is the rest.
     """
 
-    def __init__(self, on_invocation: Callable[[Invocation], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_invocation: Callable[[Invocation], None] | None = None,
+        sandboxed: Iterable[SandboxFunction] = ("backfill",),
+        sandbox_concurrency: int = 2,
+    ) -> None:
         self._on_invocation = on_invocation
         self._lock = threading.Lock()
         self._clock = InferenceClock()
         self._original_classifier: Any = None
-        self._sandboxes: dict[Function, Sandbox] = {"backfill": Sandbox("backfill")}
+        self._sandboxes: dict[Function, SandboxPool] = {
+            f: SandboxPool(f, sandbox_concurrency) for f in sandboxed
+        }
         self.invocations: list[Invocation] = []
         #: decides, per invocation, to run it elsewhere (the soak runs some in a child
         #: process it kills: devstack.child): the Invocation made there, or None to run the
@@ -130,6 +139,10 @@ class Handlers:
             self._original_classifier = None
         for sandbox in self._sandboxes.values():
             sandbox.stop()
+
+    def sandbox(self, function: Function) -> SandboxPool | None:
+        """The sandbox process the function runs in, None when it runs in this process."""
+        return self._sandboxes.get(function)
 
     def engine(self) -> Any:
         """The classifier's engine itself (not timed)."""
@@ -199,7 +212,7 @@ class Handlers:
 
     def _invoke_in(
         self,
-        sandbox: Sandbox,
+        sandbox: SandboxPool,
         function: Function,
         trigger: str,
         event: dict[str, Any],
@@ -216,7 +229,7 @@ class Handlers:
             trigger,
             started,
             (time.perf_counter() - start) * 1000,
-            0.0,
+            float(answer.get("inference_ms") or 0.0),
             bool(answer["ok"]),
             answer.get("error"),
             answer.get("response"),
