@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -54,6 +55,9 @@ def _init(function: str) -> tuple[Any, InferenceClock]:
 
 def main(argv: list[str] | None = None) -> int:
     function = (argv if argv is not None else sys.argv[1:])[0]
+    # Ctrl-C reaches the whole process group: the parent ends the sandbox (its stdin closes)
+    # when it stops, after the invocation in flight
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # the answers keep the original stdout; everything printed goes to stderr, bound before
     # Powertools' Logger is created (it binds to sys.stdout when its module is imported)
     answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
