@@ -1,5 +1,5 @@
-"""The pipeline's real handlers, invoked here as Lambda would: in-process ones one at a time,
-the backfill function in its own sandbox process; inference timed."""
+"""The pipeline's real handlers, invoked as Lambda would: here one at a time, or each sandboxed
+function in processes of its own; inference timed."""
 
 from __future__ import annotations
 
@@ -130,6 +130,8 @@ class Handlers:
 
         self._original_classifier = original
         classifier_app.get_classifier = timed_classifier
+        for sandbox in self._sandboxes.values():
+            sandbox.reopen()
 
     def uninstall(self) -> None:
         if self._original_classifier is not None:
@@ -141,7 +143,7 @@ class Handlers:
             sandbox.stop()
 
     def sandbox(self, function: Function) -> SandboxPool | None:
-        """The sandbox process the function runs in, None when it runs in this process."""
+        """The sandbox processes the function runs in, None when it runs in this process."""
         return self._sandboxes.get(function)
 
     def engine(self) -> Any:

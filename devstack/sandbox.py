@@ -113,6 +113,10 @@ class SandboxPool:
             sandbox = self.sandboxes[self._turn]
         return sandbox.invoke(event)
 
+    def reopen(self) -> None:
+        for sandbox in self.sandboxes:
+            sandbox.reopen()
+
     def stop(self) -> None:
         for sandbox in self.sandboxes:
             sandbox.stop()
@@ -143,19 +147,32 @@ class Sandbox:
         self.function = function
         self._lock = threading.Lock()
         self._process: subprocess.Popen[str] | None = None
+        #: stopped: no process is started again until :meth:`reopen` (an invocation that
+        #: comes while the stack stops gets SandboxError, not a new process nobody ends)
+        self._closed = False
         #: the latest process's init phase (imports, engine), once it said it is ready
         self.init_ms: float | None = None
+
+    def reopen(self) -> None:
+        with self._lock:
+            self._closed = False
 
     def busy(self) -> bool:
         return self._lock.locked()
 
     def start(self) -> float:
-        """Start the process now if it is not running (its init phase); its init_ms."""
+        """Start the process now if it is not running (its init phase); its init_ms.
+        SandboxError when it cannot start."""
         with self._lock:
-            self._started()
+            try:
+                self._started()
+            except OSError as exc:
+                raise SandboxError(f"{self.function} sandbox: {exc}") from exc
         return self.init_ms or 0.0
 
     def _started(self) -> subprocess.Popen[str]:
+        if self._closed:
+            raise SandboxError(f"{self.function} sandbox: stopped")
         process = self._process
         if process is None or process.poll() is not None:
             if process is not None:  # it died: its pipes go with it
@@ -211,8 +228,10 @@ class Sandbox:
         return answer
 
     def stop(self) -> None:
-        """End the process (its stdin closes: it returns) and wait for it."""
+        """End the process (its stdin closes: it returns) and wait for it; start none again
+        until :meth:`reopen`."""
         with self._lock:
+            self._closed = True
             process, self._process = self._process, None
         if process is None:
             return

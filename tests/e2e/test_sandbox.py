@@ -12,7 +12,7 @@ import pytest
 
 from alertfusion.jobs import JobStatus
 from alertfusion.keys import new_job_id
-from devstack.sandbox import Sandbox
+from devstack.sandbox import Sandbox, SandboxError
 from devstack.stack import LocalStack
 from devstack.transcribe import StandInOutcome
 from tests.e2e.conftest import TRANSCRIPTS, sample
@@ -67,4 +67,8 @@ def test_a_sandbox_answers_the_handlers_errors_and_starts_again_after_dying(
         assert sandbox._process is not None and sandbox._process.pid != process.pid
     finally:
         sandbox.stop()
+    assert sandbox._process is None
+    # stopped, it starts no process again (an invocation while the stack stops) until reopened
+    with pytest.raises(SandboxError, match="stopped"):
+        sandbox.invoke({"action": "nothing"})
     assert sandbox._process is None
