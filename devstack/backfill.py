@@ -3,7 +3,8 @@
     python -m devstack.backfill --demo 20 [--seconds 5] [--bundle DIR] [--policy always|gated]
 
 Starts the local stack (devstack.stack: moto as the embedded AWS, the pipeline's real
-handlers, the local Transcribe stand-in), uploads N sample recordings under
+handlers, the backfill function and the classifier each in a sandbox process of its own
+(devstack.sandbox), the local Transcribe stand-in), uploads N sample recordings under
 ``archive/demo/`` (the shipped samples in turn, each under its own key), then runs the
 state-machine definition CDK deploys (alertfusion.backfill.definition) through moto's
 interpreter (gaps filled by devstack.stepfunctions) until every job is final, and prints
@@ -93,7 +94,13 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     if not (args.bundle / "manifest.json").is_file():
         out.write(f"backfill: no model bundle at {args.bundle} (run `make setup`)\n")
         return 2
-    config = LocalConfig(bundle=str(args.bundle), transcribe_policy=args.policy)
+    # the classifier in a sandbox process of its own too: the handlers run beside moto's
+    # server on both CPUs instead of taking turns with it for one (devstack.handlers)
+    config = LocalConfig(
+        bundle=str(args.bundle),
+        transcribe_policy=args.policy,
+        sandboxed=("backfill", "classifier"),
+    )
     t0 = time.perf_counter()
 
     def step(line: str) -> None:

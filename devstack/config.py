@@ -7,6 +7,7 @@ from typing import Literal
 
 from alertfusion.keys import DEFAULT_TRANSCRIBE_JOB_PREFIX
 from alertfusion.settings import DEFAULT_TRANSCRIBE_POLICY, TranscribePolicy
+from devstack.sandbox import SandboxFunction
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,13 @@ class LocalConfig:
     work_batch_size: int = 1
     #: the stand-in wakes when moto accepts a StartTranscriptionJob, else looks this often
     standin_poll_s: float = 1.0
+    #: the functions whose handlers run in a sandbox process of their own (devstack.sandbox)
+    #: instead of taking turns in this one: beside each other, as on AWS. The classifier
+    #: stays here by default (tests patch it in-process); the backfill demo sandboxes it
+    sandboxed: tuple[SandboxFunction, ...] = ("backfill",)
+    #: sandbox processes per sandboxed function, started as invocations overlap: the pumps
+    #: invoke the classifier from two queues at once, and a backfill's children overlap
+    sandbox_concurrency: int = 2
     #: extra environment for the handlers (e.g. MAX_UPLOAD_BYTES)
     env: dict[str, str] = field(default_factory=dict)
     #: who the API's end-user routes accept: the API key (as deployed by default), or users
@@ -41,8 +49,8 @@ class LocalConfig:
     auth: Literal["api_key", "cognito"] = "api_key"
     #: the backfill's sizing and pacing here (alertfusion.backfill.plan.BackfillSettings):
     #: the stand-in has no StartTranscriptionJob rate quota, and a child checks its jobs
-    #: every 2 s instead of every 20 s (the local handlers run one at a time: checks of a
-    #: dozen children every second would take the classifier's turns)
+    #: every 2 s instead of every 20 s (a dozen children checking every second would keep
+    #: the backfill function's sandboxes and moto's server busy for little)
     backfill_env: dict[str, str] = field(
         default_factory=lambda: {
             "TRANSCRIBE_START_TPS_QUOTA": "1000",

@@ -1,15 +1,17 @@
-"""The pipeline's real handlers, invoked here as Lambda would: one at a time, inference timed."""
+"""The pipeline's real handlers, invoked as Lambda would: here one at a time, or each sandboxed
+function in processes of its own; inference timed."""
 
 from __future__ import annotations
 
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from devstack.moto_hooks import MOTO_ACCOUNT_ID
+from devstack.sandbox import SandboxError, SandboxFunction, SandboxPool
 
 Function = Literal["starter", "classifier", "sweeper", "backfill"]
 
@@ -80,20 +82,35 @@ class InferenceClock:
 
 
 class Handlers:
-    """Invokes the starter, classifier and sweeper handlers in this process.
+    """Invokes the pipeline's handlers: in this process, or each of the `sandboxed`
+    functions in a sandbox process of its own (devstack.sandbox).
 
-    Invocations are serialised, one at a time across all functions: Powertools' Logger and
-    Metrics keep per-invocation state in module globals, which parallel invocations in one
-    process would mix (in AWS each sandbox is its own process). While installed, the
-    classifier's engine (``get_classifier``: alertfusion.engine.get_engine, MODEL_BUNDLE) is
-    wrapped to time inference: handler overhead is everything else.
+    In this process invocations are serialised, one at a time across the functions:
+    Powertools' Logger and Metrics keep per-invocation state in module globals, which
+    parallel invocations in one process would mix (in AWS each sandbox is its own process).
+    A sandboxed function runs in processes of its own (up to `sandbox_concurrency`
+    invocations at once, one per process, as Lambda runs concurrent invocations in as many
+    sandboxes), beside the others: the backfill function's steps (admit, a check of a
+    batch's jobs every few seconds, summarize) by default; the classifier too when asked
+    (the backfill demo), which leaves this process to moto's server and the pumps. While
+    an interceptor is set (the soak), every function runs here. The classifier's engine
+    (``get_classifier``: alertfusion.engine.get_engine, MODEL_BUNDLE) is wrapped to time
+    inference, here while installed and in its sandboxes: handler overhead is the rest.
     """
 
-    def __init__(self, on_invocation: Callable[[Invocation], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_invocation: Callable[[Invocation], None] | None = None,
+        sandboxed: Iterable[SandboxFunction] = ("backfill",),
+        sandbox_concurrency: int = 2,
+    ) -> None:
         self._on_invocation = on_invocation
         self._lock = threading.Lock()
         self._clock = InferenceClock()
         self._original_classifier: Any = None
+        self._sandboxes: dict[Function, SandboxPool] = {
+            f: SandboxPool(f, sandbox_concurrency) for f in sandboxed
+        }
         self.invocations: list[Invocation] = []
         #: decides, per invocation, to run it elsewhere (the soak runs some in a child
         #: process it kills: devstack.child): the Invocation made there, or None to run the
@@ -113,6 +130,8 @@ class Handlers:
 
         self._original_classifier = original
         classifier_app.get_classifier = timed_classifier
+        for sandbox in self._sandboxes.values():
+            sandbox.reopen()
 
     def uninstall(self) -> None:
         if self._original_classifier is not None:
@@ -120,6 +139,12 @@ class Handlers:
 
             classifier_app.get_classifier = self._original_classifier
             self._original_classifier = None
+        for sandbox in self._sandboxes.values():
+            sandbox.stop()
+
+    def sandbox(self, function: Function) -> SandboxPool | None:
+        """The sandbox processes the function runs in, None when it runs in this process."""
+        return self._sandboxes.get(function)
 
     def engine(self) -> Any:
         """The classifier's engine itself (not timed)."""
@@ -128,7 +153,7 @@ class Handlers:
         return (self._original_classifier or classifier_app.get_classifier)()
 
     def busy(self) -> bool:
-        return self._lock.locked()
+        return self._lock.locked() or any(s.busy() for s in self._sandboxes.values())
 
     def last_finished(self) -> float:
         """When (epoch seconds) the latest invocation ended; 0 before any."""
@@ -141,6 +166,9 @@ class Handlers:
         event: dict[str, Any],
         job_ids: tuple[str, ...] = (),
     ) -> Invocation:
+        sandbox = self._sandboxes.get(function)
+        if sandbox is not None and self.interceptor is None:
+            return self._invoke_in(sandbox, function, trigger, event, job_ids)
         if function == "starter":
             from functions.starter.app import handler
         elif function == "classifier":
@@ -180,6 +208,38 @@ class Handlers:
                 error_type,
             )
             self.invocations.append(invocation)
+        if self._on_invocation is not None:
+            self._on_invocation(invocation)
+        return invocation
+
+    def _invoke_in(
+        self,
+        sandbox: SandboxPool,
+        function: Function,
+        trigger: str,
+        event: dict[str, Any],
+        job_ids: tuple[str, ...],
+    ) -> Invocation:
+        started = time.time()
+        start = time.perf_counter()
+        try:
+            answer = sandbox.invoke(event)
+        except SandboxError as exc:  # the sandbox died: Lambda's own error, retried
+            answer = {"ok": False, "error": str(exc), "error_type": "Lambda.ServiceException"}
+        invocation = Invocation(
+            function,
+            trigger,
+            started,
+            (time.perf_counter() - start) * 1000,
+            float(answer.get("inference_ms") or 0.0),
+            bool(answer["ok"]),
+            answer.get("error"),
+            answer.get("response"),
+            job_ids,
+            answer.get("error_type"),
+        )
+        # not under the lock, which an in-process invocation holds while it runs
+        self.invocations.append(invocation)
         if self._on_invocation is not None:
             self._on_invocation(invocation)
         return invocation

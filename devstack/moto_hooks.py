@@ -86,13 +86,14 @@ class TranscribeGaps:
 
     * StartTranscriptionJob: answers ``LimitExceededException`` on demand (:meth:`throttle`;
       moto never throttles) before moto sees the request; after moto accepted a job it calls
-      ``on_started`` (the stand-in wakes instead of polling moto continuously).
+      ``on_started`` with the job's name (the stand-in wakes and handles that job instead of
+      polling moto continuously and listing every job).
     * GetTranscriptionJob: moto leaves ``FailureReason`` out for a FAILED job (its List call
       has it); Transcribe returns it and the pipeline reads it there: added from moto's job
       (:class:`MotoTranscriptionJob`).
     """
 
-    def __init__(self, app: WSGIApp, *, region: str, on_started: Callable[[], None]) -> None:
+    def __init__(self, app: WSGIApp, *, region: str, on_started: Callable[[str], None]) -> None:
         self._app = app
         self._region = region
         self._on_started = on_started
@@ -137,7 +138,7 @@ class TranscribeGaps:
             return [body]
         status, headers, body = _call(self._app, environ)
         if status.startswith("200"):
-            self._on_started()
+            self._on_started(json.loads(body)["TranscriptionJob"]["TranscriptionJobName"])
         return _answer(start_response, status, headers, body)
 
     def _get(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -181,6 +182,93 @@ def _answer(
 
 
 # --- private hooks ---------------------------------------------------------------------------
+
+
+#: DynamoDB's AttributeValue members whose wire form is the value itself (strings and
+#: string lists); M and L hold AttributeValues; anything else goes through moto's serializer
+_PLAIN_STRING_TYPES = frozenset({"S", "N"})
+_PLAIN_LIST_TYPES = frozenset({"SS", "NS"})
+_fast_dynamodb: dict[str, Any] = {}
+
+
+def _plain_attribute_value(value: Any) -> Any:
+    """The wire form of one DynamoDB AttributeValue as moto's result holds it (``{"S": ...}``),
+    or None when it holds anything but strings, string sets, maps and lists of those (then
+    moto's own serializer does it: bytes, booleans, NULL)."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return None
+    ((tag, inner),) = value.items()
+    if tag in _PLAIN_STRING_TYPES:
+        return {tag: inner} if type(inner) is str else None
+    if tag in _PLAIN_LIST_TYPES:
+        if type(inner) is list and all(type(v) is str for v in inner):
+            return {tag: list(inner)}
+        return None
+    if tag == "M" and type(inner) is dict:
+        out = {}
+        for name, member in inner.items():
+            plain = _plain_attribute_value(member)
+            if plain is None:
+                return None
+            out[name] = plain
+        return {"M": out}
+    if tag == "L" and type(inner) is list:
+        items = []
+        for member in inner:
+            plain = _plain_attribute_value(member)
+            if plain is None:
+                return None
+            items.append(plain)
+        return {"L": items}
+    return None
+
+
+def install_fast_dynamodb_serializer() -> None:
+    """Serialize DynamoDB's item attributes in one step instead of moto's generic walk.
+
+    Private hook. moto 5.2.5 serializes every response by walking the botocore shape, and for
+    each AttributeValue it looks up all ten members (S, N, B, ..., BOOL) through its alias
+    providers: most of the CPU time of a GetItem, BatchGetItem or UpdateItem with ALL_NEW
+    goes there, and the local stack's handlers take turns with the server for the one CPU
+    the process gets. moto's result already holds each attribute in wire form
+    (``dynamo_to_dict``): for the ones made only of strings, numbers, string sets, maps and
+    lists the answer is that value, copied; the others (binary, booleans, NULL) and any
+    response with transformers go through moto's serializer as before, so the bytes on the
+    wire are the same (tests/unit/devstack/test_moto_hooks.py compares them). It registers a
+    ``JSONSerializer`` subclass for ``dynamodb`` in ``moto.core.serialize
+    .SERVICE_SPECIFIC_SERIALIZERS``, which ``get_serializer_class`` reads per response."""
+    if _fast_dynamodb:
+        return
+    from moto.core import serialize
+
+    class FastAttributeValues(serialize.JSONSerializer):
+        def _serialize_type_structure(
+            self, serialized: Any, value: Any, shape: Any, key: str
+        ) -> None:
+            if shape.name == "AttributeValue" and not getattr(
+                self._value_picker, "response_transformers", None
+            ):
+                plain = _plain_attribute_value(value)
+                if plain is not None:
+                    self._default_serialize(serialized, plain, shape, key)
+                    return
+            super()._serialize_type_structure(serialized, value, shape, key)
+
+    registry = serialize.SERVICE_SPECIFIC_SERIALIZERS
+    _fast_dynamodb["before"] = registry.get("dynamodb")
+    registry["dynamodb"] = {**(registry.get("dynamodb") or {}), "json": FastAttributeValues}
+
+
+def remove_fast_dynamodb_serializer() -> None:
+    if not _fast_dynamodb:
+        return
+    from moto.core import serialize
+
+    before = _fast_dynamodb.pop("before")
+    if before is None:
+        serialize.SERVICE_SPECIFIC_SERIALIZERS.pop("dynamodb", None)
+    else:
+        serialize.SERVICE_SPECIFIC_SERIALIZERS["dynamodb"] = before
 
 
 class MotoServer:

@@ -40,7 +40,8 @@ class Pumps:
       After ``max_receive_count`` receives a message moves to the dead-letter queue.
     * **sweeper**: the sweeper with a "Scheduled Event" every ``sweep_interval_s``.
     * **standin**: the Transcribe stand-in, woken when moto accepts a StartTranscriptionJob
-      (:meth:`wake_standin`), else every ``standin_poll_s``.
+      (:meth:`wake_standin`: it handles the jobs named there), else every ``standin_poll_s``
+      (then it lists every job moto holds, and handles those it has not seen).
     """
 
     def __init__(self, stack: LocalStack, handlers: Handlers) -> None:
@@ -50,6 +51,8 @@ class Pumps:
         self._stop = threading.Event()
         self._paused: dict[str, threading.Event] = {}
         self._standin_wake = threading.Event()
+        self._standin_lock = threading.Lock()
+        self._started_jobs: list[str] = []
         self.errors: list[str] = []
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -110,7 +113,12 @@ class Pumps:
         if pump == "standin":
             self.wake_standin()  # look at the jobs that came meanwhile
 
-    def wake_standin(self) -> None:
+    def wake_standin(self, job_name: str | None = None) -> None:
+        """Wake the stand-in: for the Transcribe job just started, or (no name) to look at
+        every job."""
+        if job_name is not None:
+            with self._standin_lock:
+                self._started_jobs.append(job_name)
         self._standin_wake.set()
 
     def _wait_unpaused(self, pump: str) -> bool:
@@ -239,5 +247,8 @@ class Pumps:
         while not self._stop.is_set():
             self._standin_wake.wait(self._stack.config.standin_poll_s)
             self._standin_wake.clear()
+            with self._standin_lock:
+                started, self._started_jobs = self._started_jobs, []
             if self._paused["standin"].is_set() and not self._stop.is_set():
-                self._stack.standin.poll_once()
+                # paused, the names are dropped: resume() wakes it to look at every job
+                self._stack.standin.poll_once(started or None)

@@ -48,8 +48,10 @@ from devstack.moto_hooks import (
     TranscribeGaps,
     WSGIApp,
     check_moto_version,
+    install_fast_dynamodb_serializer,
     pin_transcribe_progression,
     release_transcribe_progression,
+    remove_fast_dynamodb_serializer,
 )
 from devstack.pumps import Pumps
 from devstack.resources import BACKFILL_FUNCTION, Resources
@@ -84,7 +86,9 @@ class LocalStack:
         self._gaps: TranscribeGaps | None = None
         self._saved_env: dict[str, str | None] = {}
         self._clients: dict[str, Any] = {}
-        self._handlers = Handlers(on_invocation)
+        self._handlers = Handlers(
+            on_invocation, self.config.sandboxed, self.config.sandbox_concurrency
+        )
         self._pumps = Pumps(self, self._handlers)
         self._resources = Resources(self.client, self.config)
         self.endpoint_url = ""
@@ -113,6 +117,7 @@ class LocalStack:
         check_moto_version()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
         pin_transcribe_progression()
+        install_fast_dynamodb_serializer()
         self._server = MotoServer(self._wrap_moto)
         self.endpoint_url = self._server.start()
         self._server.reset()  # moto's state is process-wide: start from nothing
@@ -189,6 +194,7 @@ class LocalStack:
             self._server = None
             release_transcribe_progression()
             remove_interpreter_hooks()
+        remove_fast_dynamodb_serializer()
         self._clients.clear()
         self.cognito = None
         self._resources.forget_arns()
@@ -325,7 +331,8 @@ class LocalStack:
     def warm(self) -> dict[str, float]:
         """What a Lambda sandbox does in its init phase, done now: the handler modules and
         the AWS clients (``init_ms``), and the engine with its bundle (``engine_ms``: load,
-        sha256 checks, ONNX sessions). Milliseconds of each."""
+        sha256 checks, ONNX sessions; in the classifier's sandbox process when it runs in
+        one: its whole init phase). Milliseconds of each."""
         start = time.perf_counter()
         from alertfusion.pipeline import get_context
         from functions.classifier import app as classifier_app  # noqa: F401
@@ -335,7 +342,11 @@ class LocalStack:
         get_context()
         init_ms = (time.perf_counter() - start) * 1000
         start = time.perf_counter()
-        self._handlers.engine().warm_up()
+        sandbox = self._handlers.sandbox("classifier")
+        if sandbox is None:
+            self._handlers.engine().warm_up()
+        else:  # its sandbox's init phase: the engine loads there
+            sandbox.start()
         return {"init_ms": init_ms, "engine_ms": (time.perf_counter() - start) * 1000}
 
     def note(self, message: str) -> None:

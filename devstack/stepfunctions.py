@@ -26,6 +26,11 @@ runs there unchanged but for what moto does not know, each gap filled here and o
 * **Redrive**: moto has no ``RedriveExecution``. :class:`RedriveGap` answers it by running
   the FAILED execution again in place, and the map hook then skips the child batches that
   succeeded before (reusing their outputs): what AWS's redrive of a Map Run does.
+* **Clients**: moto's interpreter makes a boto3 client for every Lambda invocation and
+  every SQS message its tasks send (milliseconds of CPU each, hundreds per backfill, in the
+  server's process); the hook keeps one per region and service, as a Lambda function or an
+  SDK integration keeps its client (boto3 clients are thread-safe). Dropped when the local
+  stack stops.
 * **ResultWriter**: moto writes only ``manifest.json`` with empty result lists under the
   prefix. Left as it is: the backfill's results are the batch files its own check step
   writes (``backfills/{id}/batches/``), which summaries and ``GET /backfills`` read.
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import threading
 import time
@@ -65,6 +71,8 @@ _BATCHERS: dict[str, Batcher] = {}
 _SUCCEEDED: dict[str, dict[str, Any]] = {}
 _state_lock = threading.Lock()
 _installed: dict[str, Any] = {}
+#: (region, service, moto's port) → the interpreter's boto3 client
+_CLIENTS: dict[tuple[str, str, str | None], Any] = {}
 
 
 def prepare_definition(definition: dict[str, Any]) -> dict[str, Any]:
@@ -126,8 +134,10 @@ def install_interpreter_hooks() -> None:
     """Patch moto's Distributed Map and S3 item reader (see the module docstring). Private
     hooks (moto 5.2.5): ``DistributedIterationComponent._map_run`` (the item list on
     ``env.stack``, the map's input under it, ``_launch_worker``, ``JobPool``), the worker's
-    ItemSelector evaluation (``MapData``/``ItemData`` in the context object), and
-    ``ResourceEvalS3._handle_list_objects_v2`` of the item reader."""
+    ItemSelector evaluation (``MapData``/``ItemData`` in the context object),
+    ``ResourceEvalS3._handle_list_objects_v2`` of the item reader, and ``boto_client_for`` as
+    the Lambda and SQS tasks' modules import it (``lambda_eval_utils``,
+    ``state_task_service_sqs``)."""
     if _installed:
         return
     import logging
@@ -153,6 +163,10 @@ def install_interpreter_hooks() -> None:
     )
     from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.job import (
         JobPool,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_sqs,
     )
     from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
     from moto.stepfunctions.parser.asl.eval.states import ItemData, MapData
@@ -269,11 +283,28 @@ def install_interpreter_hooks() -> None:
         merged = {**before, **outputs}
         env.stack.append([merged.get(first_key(b)) for b in batches])
 
+    original_client_for = lambda_eval_utils.boto_client_for
+
+    def kept_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        # moto's own ignores state_credentials too: every client is the server's fake user
+        key = (region, service, os.environ.get("MOTO_PORT"))
+        with _state_lock:
+            found = _CLIENTS.get(key)
+        if found is None:
+            found = original_client_for(region, service, state_credentials)
+            with _state_lock:
+                found = _CLIENTS.setdefault(key, found)
+        return found
+
     setattr(component, "_map_run", batched_map_run)  # noqa: B010 (a patch of moto's class)
     setattr(  # noqa: B010
         reader_s3.ResourceEvalS3, "_handle_list_objects_v2", staticmethod(list_all_pages)
     )
-    _installed.update(map_run=original_map_run, list_objects=original_list)
+    for module in (lambda_eval_utils, state_task_service_sqs):
+        setattr(module, "boto_client_for", kept_client_for)  # noqa: B010
+    _installed.update(
+        map_run=original_map_run, list_objects=original_list, client_for=original_client_for
+    )
 
 
 def remove_interpreter_hooks() -> None:
@@ -285,6 +316,10 @@ def remove_interpreter_hooks() -> None:
     from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
         distributed_iteration_component as dic,
     )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_sqs,
+    )
 
     setattr(dic.DistributedIterationComponent, "_map_run", _installed["map_run"])  # noqa: B010
     setattr(  # noqa: B010
@@ -292,10 +327,16 @@ def remove_interpreter_hooks() -> None:
         "_handle_list_objects_v2",
         staticmethod(_installed["list_objects"]),
     )
+    for module in (lambda_eval_utils, state_task_service_sqs):
+        setattr(module, "boto_client_for", _installed["client_for"])  # noqa: B010
     _installed.clear()
     with _state_lock:
         _BATCHERS.clear()
         _SUCCEEDED.clear()
+        clients = list(_CLIENTS.values())
+        _CLIENTS.clear()
+    for client in clients:  # their keep-alive connections hold the server's request threads
+        client.close()
 
 
 class LambdaInvokeGap:

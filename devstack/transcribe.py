@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -137,10 +138,11 @@ class TranscribeStandIn:
                 return StandInOutcome.completed(text), "the sample's transcript"
         return StandInOutcome.completed(""), "no text supplied: empty transcript"
 
-    def poll_once(self) -> int:
-        """Handle every job moto holds that the stand-in has not handled; returns how many."""
+    def poll_once(self, names: Iterable[str] | None = None) -> int:
+        """Handle the jobs named (default: every job moto holds) that the stand-in has not
+        handled; returns how many."""
         done = 0
-        for name in self._stack.transcribe_job_names():
+        for name in self._stack.transcribe_job_names() if names is None else names:
             if name in self.handled:
                 continue
             try:
