@@ -178,13 +178,20 @@ def main(argv: list[str] | None = None) -> int:
     return _classify(args, sys.stdout, sys.stderr)
 
 
+def _bundle_location(args: argparse.Namespace, err: TextIO) -> str | None:
+    """--bundle, else MODEL_BUNDLE, else the demo bundle; None (said on `err`) without one."""
+    location = args.bundle or default_bundle()
+    if location is None:
+        err.write("error: no model bundle: set MODEL_BUNDLE or pass --bundle DIR|s3://...\n")
+    return location
+
+
 def _selfcheck(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from alertfusion.engine import Engine
     from alertfusion.errors import AlertFusionError, ReasonCode
 
-    location = args.bundle or default_bundle()
+    location = _bundle_location(args, err)
     if location is None:
-        err.write("error: no model bundle: set MODEL_BUNDLE or pass --bundle DIR|s3://...\n")
         return EXIT_ERROR
     try:
         engine = Engine.from_bundle(location)
@@ -206,9 +213,8 @@ def _transcribe(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from alertfusion.engine import Engine
     from alertfusion.errors import AlertFusionError, AudioError
 
-    location = args.bundle or default_bundle()
+    location = _bundle_location(args, err)
     if location is None:
-        err.write("error: no model bundle: set MODEL_BUNDLE or pass --bundle DIR|s3://...\n")
         return EXIT_ERROR
     from alertfusion.stt import checkpoint_key
 

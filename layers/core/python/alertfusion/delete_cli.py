@@ -60,7 +60,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from alertfusion.pipeline.context import get_context
-    from alertfusion.pipeline.deletion import delete_job
+    from alertfusion.pipeline.deletion import delete_in
 
     ctx = get_context()
     job_ids: list[str] = args.job or ctx.store.owned_by(args.owner)
@@ -74,14 +74,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             code = EXIT_BAD_INPUT
             continue
         if not args.dry_run:
-            job = delete_job(
-                job,
-                store=ctx.store,
-                s3=ctx.s3,
-                transcribe=ctx.transcribe,
-                bucket=ctx.settings.audio_bucket,
-                transcribe_job_prefix=ctx.settings.transcribe_job_prefix,
-            )
+            job = delete_in(ctx, job)
         _show(out, job_id, job.status.value, as_json=args.json)
     return code
 

@@ -135,6 +135,18 @@ def delete_job(
     return store.get(job.job_id) or current
 
 
+def delete_in(ctx: PipelineContext, job: Job) -> Job:
+    """`delete_job` with the pipeline's clients (the command line's deletions)."""
+    return delete_job(
+        job,
+        store=ctx.store,
+        s3=ctx.s3,
+        transcribe=ctx.transcribe,
+        bucket=ctx.settings.audio_bucket,
+        transcribe_job_prefix=ctx.settings.transcribe_job_prefix,
+    )
+
+
 def purge_deleted(ctx: PipelineContext, job: Job) -> PurgeReport:
     """`purge` with the pipeline's clients: what a step does when it finds a tombstone."""
     return purge(
