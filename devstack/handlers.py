@@ -81,6 +81,15 @@ class InferenceClock:
         return Timed()
 
 
+def run_handler(handler: Any, function: str, event: dict[str, Any]) -> tuple[Any, str | None]:
+    """One invocation as Lambda runs it: (the handler's response, None), or (the error as
+    Lambda reports it, "Type: message", and the exception's type name)."""
+    try:
+        return handler(event, LambdaContext(function_name=f"local-{function}")), None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}", type(exc).__name__
+
+
 class Handlers:
     """Invokes the pipeline's handlers: in this process, or each of the `sandboxed`
     functions in a sandbox process of its own (devstack.sandbox).
@@ -187,23 +196,18 @@ class Handlers:
             self._clock.ms, self._clock.calls = 0.0, 0
             started = time.time()
             start = time.perf_counter()
-            error_type: str | None = None
-            try:
-                response = handler(event, LambdaContext(function_name=f"local-{function}"))
-                ok, error = True, None
-            except Exception as exc:
-                response, ok, error = None, False, f"{type(exc).__name__}: {exc}"
-                error_type = type(exc).__name__
+            response, error_type = run_handler(handler, function, event)
             wall = (time.perf_counter() - start) * 1000
+            error = response if error_type is not None else None
             invocation = Invocation(
                 function,
                 trigger,
                 started,
                 wall,
                 self._clock.ms,
-                ok,
+                error_type is None,
                 error,
-                response,
+                None if error_type is not None else response,
                 job_ids,
                 error_type,
             )

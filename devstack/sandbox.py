@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    from devstack.handlers import LambdaContext
+    from devstack.handlers import run_handler
 
     start = time.perf_counter()
     handler, clock = _init(function)
@@ -72,13 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     answers.flush()
     for line in sys.stdin:
         event = json.loads(line)["event"]
-        context = LambdaContext(function_name=f"local-{function}")
         clock.ms, clock.calls = 0.0, 0
-        try:
-            answer: dict[str, Any] = {"ok": True, "response": handler(event, context)}
-        except Exception as exc:  # what Lambda reports as the invocation's error
-            answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            answer["error_type"] = type(exc).__name__
+        response, error_type = run_handler(handler, function, event)
+        answer: dict[str, Any] = (
+            {"ok": True, "response": response}
+            if error_type is None
+            else {"ok": False, "error": response, "error_type": error_type}
+        )
         answer["inference_ms"] = clock.ms
         sys.stdout.flush()
         answers.write(json.dumps(answer, default=str) + "\n")
