@@ -7,7 +7,9 @@ import importlib.abc
 import os
 import shutil
 import sys
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
@@ -17,6 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
 FIXTURES = REPO / "tests" / "fixtures"
 DEMO_BUNDLE = REPO / "build" / "models" / "demo"
+# a quota test counts requests within one UTC clock hour and takes well under this long
+QUOTA_TEST_SECONDS = 90
 
 # No test may reach real AWS: fake credentials and a fixed region before any boto3 client
 # exists. Tests that need AWS use moto (the `aws` fixture in tests/integration/conftest.py).
@@ -72,6 +76,17 @@ def _refuse_imports() -> None:
 
 
 _refuse_imports()
+
+
+@pytest.fixture
+def clear_of_the_hour() -> None:
+    """Quotas count per UTC clock hour (and day): a quota test that would start within
+    QUOTA_TEST_SECONDS of the hour's end waits for the next hour, so the window it counts in
+    cannot turn while it runs. Windows turning are tested with explicit times instead."""
+    now = datetime.now(UTC)
+    left = 3600 - (now.minute * 60 + now.second + now.microsecond / 1e6)
+    if left < QUOTA_TEST_SECONDS:
+        time.sleep(left + 0.5)
 
 
 @pytest.fixture(scope="session")

@@ -95,6 +95,7 @@ def test_a_demo_user_signs_in_uploads_and_deletes_the_recording(
         ]
 
 
+@pytest.mark.usefixtures("clear_of_the_hour")
 def test_the_quota_message_says_when_to_try_again(browser: Any, stack: Any, engine: Any) -> None:
     app = local_app(stack, engine, QUOTA_PREDICTIONS_PER_HOUR="1")
     with LiveServer(app) as live:

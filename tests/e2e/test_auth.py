@@ -86,6 +86,7 @@ def test_moto_tokens_pass_and_a_tampered_one_does_not(
     assert httpx.get(f"{url}/jobs/{job_id}", headers=alice).status_code == 200
 
 
+@pytest.mark.usefixtures("clear_of_the_hour")
 def test_twenty_parallel_uploads_never_pass_the_quota(
     users: Callable[..., tuple[str, LocalStack]],
 ) -> None:
@@ -118,6 +119,7 @@ def test_twenty_parallel_uploads_never_pass_the_quota(
     assert store.used(owner, "uploads", datetime.now(UTC)) == (5, 5)  # bob's count apart
 
 
+@pytest.mark.usefixtures("clear_of_the_hour")
 def test_twenty_parallel_predictions_never_pass_the_quota(
     users: Callable[..., tuple[str, LocalStack]],
 ) -> None:

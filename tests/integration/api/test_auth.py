@@ -5,7 +5,7 @@ never 403), quotas answer 429 with Retry-After, and the API key mode records its
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,7 +13,7 @@ import pytest
 from alertfusion.jobs import UploadInfo
 from alertfusion.keys import new_job_id, upload_key
 from functions.api.auth import REFUSED_MESSAGE
-from functions.api.quotas import QuotaStore, next_window
+from functions.api.quotas import QuotaExceeded, QuotaLimits, QuotaStore, next_window
 from tests.integration.api.conftest import API_KEY, Api, sample
 from tests.integration.api.test_app import error_of
 from tests.tokens import ALICE, BOB, Issuer, jwks_server, token_settings
@@ -212,6 +212,7 @@ def test_api_key_mode_records_the_keys_client(make_api: Callable[..., Api]) -> N
 # -- quotas ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("clear_of_the_hour")
 def test_uploads_over_the_hourly_quota_are_429_with_retry_after(
     make_api: Callable[..., Api], jwks_url: str, issuer: Issuer
 ) -> None:
@@ -237,6 +238,26 @@ def test_uploads_over_the_hourly_quota_are_429_with_retry_after(
     assert sorted(owners) == sorted([f"user:{ALICE}"] * 2 + [f"user:{BOB}"])
 
 
+def test_the_windows_turn_on_the_clock_hour_and_the_utc_day(make_api: Callable[..., Api]) -> None:
+    store = QuotaStore("alertfusion-test-jobs", make_api().aws.ddb)
+    limits = QuotaLimits(per_hour=2, per_day=3)
+    late = datetime(2026, 3, 1, 22, 59, 59, tzinfo=UTC)
+    store.take("user:carol", "uploads", limits, now=late)
+    store.take("user:carol", "uploads", limits, now=late)
+    with pytest.raises(QuotaExceeded) as hourly:
+        store.take("user:carol", "uploads", limits, now=late)
+    assert (hourly.value.details["window"], hourly.value.retry_after) == ("hour", 1)
+    store.take("user:carol", "uploads", limits, now=late + timedelta(seconds=1))  # 23:00
+    assert store.used("user:carol", "uploads", late + timedelta(seconds=1)) == (1, 3)
+    with pytest.raises(QuotaExceeded) as daily:
+        store.take("user:carol", "uploads", limits, now=late + timedelta(minutes=30))
+    assert daily.value.details["window"] == "day"
+    assert daily.value.retry_after == 3600 - 29 * 60 - 59
+    store.take("user:carol", "uploads", limits, now=late + timedelta(hours=1, seconds=1))
+    assert store.used("user:carol", "uploads", late + timedelta(hours=1, seconds=1)) == (1, 1)
+
+
+@pytest.mark.usefixtures("clear_of_the_hour")
 def test_the_daily_quota_says_when_the_day_ends(
     make_api: Callable[..., Api], jwks_url: str, issuer: Issuer
 ) -> None:
@@ -251,6 +272,7 @@ def test_the_daily_quota_says_when_the_day_ends(
     assert int(refused.headers["retry-after"]) >= until_tomorrow - 5
 
 
+@pytest.mark.usefixtures("clear_of_the_hour")
 def test_an_idempotent_replay_does_not_count_again(
     make_api: Callable[..., Api], jwks_url: str, issuer: Issuer
 ) -> None:
@@ -262,6 +284,7 @@ def test_an_idempotent_replay_does_not_count_again(
     assert again.json()["job_id"] == first.json()["job_id"]
 
 
+@pytest.mark.usefixtures("clear_of_the_hour")
 def test_predictions_have_their_own_quota(
     make_api: Callable[..., Api], jwks_url: str, issuer: Issuer, engine: Any
 ) -> None:
