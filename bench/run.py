@@ -484,7 +484,7 @@ def table(report: dict[str, Any]) -> str:
     rss = report["peak_rss_mb"]
     rows.append(f"{'peak RSS MB (warm worker)':28}{rss['seed']:>16}{rss['ours']:>17}")
     d = report["runtime_deps_mb"]
-    rows.append(f"{'runtime deps MB':28}{d['seed']:>16}{d['ours']:>17}")
+    rows.append(f"{'runtime deps MB (image)':28}{d['seed']:>16}{d['ours']:>17}")
     t = report["throughput"]
     rows.append(
         f"{'throughput clips/s':28}{t['seed_1_stream']:>16}{report['throughput_clips_per_s']:>17}"

@@ -100,6 +100,15 @@ def test_installed_sizes_come_from_the_file_lists() -> None:
     assert "librosa" in closure and "numba" in closure
 
 
+def test_the_image_figure_is_the_installed_lock_less_the_botocore_models_the_image_drops() -> None:
+    botocore_data, _ = deps.installed_mb(["botocore"])
+    trimmed = deps.image_trim_mb()
+    # the image keeps a handful of the ~440 service models: most of the data, never all of it
+    assert 10 < trimmed < botocore_data
+    report = deps.report()
+    assert report["ours"] == pytest.approx(report["ours_installed"] - trimmed, abs=0.11)
+
+
 def test_clips(tmp_path: Path) -> None:
     import soundfile as sf
 
