@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from alertfusion.catalog import reset_catalog
+from alertfusion.engine import reset_engine
 from alertfusion.errors import ReasonCode
 from alertfusion.jobs import JobStatus
 from alertfusion.keys import new_job_id
 from alertfusion.result import ClassificationResult, TranscriptInfo
+from alertfusion.settings import engine_settings
 from tests.conftest import SAMPLES
 from tests.integration.conftest import BUCKET, AwsEnv, configure
 from tests.pipeline_doubles import FakeClassifier, make_result
@@ -130,6 +132,51 @@ def test_an_s3_bundle_whose_recipe_transcribes_needs_no_deployment_setting(
         assert aws.transcribe_jobs() == []
     finally:
         reset_catalog()
+
+
+def test_the_deployment_setting_speaks_for_the_default_bundle_only(
+    aws: AwsEnv, monkeypatch: pytest.MonkeyPatch, tiny_bundle: Path
+) -> None:
+    """As deployed with a baked default bundle that transcribes itself (TRANSCRIPT_SOURCE=
+    model; the starter has no copy of it) beside a named S3 bundle of today's system
+    (MODEL_BUNDLES): a job of the named bundle still gets its Transcribe job and its audio
+    stage waits for the transcript; a dropped file (the default bundle) gets neither."""
+    for file in sorted(tiny_bundle.iterdir()):
+        aws.s3.put_object(Bucket=BUCKET, Key=f"models/today/{file.name}", Body=file.read_bytes())
+    monkeypatch.delenv("MODEL_BUNDLE", raising=False)
+    monkeypatch.setenv("MODEL_BUNDLES", f"today=s3://{BUCKET}/models/today")
+    monkeypatch.setenv("SELFCHECK", "false")
+    configure(monkeypatch, TRANSCRIPT_SOURCE="model")
+    engine_settings.cache_clear()
+    reset_catalog()
+    reset_engine()
+    try:
+        named = new_job_id()
+        key = f"uploads/{named}.wav"
+        aws.store.create_pending(named, object_key=key, content_type="audio/wav", bundle="today")
+        aws.put(key, HELP_WAV)
+        (out,) = aws.run_starter(aws.upload_event(key))["records"]
+        assert (out["action"], out["transcribe"]) == ("accepted", "started")
+        dropped, out = _upload(aws)
+        assert (out["action"], out["transcribe"]) == ("accepted", "skipped")
+        (started,) = aws.transcribe_jobs()
+        assert started.endswith(named) and dropped not in started
+        # the classifier has the baked default bundle (the image sets MODEL_BUNDLE); this
+        # double stands in for its engine
+        monkeypatch.setenv("MODEL_BUNDLE", str(tiny_bundle))
+        engine_settings.cache_clear()
+        reset_catalog()
+        default = TranscribingClassifier(audio_label="regular")
+        outcomes = {o.job_id: o for o in aws.drain(default)}
+        assert len(default.calls) == 1  # the dropped file; the named job has its own engine
+        assert outcomes[dropped].status is JobStatus.DONE
+        assert outcomes[named].status is not JobStatus.DONE
+        job = aws.job(named)
+        assert job.preliminary is not None and job.final is None  # waits for the transcript
+    finally:
+        engine_settings.cache_clear()
+        reset_catalog()
+        reset_engine()
 
 
 def test_without_a_transcribing_bundle_the_audio_stage_waits_for_transcribe(

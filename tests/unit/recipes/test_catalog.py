@@ -90,3 +90,22 @@ def test_an_unreadable_manifest_is_bundle_not_found(
 
 def test_without_any_bundle_configured_todays_system_is_assumed() -> None:
     assert catalog.has_text_model(None) is True
+
+
+def test_a_starter_without_the_baked_default_knows_it_by_flag_and_the_named_by_manifest(
+    monkeypatch: pytest.MonkeyPatch, gender_bundle: Path
+) -> None:
+    """As deployed: the starter has no copy of a baked default bundle (BUNDLE_TEXT_MODEL
+    says what it needs) but reads the manifests of the named S3 bundles (MODEL_BUNDLES)."""
+    monkeypatch.delenv("MODEL_BUNDLE", raising=False)
+    monkeypatch.setenv("MODEL_BUNDLES", f"gender={gender_bundle}")
+    monkeypatch.setenv(catalog.TEXT_MODEL_ENV, "false")
+    assert catalog.has_text_model(None) is False
+    assert catalog.has_text_model("default") is False
+    assert catalog.model_transcribes(None) is False
+    assert catalog.has_text_model("gender") is False
+    monkeypatch.setenv(catalog.TEXT_MODEL_ENV, "true")
+    assert catalog.has_text_model(None) is True
+    with pytest.raises(AlertFusionError) as unknown:
+        catalog.has_text_model("dog-bark")
+    assert unknown.value.code is ReasonCode.UNKNOWN_BUNDLE

@@ -109,24 +109,35 @@ def describe_all() -> list[BundleInfo]:
 TEXT_MODEL_ENV = "BUNDLE_TEXT_MODEL"
 
 
+def _default_not_configured(name: str | None, bundles: dict[str, str]) -> bool:
+    """`name` is the default bundle and this process has no location for it: a starter
+    deployed without the baked bundle (named S3 bundles may still be configured)."""
+    return name in (None, DEFAULT_BUNDLE) and DEFAULT_BUNDLE not in bundles
+
+
 def has_text_model(name: str | None) -> bool:
-    """Whether bundle `name` (None: the default) reads a transcript. Where no bundle is
-    configured (a starter deployed without the bundle), BUNDLE_TEXT_MODEL says it for the
-    default bundle; without it today's system is assumed: it has one."""
-    if not configured_bundles():
+    """Whether bundle `name` (None: the default) reads a transcript. Where the default bundle
+    is not configured (a starter deployed without the baked bundle), BUNDLE_TEXT_MODEL says
+    it for the default; without it, or for a named bundle where none is configured, today's
+    system is assumed: it has one."""
+    bundles = configured_bundles()
+    if _default_not_configured(name, bundles):
         flag = os.environ.get(TEXT_MODEL_ENV, "true").strip().lower()
         if flag not in ("true", "false"):
             raise ConfigError(f"{TEXT_MODEL_ENV} must be true or false, not {flag!r}")
-        return name is not None or flag == "true"
+        return flag == "true"
+    if not bundles:
+        return True
     return describe(name).has_text_model
 
 
 def model_transcribes(name: str | None) -> bool:
     """Whether bundle `name` (None: the default) takes its transcript from its own
-    speech-to-text model, read from its manifest. False where no bundle is configured (a
-    starter deployed without its baked bundle: TRANSCRIPT_SOURCE, set from it at synth, says
-    it there)."""
-    if not configured_bundles():
+    speech-to-text model, read from its manifest. False where the bundle is not configured
+    (a starter deployed without its baked default bundle: TRANSCRIPT_SOURCE, set from it at
+    synth, says it there)."""
+    bundles = configured_bundles()
+    if not bundles or _default_not_configured(name, bundles):
         return False
     return describe(name).transcript_source == "model"
 

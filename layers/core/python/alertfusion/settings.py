@@ -67,9 +67,10 @@ class PipelineSettings(_Settings):
     transcribe_policy: TranscribePolicy = Field(
         DEFAULT_TRANSCRIBE_POLICY, validation_alias="TRANSCRIBE_POLICY"
     )
-    #: the bundle recipe's transcript_source: "model" (its own speech-to-text model: the
-    #: classifier transcribes and fuses in one invocation, Amazon Transcribe is never called)
-    #: or "aws_transcribe"
+    #: the default bundle's recipe's transcript_source: "model" (its own speech-to-text
+    #: model: the classifier transcribes and fuses in one invocation, Amazon Transcribe is
+    #: never called for its jobs) or "aws_transcribe". Named bundles (MODEL_BUNDLES) say it
+    #: in their manifests.
     transcript_source: Literal["aws_transcribe", "model"] = Field(
         "aws_transcribe", validation_alias="TRANSCRIPT_SOURCE"
     )

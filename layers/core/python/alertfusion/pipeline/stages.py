@@ -267,8 +267,9 @@ def _run_audio_stage(ctx: PipelineContext, job_id: str, classifier: Classifier) 
 
     if job.client_transcript is not None:
         return _single_stage(ctx, job, classifier, alerts, transcript=job.client_transcript)
-    if settings.transcript_source == "model" or classifier.transcribes:
-        # the bundle's own speech-to-text model (its recipe, or the deployment, says so)
+    if classifier.transcribes or (job.bundle is None and settings.transcript_source == "model"):
+        # the bundle's own speech-to-text model (its recipe says so, or, for the default
+        # bundle, the deployment)
         return _single_stage(ctx, job, classifier, alerts, transcript=None)
 
     action: StageAction = "already_recorded"

@@ -82,14 +82,15 @@ def _has_text_model(job: Job) -> bool:
 
 
 def _model_transcribes(ctx: PipelineContext, job: Job) -> bool:
-    """Whether the job's bundle makes its own transcript: TRANSCRIPT_SOURCE=model (set at
-    synth from a baked bundle's recipe), or the recipe in the manifest of a bundle this
-    starter is configured with (an S3 bundle: it changes without a deploy). Where the
-    manifest cannot be read, False: Transcribe starts as for today's system, and the audio
-    stage, which has the bundle, still gives the one verdict of its own model."""
+    """Whether the job's bundle makes its own transcript: for the default bundle
+    TRANSCRIPT_SOURCE=model (set at synth from a baked bundle's recipe), or the recipe in the
+    manifest of a bundle this starter is configured with (an S3 bundle, a named one: it
+    changes without a deploy). Where the manifest cannot be read, False: Transcribe starts as
+    for today's system, and the audio stage, which has the bundle, still gives the one
+    verdict of its own model."""
     from alertfusion.catalog import model_transcribes
 
-    if ctx.settings.transcript_source == "model":
+    if job.bundle is None and ctx.settings.transcript_source == "model":
         return True
     try:
         return model_transcribes(job.bundle)
