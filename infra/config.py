@@ -50,6 +50,12 @@ SNAPSTART_MIN_PYTHON = (3, 12)
 ARCHITECTURES: dict[str, str] = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
 #: SnapStart caps a function's /tmp at 512 MiB.
 SNAPSTART_MAX_EPHEMERAL_MIB = 512
+#: an s3:// bundle location: bucket and key (a bundle's directory or its manifest's folder)
+_S3_BUNDLE_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^*?,\s]+$")
+#: /tmp per s3:// bundle in the functions that load bundles (each is downloaded there once
+#: per sandbox), and the most Lambda gives a function
+S3_BUNDLE_EPHEMERAL_MIB = 2048
+MAX_EPHEMERAL_MIB = 10240
 
 #: CloudWatch Logs accepts only these retention periods (days -> aws_logs.RetentionDays).
 LOG_RETENTION_DAYS: dict[int, str] = {
@@ -112,6 +118,12 @@ class InfraConfig(BaseModel):
         min_length=1,
         description="model bundle: a directory inside the repository (baked into the image) "
         "or an s3://bucket/key URI (downloaded at cold start)",
+    )
+    bundles: CsvList = Field(
+        default_factory=list,
+        description="named bundles served beside the default, each NAME=s3://bucket/key "
+        "(comma-separated); a request or upload chooses one with `bundle`; each is read from "
+        "S3 when first used",
     )
     classifier_memory_mb: int = Field(3008, ge=1024, le=10240, description="classifier memory")
     classifier_timeout_seconds: int = Field(
@@ -309,6 +321,7 @@ class InfraConfig(BaseModel):
                 '(or set "fallback_allowed_cidrs" in the context of cdk.json)'
             )
         self._check_bundle()
+        self._check_named_bundles()
         self._check_deploy_options()
         concurrency = self.concurrency
         if self.provisioned > min(concurrency.classifier, concurrency.api):
@@ -365,10 +378,16 @@ class InfraConfig(BaseModel):
                     "downloaded; bake the bundle into the image (a bundle directory under "
                     "build/models/) to use SnapStart"
                 )
+            if self.bundles:
+                raise ValueError(
+                    "snapstart=true with named bundles: SnapStart allows at most "
+                    f"{SNAPSTART_MAX_EPHEMERAL_MIB} MiB of /tmp, where each named bundle is "
+                    "downloaded from S3; deploy them without SnapStart"
+                )
 
     def _check_bundle(self) -> None:
         if self.bundle.startswith("s3://"):
-            if not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^*?]+$", self.bundle):
+            if not _S3_BUNDLE_URI.match(self.bundle):
                 raise ValueError(f"bundle {self.bundle!r} is not an s3://bucket/key URI")
             return
         path = self.bundle_dir
@@ -384,6 +403,35 @@ class InfraConfig(BaseModel):
             raise ValueError(
                 f"bundle {self.bundle!r} has no manifest.json: run `make bundle-demo` for the "
                 "demo bundle or `python -m model_export` for your checkpoints"
+            )
+
+    def _check_named_bundles(self) -> None:
+        from alertfusion.catalog import BUNDLE_NAME_PATTERN, DEFAULT_BUNDLE
+
+        names: set[str] = set()
+        for item in self.bundles:
+            name, sep, uri = item.partition("=")
+            if not sep or not re.match(BUNDLE_NAME_PATTERN, name) or name == DEFAULT_BUNDLE:
+                raise ValueError(
+                    f"bundles: {item!r} is not NAME=s3://bucket/key (NAME matching "
+                    f"{BUNDLE_NAME_PATTERN}, not {DEFAULT_BUNDLE!r}, which is the bundle "
+                    "setting's)"
+                )
+            if name in names:
+                raise ValueError(f"bundles: {name!r} is named twice")
+            names.add(name)
+            if not _S3_BUNDLE_URI.match(uri):
+                raise ValueError(
+                    f"bundles: {name}={uri} is not an s3://bucket/key URI; named bundles are "
+                    "read from S3 (only the default bundle is baked into the image): upload "
+                    f"it, e.g. `aws s3 sync build/models/{name} s3://BUCKET/models/{name}`, "
+                    "and name its URI"
+                )
+        if (self.bundle_ephemeral_mib or 0) > MAX_EPHEMERAL_MIB:
+            raise ValueError(
+                f"bundles: {len(self.s3_bundles)} s3:// bundles need "
+                f"{self.bundle_ephemeral_mib} MiB of /tmp in the functions that load them "
+                f"({S3_BUNDLE_EPHEMERAL_MIB} MiB each), more than Lambda's {MAX_EPHEMERAL_MIB}"
             )
 
     # ---- derived values -------------------------------------------------------------------
@@ -432,6 +480,22 @@ class InfraConfig(BaseModel):
         return self.bundle.startswith("s3://")
 
     @property
+    def named_bundles(self) -> dict[str, str]:
+        """Name -> s3:// URI of the bundles served beside the default (MODEL_BUNDLES)."""
+        return dict(item.partition("=")[::2] for item in self.bundles)
+
+    @property
+    def s3_bundles(self) -> list[str]:
+        """Every s3:// bundle the image functions may read: the default's, then the named."""
+        return ([self.bundle] if self.bundle_is_s3 else []) + list(self.named_bundles.values())
+
+    @property
+    def bundle_ephemeral_mib(self) -> int | None:
+        """The /tmp of the functions that load bundles (the classifier, the API): room for
+        each s3:// bundle; Lambda's default without one."""
+        return S3_BUNDLE_EPHEMERAL_MIB * len(self.s3_bundles) or None
+
+    @property
     def bundle_dir(self) -> Path:
         """The bundle directory (a baked bundle), resolved against the repository root."""
         return (REPO_ROOT / self.bundle).resolve()
@@ -444,11 +508,16 @@ class InfraConfig(BaseModel):
     @property
     def bundle_s3_parts(self) -> tuple[str, str]:
         """(bucket, key) of an s3:// bundle, the key without a trailing slash."""
-        bucket, _, key = self.bundle.removeprefix("s3://").partition("/")
-        return bucket, key.rstrip("/")
+        return s3_parts(self.bundle)
 
     def stack_name(self, component: str) -> str:
         return f"alertfusion-{self.stage}-{component}"
+
+
+def s3_parts(uri: str) -> tuple[str, str]:
+    """(bucket, key) of an s3:// bundle URI, the key without a trailing slash."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key.rstrip("/")
 
 
 def _check_cidr(cidr: str) -> None:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Aws, Duration, RemovalPolicy, SecretValue
+from aws_cdk import Aws, Duration, RemovalPolicy, SecretValue, Size
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -126,6 +126,9 @@ class AlertFusionApi(Construct):
             role=self.role,
             log_group=log_group,
             memory_size=config.api_memory_mb,
+            ephemeral_storage_size=(
+                Size.mebibytes(config.bundle_ephemeral_mib) if config.bundle_ephemeral_mib else None
+            ),
             # a burst of uploads never takes the API's concurrency (infra.concurrency)
             reserved_concurrent_executions=config.concurrency.api,
             timeout=Duration.seconds(config.api_timeout_seconds),

@@ -34,7 +34,7 @@ from infra.constructs.function_support import (
     live_target,
     pipeline_environment,
     snap_start,
-    transcript_source,
+    starts_transcribe,
 )
 from infra.constructs.jobs_table import JobsTable
 from infra.constructs.permissions import (
@@ -56,8 +56,6 @@ CLASSIFIER_ASYNC_RETRIES = 2
 CLASSIFIER_MAX_EVENT_AGE_HOURS = 6
 #: One task per invocation: a task can hold a long recording and must finish in the timeout.
 WORK_BATCH_SIZE = 1
-#: /tmp for an s3:// bundle (downloaded once per sandbox)
-S3_BUNDLE_EPHEMERAL_MIB = 2048
 
 
 class ClassifierFunction(Construct):
@@ -92,7 +90,7 @@ class ClassifierFunction(Construct):
             reserved_concurrent_executions=config.concurrency.classifier,
             timeout=Duration.seconds(config.classifier_timeout_seconds),
             ephemeral_storage_size=(
-                Size.mebibytes(S3_BUNDLE_EPHEMERAL_MIB) if config.bundle_is_s3 else None
+                Size.mebibytes(config.bundle_ephemeral_mib) if config.bundle_ephemeral_mib else None
             ),
             tracing=lambda_.Tracing.ACTIVE,
             environment=environment,
@@ -166,15 +164,15 @@ class ClassifierFunction(Construct):
         # transcribes itself starts no Transcribe job: neither permission. (Reading
         # transcripts/ and the rule stay: a job started under an earlier deployment still
         # finishes with its Transcribe transcript.)
-        starts_transcribe = transcript_source(config) == "aws_transcribe"
-        writes = (RESULTS_PREFIX, TRANSCRIPTS_PREFIX) if starts_transcribe else (RESULTS_PREFIX,)
+        may_start = starts_transcribe(config)
+        writes = (RESULTS_PREFIX, TRANSCRIPTS_PREFIX) if may_start else (RESULTS_PREFIX,)
         allow_objects(role, ["s3:PutObject"], {p: bucket.objects_arn(p) for p in writes})
         allow_table(role, table.table.table_arn, TABLE_READ_WRITE_ACTIONS)
         bus.bus.grant_put_events_to(role)
         # With the gated policy the audio stage starts Transcribe; a job Transcribe refuses
         # is finalised audio-only through a task on the work queue.
         queues.work.grant_send_messages(role)
-        if starts_transcribe:
+        if may_start:
             allow_transcribe_start(
                 self,
                 role,

@@ -11,7 +11,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from functions.api.settings import COGNITO_SCOPE, DEFAULT_MAX_BODY_BYTES
-from infra.config import LOG_RETENTION_DAYS, InfraConfig
+from infra.config import LOG_RETENTION_DAYS, InfraConfig, s3_parts
 from infra.constructs.audio_bucket import UPLOADS_PREFIX
 from infra.nag import acknowledge
 
@@ -149,16 +149,33 @@ def auth_environment(config: InfraConfig, issuer: TokenIssuer | None) -> dict[st
 
 
 def starter_environment(config: InfraConfig) -> dict[str, str]:
-    """What the starter (no bundle in its package) is told of the bundle, so that it never
+    """What the starter (no bundle in its package) is told of the bundles, so that it never
     starts Transcribe for a recipe without a text model (alertfusion.catalog): a baked
     bundle's BUNDLE_TEXT_MODEL, read from its manifest at synth; an S3 bundle's location
-    (MODEL_BUNDLE), whose manifest the starter reads once per sandbox (grant_bundle_read)."""
+    (MODEL_BUNDLE) and the named bundles' (MODEL_BUNDLES), whose manifests the starter reads
+    once per sandbox (grant_manifest_read)."""
+    env = named_bundles_environment(config)
     if config.bundle_is_s3:
-        return {"MODEL_BUNDLE": config.bundle}
+        return {"MODEL_BUNDLE": config.bundle, **env}
     from alertfusion.catalog import TEXT_MODEL_ENV, manifest_has_text_model
 
     found = manifest_has_text_model(config.bundle_dir / "manifest.json")
-    return {} if found is None else {TEXT_MODEL_ENV: "true" if found else "false"}
+    if found is not None:
+        env[TEXT_MODEL_ENV] = "true" if found else "false"
+    return env
+
+
+def named_bundles_environment(config: InfraConfig) -> dict[str, str]:
+    """MODEL_BUNDLES (alertfusion.catalog) for `-c bundles=`; nothing without named bundles."""
+    named = config.named_bundles
+    return {"MODEL_BUNDLES": ",".join(f"{k}={v}" for k, v in named.items())} if named else {}
+
+
+def starts_transcribe(config: InfraConfig) -> bool:
+    """Whether any bundle served may need an Amazon Transcribe job: not when the only bundle
+    is a baked one that transcribes itself (then no function may start one). Named bundles
+    are read at run time and may change without a deploy, so they keep the permission."""
+    return transcript_source(config) == "aws_transcribe" or bool(config.named_bundles)
 
 
 def engine_environment(config: InfraConfig) -> dict[str, str]:
@@ -170,6 +187,7 @@ def engine_environment(config: InfraConfig) -> dict[str, str]:
     }
     if config.bundle_is_s3:
         env["MODEL_BUNDLE"] = config.bundle
+    env.update(named_bundles_environment(config))
     if config.versioned:
         env[WARM_ON_INIT_ENV] = "true"
     return env
@@ -291,29 +309,32 @@ def acknowledge_xray(role: iam.Role) -> None:
 
 
 def grant_manifest_read(config: InfraConfig, role: iam.Role) -> None:
-    """Read access to an s3:// model bundle's manifest.json only (the starter's view)."""
-    if not config.bundle_is_s3:
+    """Read access to the s3:// model bundles' manifest.json only (the starter's view)."""
+    if not config.s3_bundles:
         return
     from alertfusion.manifest import MANIFEST_FILE
 
-    bucket, key = config.bundle_s3_parts
-    arn = f"arn:{Stack.of(role).partition}:s3:::{bucket}/{key.rstrip('/')}/{MANIFEST_FILE}"
-    role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[arn]))
+    arns = []
+    for uri in config.s3_bundles:
+        bucket, key = s3_parts(uri)
+        arns.append(f"arn:{Stack.of(role).partition}:s3:::{bucket}/{key}/{MANIFEST_FILE}")
+    role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=arns))
 
 
 def grant_bundle_read(config: InfraConfig, role: iam.Role) -> None:
-    """Read access to an s3:// model bundle only: the object itself, or the objects under it
-    when the URI names a prefix (manifest.json + the files it lists)."""
-    if not config.bundle_is_s3:
+    """Read access to the s3:// model bundles only: each object itself, or the objects under
+    it when the URI names a prefix (manifest.json + the files it lists)."""
+    if not config.s3_bundles:
         return
-    bucket, key = config.bundle_s3_parts
-    base = f"arn:{Stack.of(role).partition}:s3:::{bucket}/{key}"
-    role.add_to_principal_policy(
-        iam.PolicyStatement(actions=["s3:GetObject"], resources=[base, f"{base}/*"])
-    )
-    acknowledge(
-        role,
-        f"AwsSolutions-IAM5[Resource::{base}/*]",
-        "The model bundle URI may name a prefix (manifest.json and the files it lists); "
-        "read-only access to exactly that prefix of the operator's bucket.",
-    )
+    resources = []
+    for uri in config.s3_bundles:
+        bucket, key = s3_parts(uri)
+        base = f"arn:{Stack.of(role).partition}:s3:::{bucket}/{key}"
+        resources += [base, f"{base}/*"]
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::{base}/*]",
+            "The model bundle URI may name a prefix (manifest.json and the files it lists); "
+            "read-only access to exactly that prefix of the operator's bucket.",
+        )
+    role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=resources))

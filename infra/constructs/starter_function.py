@@ -22,7 +22,7 @@ from infra.constructs.function_support import (
     lambda_role,
     pipeline_environment,
     starter_environment,
-    transcript_source,
+    starts_transcribe,
 )
 from infra.constructs.jobs_table import JobsTable
 from infra.constructs.layers import ZIP_RUNTIME, FunctionLayers
@@ -104,9 +104,10 @@ class StarterFunction(Construct):
         )
         allow_table(self.role, table.table.table_arn, TABLE_READ_WRITE_ACTIONS)
         queues.work.grant_send_messages(self.role)
-        if transcript_source(config) == "aws_transcribe":
+        if starts_transcribe(config):
             # Transcribe writes the transcript with the starter's permissions. A baked bundle
-            # that transcribes itself never starts a Transcribe job: no permission to.
+            # that transcribes itself, served alone, never starts a Transcribe job: no
+            # permission to.
             allow_objects(
                 self.role,
                 ["s3:PutObject"],

@@ -216,6 +216,29 @@ def synth_options(tmp_path_factory: pytest.TempPathFactory, placeholder_bundle: 
     )
 
 
+#: `-c bundles=` of `synth_named_bundles`: two sibling systems' bundles in S3
+NAMED_BUNDLES = {
+    "infant-cry": "s3://models-example-bucket/siblings/infant-cry/v2",
+    "dog-bark": "s3://other-models-bucket/dog-bark",
+}
+
+
+@pytest.fixture(scope="session")
+def synth_named_bundles(
+    tmp_path_factory: pytest.TempPathFactory, core_layer_dir: Path, offline_bundle: Path
+) -> Iterator[Synth]:
+    """Named bundles from S3 (`-c bundles=`) beside a baked default bundle that transcribes
+    itself: the named ones may still need Amazon Transcribe."""
+    named = ",".join(f"{name}={uri}" for name, uri in NAMED_BUNDLES.items())
+    with _repo_bundle((offline_bundle / "manifest.json").read_bytes()) as relative:
+        yield synthesize(
+            tmp_path_factory.mktemp("cdk.out-named"),
+            core_layer_dir,
+            {"stage": TEST_STAGE, "bundle": relative, "bundles": named},
+            components=("pipeline", "api"),
+        )
+
+
 @pytest.fixture(scope="session")
 def synth_offline(
     tmp_path_factory: pytest.TempPathFactory, core_layer_dir: Path, offline_bundle: Path

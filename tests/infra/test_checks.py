@@ -13,6 +13,7 @@ from tests.infra.conftest import (
     COGNITO_OVERRIDES,
     CORS_ORIGIN,
     FALLBACK_CIDRS,
+    NAMED_BUNDLES,
     OIDC_OVERRIDES,
     S3_BUNDLE,
     TEST_STAGE,
@@ -22,7 +23,14 @@ from tests.infra.conftest import (
 
 pytestmark = pytest.mark.infra
 
-SYNTHS = ["synth", "synth_s3_bundle", "synth_options", "synth_cognito", "synth_oidc"]
+SYNTHS = [
+    "synth",
+    "synth_s3_bundle",
+    "synth_options",
+    "synth_cognito",
+    "synth_oidc",
+    "synth_named_bundles",
+]
 
 
 @pytest.mark.parametrize("fixture", SYNTHS)
@@ -90,10 +98,16 @@ def _violations(app: Any) -> set[tuple[str, str]]:
             "cors_allowed_origins": CORS_ORIGIN,
         },
         {"bundle": S3_BUNDLE, "removal_policy": "destroy"},
+        {
+            "bundle": S3_BUNDLE,
+            "bundles": ",".join(f"{n}={u}" for n, u in NAMED_BUNDLES.items()),
+            "fallback": "true",
+            "fallback_allowed_cidrs": ",".join(FALLBACK_CIDRS),
+        },
         {"bundle": S3_BUNDLE, **COGNITO_OVERRIDES},
         {"bundle": S3_BUNDLE, **OIDC_OVERRIDES},
     ],
-    ids=["full", "s3-bundle", "cognito", "oidc"],
+    ids=["full", "s3-bundle", "named-bundles", "cognito", "oidc"],
 )
 def test_every_acknowledgment_is_narrow_reasoned_and_matches_a_finding(
     monkeypatch: pytest.MonkeyPatch,

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from alertfusion.errors import ConfigError, ReasonCode
-from infra.config import SETTINGS, InfraConfig, load_config, powertools_version_from_requirements
+from infra.config import (
+    S3_BUNDLE_EPHEMERAL_MIB,
+    SETTINGS,
+    InfraConfig,
+    load_config,
+    powertools_version_from_requirements,
+)
 
 pytestmark = pytest.mark.infra
 
@@ -138,6 +144,51 @@ def test_an_s3_bundle_needs_no_directory() -> None:
     config = load_config({"bundle": "s3://models-example/alertfusion/v1/"})
     assert config.bundle_is_s3
     assert config.bundle_s3_parts == ("models-example", "alertfusion/v1")
+
+
+NAMED = "infant-cry=s3://models-example/infant-cry/v2,dog-bark=s3://other-models/dog-bark"
+
+
+def test_named_bundles_are_s3_uris_each_with_room_in_tmp(placeholder_bundle: str) -> None:
+    baked = load_config({"bundle": placeholder_bundle, "bundles": NAMED})
+    assert baked.named_bundles == {
+        "infant-cry": "s3://models-example/infant-cry/v2",
+        "dog-bark": "s3://other-models/dog-bark",
+    }
+    assert baked.s3_bundles == list(baked.named_bundles.values())
+    assert baked.bundle_ephemeral_mib == 2 * S3_BUNDLE_EPHEMERAL_MIB
+    s3 = load_config({"bundle": "s3://models-example/alertfusion/v1", "bundles": NAMED})
+    assert s3.s3_bundles[0] == "s3://models-example/alertfusion/v1"
+    assert s3.bundle_ephemeral_mib == 3 * S3_BUNDLE_EPHEMERAL_MIB
+    # cdk.json may hold a real list
+    listed = load_config({"bundle": placeholder_bundle, "bundles": NAMED.split(",")})
+    assert listed.named_bundles == baked.named_bundles
+    assert load_config({"bundle": placeholder_bundle}).bundle_ephemeral_mib is None
+
+
+@pytest.mark.parametrize(
+    ("bundles", "fragment"),
+    [
+        ("infant-cry", "is not NAME=s3://bucket/key"),
+        ("Infant=s3://models-example/x", "is not NAME=s3://bucket/key"),
+        ("default=s3://models-example/x", "not 'default'"),
+        ("a=s3://models-example/x,a=s3://models-example/y", "'a' is named twice"),
+        ("cry=build/models/infant-cry", "named bundles are read from S3"),
+        ("cry=s3://models-example", "is not an s3://bucket/key URI"),
+        (",".join(f"b{i}=s3://models-example/b{i}" for i in range(6)), "more than Lambda's"),
+    ],
+)
+def test_named_bundles_that_cannot_be_served_are_refused(
+    placeholder_bundle: str, bundles: str, fragment: str
+) -> None:
+    assert fragment in _error({"bundle": placeholder_bundle, "bundles": bundles})
+
+
+def test_snapstart_refuses_named_bundles(placeholder_bundle: str) -> None:
+    message = _error(
+        {"bundle": placeholder_bundle, "bundles": NAMED, "snapstart": "true", "provisioned": "0"}
+    )
+    assert "snapstart=true with named bundles" in message
 
 
 def test_settings_the_functions_read_default_to_the_functions_own_defaults() -> None:

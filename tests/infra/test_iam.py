@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import S3_BUNDLE, Synth
+from tests.infra.conftest import NAMED_BUNDLES, S3_BUNDLE, Synth
 from tests.infra.templates import (
     allowed_actions,
     as_list,
@@ -303,6 +303,37 @@ def test_an_s3_bundle_is_readable_by_the_image_functions_its_manifest_by_the_sta
     env = find_one(template, "AWS::Lambda::Function", "StarterFunction")[1]
     assert env["Properties"]["Environment"]["Variables"]["MODEL_BUNDLE"] == S3_BUNDLE
     sweeper = _function_statements(synth_s3_bundle, "pipeline", "SweeperFunction")
+    assert not any(isinstance(r, str) for r in resources_for(sweeper, "s3:GetObject"))
+
+
+def test_named_bundles_are_served_read_and_keep_transcribe(synth_named_bundles: Synth) -> None:
+    """`-c bundles=`: every function that loads bundles is told of them and may read each
+    one's key or prefix; the starter only each manifest; and, although the baked default
+    transcribes itself, the named ones (read at run time) may still start Transcribe."""
+    named = ",".join(f"{name}={uri}" for name, uri in NAMED_BUNDLES.items())
+    bases = [f"arn:aws:s3:::{uri.removeprefix('s3://')}" for uri in NAMED_BUNDLES.values()]
+    for component, prefix in (("pipeline", "ClassifierFunction"), ("api", "HttpFunction")):
+        props = find_one(synth_named_bundles.templates[component], "AWS::Lambda::Function", prefix)[
+            1
+        ]["Properties"]
+        assert props["Environment"]["Variables"]["MODEL_BUNDLES"] == named, component
+        assert props["EphemeralStorage"] == {"Size": 2 * 2048}, component
+        statements = _function_statements(synth_named_bundles, component, prefix)
+        readable = {r for r in resources_for(statements, "s3:GetObject") if isinstance(r, str)}
+        assert readable == {arn for base in bases for arn in (base, f"{base}/*")}, component
+    template = synth_named_bundles.templates["pipeline"]
+    starter_env = find_one(template, "AWS::Lambda::Function", "StarterFunction")[1]
+    variables = starter_env["Properties"]["Environment"]["Variables"]
+    assert variables["MODEL_BUNDLES"] == named and "MODEL_BUNDLE" not in variables
+    assert variables["TRANSCRIPT_SOURCE"] == "model"  # the default bundle's, as before
+    starter = _function_statements(synth_named_bundles, "pipeline", "StarterFunction")
+    manifests = {r for r in resources_for(starter, "s3:GetObject") if isinstance(r, str)}
+    assert manifests == {f"{base}/manifest.json" for base in bases}
+    assert "transcribe:StartTranscriptionJob" in allowed_actions(starter)
+    assert "/transcripts/*" in _object_prefixes(starter, "s3:PutObject")
+    classifier = _function_statements(synth_named_bundles, "pipeline", "ClassifierFunction")
+    assert "transcribe:StartTranscriptionJob" in allowed_actions(classifier)
+    sweeper = _function_statements(synth_named_bundles, "pipeline", "SweeperFunction")
     assert not any(isinstance(r, str) for r in resources_for(sweeper, "s3:GetObject"))
 
 
