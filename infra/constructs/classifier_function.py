@@ -161,7 +161,7 @@ class ClassifierFunction(Construct):
         )
         # results/: the final verdict's copy; transcripts/: Transcribe writes with this role
         # when the gated policy starts it from the audio stage. A baked bundle that
-        # transcribes itself starts no Transcribe job: neither permission. (Reading
+        # transcribes itself, served alone, starts no Transcribe job: neither permission. (Reading
         # transcripts/ and the rule stay: a job started under an earlier deployment still
         # finishes with its Transcribe transcript.)
         may_start = starts_transcribe(config)
