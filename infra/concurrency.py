@@ -13,14 +13,17 @@ uploads never starves `/jobs` or `/predict`.
                      (Lambda keeps 100 of the account's concurrency unreserved)
     sweeper      1   (one sweep at a time)
     backfill     the backfill map's width + 1 (each child invokes it once at a time, and
-                 the summary)
+                 the summary); the map is sized from Transcribe's quotas, or, when the
+                 default bundle transcribes itself, so that its batches keep the work queue
+                 busy (infra.config)
     starter      ceil(transcribe_start_tps_quota), at least 2: each invocation makes at most
                  one StartTranscriptionJob call, so no more calls are in flight at once than
                  the quota allows per second (the adapter backs off on LimitExceeded)
     classifier   min(transcribe_concurrent_jobs_quota, half of what is left), at least 2:
                  each recording's final verdict follows one Transcribe job, and (gated
                  policy) an audio stage may start one, so more sandboxes than Transcribe runs
-                 jobs only hold concurrency other functions need
+                 jobs only hold concurrency other functions need. Half of what is left when
+                 no bundle served needs Transcribe (a baked bundle that transcribes itself)
     work queue   80 % of the classifier's (at least 2): the rest stays free for the
                  Transcribe completions that finish jobs
     api          everything left of the budget
@@ -64,6 +67,7 @@ def plan_concurrency(
     transcribe_concurrent_jobs_quota: int,
     transcribe_start_tps_quota: float,
     backfill_map_width: int,
+    transcribe_bounds_classifier: bool = True,
 ) -> ConcurrencyPlan:
     """The plan the module docstring describes; ValueError when the budget cannot give
     every function its minimum."""
@@ -82,7 +86,10 @@ def plan_concurrency(
             "'Concurrent executions'; new accounts start low: request an increase) or lower "
             "transcribe_start_tps_quota / the backfill's quota share"
         )
-    classifier = max(MIN_RESERVED, min(transcribe_concurrent_jobs_quota, left // 2))
+    classifier = left // 2
+    if transcribe_bounds_classifier:
+        classifier = min(transcribe_concurrent_jobs_quota, classifier)
+    classifier = max(MIN_RESERVED, classifier)
     api = left - classifier
     work_queue = min(
         SQS_MAX_CONCURRENCY, max(SQS_MIN_CONCURRENCY, math.floor(classifier * WORK_QUEUE_SHARE))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,6 +22,7 @@ from pydantic import (
 from alertfusion import limits
 from alertfusion.backfill.plan import (
     DEFAULT_BACKFILL_PREFIXES,
+    MAP_MAX_CONCURRENCY_LIMIT,
     TRANSCRIBE_CONCURRENT_JOBS_QUOTA,
     TRANSCRIBE_START_TPS_QUOTA,
     BackfillSettings,
@@ -437,32 +439,71 @@ class InfraConfig(BaseModel):
     # ---- derived values -------------------------------------------------------------------
 
     def backfill_settings(self) -> BackfillSettings:
-        """The backfill sizing these settings give (the state machine and the functions)."""
-        return BackfillSettings.model_validate(
-            {
-                "TRANSCRIBE_CONCURRENT_JOBS_QUOTA": self.transcribe_concurrent_jobs_quota,
-                "TRANSCRIBE_START_TPS_QUOTA": self.transcribe_start_tps_quota,
-                "BACKFILL_QUOTA_SHARE": self.backfill_quota_share,
-                "BACKFILL_BATCH_SIZE": self.backfill_batch_size,
-                "BACKFILL_TOLERATED_FAILURE_PERCENTAGE": self.backfill_tolerated_failure_percentage,
-                "BACKFILL_POLL_SECONDS": self.backfill_poll_seconds,
-                "BACKFILL_PREFIXES": ",".join(self.backfill_prefixes),
-            }
-        )
+        """The backfill sizing these settings give (the state machine and the functions).
+        When the default bundle transcribes itself, Transcribe's quotas bound nothing: the
+        map is as wide as the batches that keep the classifier's work queue busy, measured
+        on the plan a Transcribe-sized map gives (the wider map then takes a little of the
+        classifier's share, so the queue stays full)."""
+        width = None
+        if self.default_transcribes_itself:
+            first = self._concurrency_for(
+                plan_for(self.transcribe_policy, self._backfill_settings(None)).max_concurrency
+            )
+            width = min(
+                MAP_MAX_CONCURRENCY_LIMIT, math.ceil(first.work_queue / self.backfill_batch_size)
+            )
+        return self._backfill_settings(width)
+
+    def _backfill_settings(self, map_width: int | None) -> BackfillSettings:
+        values: dict[str, Any] = {
+            "TRANSCRIBE_CONCURRENT_JOBS_QUOTA": self.transcribe_concurrent_jobs_quota,
+            "TRANSCRIBE_START_TPS_QUOTA": self.transcribe_start_tps_quota,
+            "BACKFILL_QUOTA_SHARE": self.backfill_quota_share,
+            "BACKFILL_BATCH_SIZE": self.backfill_batch_size,
+            "BACKFILL_TOLERATED_FAILURE_PERCENTAGE": self.backfill_tolerated_failure_percentage,
+            "BACKFILL_POLL_SECONDS": self.backfill_poll_seconds,
+            "BACKFILL_PREFIXES": ",".join(self.backfill_prefixes),
+        }
+        if map_width is not None:
+            values["BACKFILL_MAP_WIDTH"] = map_width
+        return BackfillSettings.model_validate(values)
 
     @property
     def concurrency(self) -> ConcurrencyPlan:
         """Every function's reserved concurrency and the work queue's maximum
         (infra.concurrency)."""
+        return self._concurrency_for(
+            plan_for(self.transcribe_policy, self.backfill_settings()).max_concurrency
+        )
+
+    def _concurrency_for(self, backfill_map_width: int) -> ConcurrencyPlan:
         return plan_concurrency(
             account_concurrency=self.account_concurrency,
             concurrency_share=self.concurrency_share,
             transcribe_concurrent_jobs_quota=self.transcribe_concurrent_jobs_quota,
             transcribe_start_tps_quota=self.transcribe_start_tps_quota,
-            backfill_map_width=plan_for(
-                self.transcribe_policy, self.backfill_settings()
-            ).max_concurrency,
+            backfill_map_width=backfill_map_width,
+            # only jobs of a bundle that needs Transcribe wait for one
+            transcribe_bounds_classifier=self.may_start_transcribe,
         )
+
+    @property
+    def may_start_transcribe(self) -> bool:
+        """Whether any bundle served may need an Amazon Transcribe job: not when the only
+        bundle is a baked one that transcribes itself (then no function may start one).
+        Named bundles are read at run time and may change without a deploy, so they keep
+        the permission."""
+        return not self.default_transcribes_itself or bool(self.bundles)
+
+    @property
+    def default_transcribes_itself(self) -> bool:
+        """The default bundle is baked and its recipe transcribes with its own speech-to-text
+        model (an S3 bundle is not read at synth)."""
+        if self.bundle_is_s3:
+            return False
+        from alertfusion.catalog import manifest_transcript_source
+
+        return manifest_transcript_source(self.bundle_dir / "manifest.json") == "model"
 
     @property
     def versioned(self) -> bool:

@@ -67,6 +67,7 @@ def backfill_environment(config: InfraConfig) -> dict[str, str]:
         "BACKFILL_TOLERATED_FAILURE_PERCENTAGE": str(s.tolerated_failure_percentage),
         "BACKFILL_POLL_SECONDS": str(s.poll_seconds),
         "BACKFILL_PREFIXES": ",".join(s.prefixes),
+        **({} if s.map_width is None else {"BACKFILL_MAP_WIDTH": str(s.map_width)}),
     }
 
 

@@ -34,7 +34,6 @@ from infra.constructs.function_support import (
     live_target,
     pipeline_environment,
     snap_start,
-    starts_transcribe,
 )
 from infra.constructs.jobs_table import JobsTable
 from infra.constructs.permissions import (
@@ -164,7 +163,7 @@ class ClassifierFunction(Construct):
         # transcribes itself, served alone, starts no Transcribe job: neither permission. (Reading
         # transcripts/ and the rule stay: a job started under an earlier deployment still
         # finishes with its Transcribe transcript.)
-        may_start = starts_transcribe(config)
+        may_start = config.may_start_transcribe
         writes = (RESULTS_PREFIX, TRANSCRIPTS_PREFIX) if may_start else (RESULTS_PREFIX,)
         allow_objects(role, ["s3:PutObject"], {p: bucket.objects_arn(p) for p in writes})
         allow_table(role, table.table.table_arn, TABLE_READ_WRITE_ACTIONS)

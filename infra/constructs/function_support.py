@@ -82,11 +82,7 @@ def transcript_source(config: InfraConfig) -> str:
     """TRANSCRIPT_SOURCE from the baked bundle's recipe: "model" when it transcribes with its
     own speech-to-text model (then no function starts Amazon Transcribe). An S3 bundle is not
     read at synth: "aws_transcribe", as for today's system."""
-    if config.bundle_is_s3:
-        return "aws_transcribe"
-    from alertfusion.catalog import manifest_transcript_source
-
-    return manifest_transcript_source(config.bundle_dir / "manifest.json") or "aws_transcribe"
+    return "model" if config.default_transcribes_itself else "aws_transcribe"
 
 
 def service_name(service: str) -> str:
@@ -169,13 +165,6 @@ def named_bundles_environment(config: InfraConfig) -> dict[str, str]:
     """MODEL_BUNDLES (alertfusion.catalog) for `-c bundles=`; nothing without named bundles."""
     named = config.named_bundles
     return {"MODEL_BUNDLES": ",".join(f"{k}={v}" for k, v in named.items())} if named else {}
-
-
-def starts_transcribe(config: InfraConfig) -> bool:
-    """Whether any bundle served may need an Amazon Transcribe job: not when the only bundle
-    is a baked one that transcribes itself (then no function may start one). Named bundles
-    are read at run time and may change without a deploy, so they keep the permission."""
-    return transcript_source(config) == "aws_transcribe" or bool(config.named_bundles)
 
 
 def engine_environment(config: InfraConfig) -> dict[str, str]:

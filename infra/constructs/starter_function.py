@@ -22,7 +22,6 @@ from infra.constructs.function_support import (
     lambda_role,
     pipeline_environment,
     starter_environment,
-    starts_transcribe,
 )
 from infra.constructs.jobs_table import JobsTable
 from infra.constructs.layers import ZIP_RUNTIME, FunctionLayers
@@ -104,7 +103,7 @@ class StarterFunction(Construct):
         )
         allow_table(self.role, table.table.table_arn, TABLE_READ_WRITE_ACTIONS)
         queues.work.grant_send_messages(self.role)
-        if starts_transcribe(config):
+        if config.may_start_transcribe:
             # Transcribe writes the transcript with the starter's permissions. A baked bundle
             # that transcribes itself, served alone, never starts a Transcribe job: no
             # permission to.

@@ -105,6 +105,32 @@ def test_gated_transcription_lets_more_objects_run_at_once() -> None:
     assert gated.start_rate_per_second == 10 * always.start_rate_per_second
 
 
+def test_a_bundle_that_transcribes_itself_is_backfilled_as_wide_as_the_classifier_takes(
+    synth: Synth, synth_offline: Synth
+) -> None:
+    """No Transcribe job bounds the map of a baked bundle that transcribes itself: its
+    batches in flight fill the classifier's work queue, which Transcribe's quota no longer
+    caps either; and no start is paced."""
+    config, plan = synth_offline.config, synth_offline.config.concurrency
+    width = config.backfill_settings().map_width
+    _, machine = _machine(synth_offline)
+    state = json.loads(machine["Properties"]["DefinitionString"])["States"][MAP_STATE]
+    assert state["MaxConcurrency"] == width
+    assert state["ItemBatcher"]["BatchInput"]["start_rate_per_second"] == 0
+    batch = state["ItemBatcher"]["MaxItemsPerBatch"]
+    assert plan.work_queue <= width * batch < plan.work_queue + 2 * batch
+    assert plan.classifier > config.transcribe_concurrent_jobs_quota
+    assert plan.backfill == width + 1
+    today = synth.config.concurrency
+    assert width > plan_for("always", synth.config.backfill_settings()).max_concurrency
+    assert today.classifier == synth.config.transcribe_concurrent_jobs_quota
+    assert synth.config.backfill_settings().map_width is None
+    for component, prefix in (("pipeline", "BackfillFunction"), ("api", "HttpFunction")):
+        function = find_one(synth_offline.templates[component], "AWS::Lambda::Function", prefix)
+        env = function[1]["Properties"]["Environment"]["Variables"]
+        assert env["BACKFILL_MAP_WIDTH"] == str(width), component
+
+
 def test_the_state_machine_role_invokes_sends_lists_and_writes_results_only(
     synth: Synth,
 ) -> None:

@@ -49,6 +49,18 @@ def test_the_first_window_is_spread_at_the_start_rate_then_completions_pace_it()
     assert all(d == 0 for d in delays[plan.window :])
 
 
+def test_a_bundle_that_transcribes_itself_gets_the_width_it_was_given_unpaced() -> None:
+    plan = plan_for("always", settings(BACKFILL_MAP_WIDTH=28, TRANSCRIBE_START_TPS_QUOTA=10))
+    assert (plan.max_concurrency, plan.transcribe_jobs_in_flight) == (28, 0)
+    assert plan.start_rate_per_second == 0
+    assert {
+        start_delay_seconds(i, plan.start_rate_per_second, plan.window) for i in range(300)
+    } == {0}
+    assert plan_for("gated", settings(BACKFILL_MAP_WIDTH=28)) == plan
+    with pytest.raises(ValueError):
+        settings(BACKFILL_MAP_WIDTH=0)
+
+
 def test_every_placeholder_is_filled_and_none_is_left() -> None:
     text = definition_text(plan_for("always"))
     for name in SUBSTITUTIONS:

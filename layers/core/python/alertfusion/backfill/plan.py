@@ -1,4 +1,6 @@
-"""How wide a backfill runs: its map's sizing from Transcribe's quotas and the policy."""
+"""How wide a backfill runs: its map's sizing from Transcribe's quotas and the policy, or,
+for a bundle that transcribes itself, the width the CDK app sized from the classifier's
+concurrency (``BACKFILL_MAP_WIDTH``)."""
 
 from __future__ import annotations
 
@@ -56,6 +58,13 @@ class BackfillSettings(BaseSettings):
         default_factory=lambda: list(DEFAULT_BACKFILL_PREFIXES),
         validation_alias="BACKFILL_PREFIXES",
     )
+    #: the map's width when the default bundle transcribes itself (its recipe's
+    #: transcript_source): no Transcribe job bounds it, and no start is paced; the CDK app
+    #: sizes it so that the batches in flight keep the classifier's work queue busy
+    #: (infra.config). Unset: sized from Transcribe's quotas.
+    map_width: int | None = Field(
+        None, ge=1, le=MAP_MAX_CONCURRENCY_LIMIT, validation_alias="BACKFILL_MAP_WIDTH"
+    )
     #: the state machine (API and command line; empty where backfills are not started)
     state_machine_arn: str | None = Field(None, validation_alias="BACKFILL_STATE_MACHINE_ARN")
 
@@ -111,8 +120,18 @@ def plan_for(
     """Size the map so that a backfill's Transcribe jobs stay within its share of the
     concurrent-job quota (each child holds its batch's jobs until they are final) and its
     StartTranscriptionJob calls within its share of the TPS quota. With ``gated`` only the
-    expected alert share is transcribed, so proportionally more objects may be in flight."""
+    expected alert share is transcribed, so proportionally more objects may be in flight.
+    With ``map_width`` set (a bundle that transcribes itself) the map is that wide and its
+    first window is not paced."""
     s = settings or backfill_settings()
+    if s.map_width is not None:
+        return BackfillPlan(
+            max_concurrency=s.map_width,
+            batch_size=s.batch_size,
+            start_rate_per_second=0.0,
+            tolerated_failure_percentage=s.tolerated_failure_percentage,
+            transcribe_jobs_in_flight=0,
+        )
     share = transcribed_share(policy, s.gated_alert_share)
     jobs = max(1, math.floor(s.transcribe_concurrent_jobs_quota * s.quota_share))
     objects_in_flight = jobs / share
