@@ -106,6 +106,7 @@ def test_a_starter_without_the_baked_default_knows_it_by_flag_and_the_named_by_m
     assert catalog.has_text_model("gender") is False
     monkeypatch.setenv(catalog.TEXT_MODEL_ENV, "true")
     assert catalog.has_text_model(None) is True
+    assert catalog.has_text_model("gender") is False  # its manifest, not the flag
     with pytest.raises(AlertFusionError) as unknown:
         catalog.has_text_model("dog-bark")
     assert unknown.value.code is ReasonCode.UNKNOWN_BUNDLE
