@@ -123,17 +123,9 @@ async def get_job(
 
 
 def _delete(pipeline: PipelineResources, job_id: str, caller: Principal) -> Job:
-    from alertfusion.pipeline.deletion import delete_job as delete_everything
+    from alertfusion.pipeline.deletion import delete_in
 
-    job = _callers_job(pipeline, job_id, caller)
-    return delete_everything(
-        job,
-        store=pipeline.store,
-        s3=pipeline.s3,
-        transcribe=pipeline.transcribe,
-        bucket=pipeline.settings.audio_bucket,
-        transcribe_job_prefix=pipeline.settings.transcribe_job_prefix,
-    )
+    return delete_in(pipeline, _callers_job(pipeline, job_id, caller))
 
 
 @router.delete(

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from alertfusion.errors import NotFoundError, ReasonCode, TransientError
 from alertfusion.jobs import Job, JobStatus, JobStore
 from alertfusion.keys import result_key, transcribe_job_name, transcript_key
 from alertfusion.observability import count, logger
-from alertfusion.pipeline.context import PipelineContext
+from alertfusion.settings import PipelineSettings
 from alertfusion.transcribe import delete_transcription, get_transcription
 
 #: how often a deletion re-reads a job the pipeline keeps moving before it gives up
@@ -135,25 +135,37 @@ def delete_job(
     return store.get(job.job_id) or current
 
 
-def delete_in(ctx: PipelineContext, job: Job) -> Job:
-    """`delete_job` with the pipeline's clients (the command line's deletions)."""
-    return delete_job(
-        job,
-        store=ctx.store,
-        s3=ctx.s3,
-        transcribe=ctx.transcribe,
-        bucket=ctx.settings.audio_bucket,
-        transcribe_job_prefix=ctx.settings.transcribe_job_prefix,
-    )
+class JobClients(Protocol):
+    """What deleting a job uses: the pipeline's context, or the API's resources."""
+
+    @property
+    def settings(self) -> PipelineSettings: ...
+
+    @property
+    def store(self) -> JobStore: ...
+
+    @property
+    def s3(self) -> Any: ...
+
+    @property
+    def transcribe(self) -> Any: ...
 
 
-def purge_deleted(ctx: PipelineContext, job: Job) -> PurgeReport:
+def _with(clients: JobClients) -> dict[str, Any]:
+    return {
+        "store": clients.store,
+        "s3": clients.s3,
+        "transcribe": clients.transcribe,
+        "bucket": clients.settings.audio_bucket,
+        "transcribe_job_prefix": clients.settings.transcribe_job_prefix,
+    }
+
+
+def delete_in(clients: JobClients, job: Job) -> Job:
+    """`delete_job` with the pipeline's clients (`DELETE /jobs/{id}`, the command line)."""
+    return delete_job(job, **_with(clients))
+
+
+def purge_deleted(clients: JobClients, job: Job) -> PurgeReport:
     """`purge` with the pipeline's clients: what a step does when it finds a tombstone."""
-    return purge(
-        job,
-        store=ctx.store,
-        s3=ctx.s3,
-        transcribe=ctx.transcribe,
-        bucket=ctx.settings.audio_bucket,
-        transcribe_job_prefix=ctx.settings.transcribe_job_prefix,
-    )
+    return purge(job, **_with(clients))
