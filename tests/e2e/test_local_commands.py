@@ -31,6 +31,13 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _run(args: list[str], *, timeout: int, **env: str) -> subprocess.CompletedProcess[str]:
+    """A local command as a user runs it, from the repository, its output captured."""
+    return subprocess.run(
+        args, cwd=REPO, env=_env(**env), capture_output=True, text=True, timeout=timeout
+    )
+
+
 def _ports(output: str) -> list[int]:
     return [int(p) for p in re.findall(r"http://127\.0\.0\.1:(\d+)", output)]
 
@@ -38,12 +45,8 @@ def _ports(output: str) -> list[int]:
 def test_make_demo_runs_the_pipeline_end_to_end(tmp_path: Path) -> None:
     """The README's first command, with the full-size demo bundle `make setup` builds."""
     summary_path = tmp_path / "summary.json"
-    done = subprocess.run(
+    done = _run(
         ["make", "--no-print-directory", "demo", f"ARGS=--summary-json {summary_path}"],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
         timeout=1800,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -67,17 +70,13 @@ def test_make_demo_runs_a_recipes_demo_bundle(tmp_path: Path) -> None:
     """`make demo ARGS="--recipe infant-cry"`: the recipe's demo bundle (built when missing),
     no Transcribe (the recipe has no text model), the audio verdict final, in its labels."""
     summary_path = tmp_path / "summary.json"
-    done = subprocess.run(
+    done = _run(
         [
             "make",
             "--no-print-directory",
             "demo",
             f"ARGS=--recipe infant-cry --summary-json {summary_path}",
         ],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
         timeout=1800,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -97,7 +96,7 @@ def test_demo_with_your_own_recording_and_text(tmp_path: Path, tiny_bundle: Path
     own = tmp_path / "내 녹음.wav"
     own.write_bytes((SAMPLES / "ko-regular-22k.wav").read_bytes())
     summary_path = tmp_path / "summary.json"
-    done = subprocess.run(
+    done = _run(
         [
             sys.executable,
             "-m",
@@ -111,11 +110,8 @@ def test_demo_with_your_own_recording_and_text(tmp_path: Path, tiny_bundle: Path
             "--summary-json",
             str(summary_path),
         ],
-        cwd=REPO,
-        env=_env(FUSION_GATE="none"),
-        capture_output=True,
-        text=True,
         timeout=300,
+        FUSION_GATE="none",
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "'살려주세요' (--text)" in done.stdout
@@ -130,7 +126,7 @@ def test_demo_on_a_bundle_that_transcribes_itself_calls_no_transcribe(
     """`make demo ARGS="--bundle DIR"` on the offline recipe's bundle: its own speech-to-text
     model makes the transcript in the one classifier invocation; no Transcribe job at all."""
     summary_path = tmp_path / "summary.json"
-    done = subprocess.run(
+    done = _run(
         [
             sys.executable,
             "-m",
@@ -140,10 +136,6 @@ def test_demo_on_a_bundle_that_transcribes_itself_calls_no_transcribe(
             "--summary-json",
             str(summary_path),
         ],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -159,12 +151,8 @@ def test_demo_on_a_bundle_that_transcribes_itself_calls_no_transcribe(
 
 def test_demo_refuses_a_missing_recording_or_bundle(tmp_path: Path) -> None:
     for args in (["--audio", str(tmp_path / "nothing.wav")], ["--bundle", str(tmp_path)]):
-        done = subprocess.run(
+        done = _run(
             [sys.executable, "-m", "devstack.demo", *args],
-            cwd=REPO,
-            env=_env(),
-            capture_output=True,
-            text=True,
             timeout=120,
         )
         assert done.returncode == 2, done.stdout + done.stderr
@@ -212,12 +200,8 @@ def served(tiny_bundle: Path, tmp_path: Path) -> Iterator[str]:
 
 
 def test_make_smoke_passes_against_the_local_stack(served: str) -> None:
-    done = subprocess.run(
+    done = _run(
         ["make", "--no-print-directory", "smoke", f"ARGS=--url {served} --api-key {API_KEY}"],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -228,22 +212,14 @@ def test_make_smoke_passes_against_the_local_stack(served: str) -> None:
 
 
 def test_smoke_fails_clearly(served: str) -> None:
-    wrong = subprocess.run(
+    wrong = _run(
         [sys.executable, "-m", "devstack.smoke", "--url", served, "--api-key", "x" * 20],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert wrong.returncode == 1
     assert "smoke: FAILED at uploads: POST /uploads answered 401" in wrong.stderr
-    dead = subprocess.run(
+    dead = _run(
         [sys.executable, "-m", "devstack.smoke", "--url", f"http://127.0.0.1:{free_port()}"],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert dead.returncode == 1 and "smoke: FAILED at healthz" in dead.stderr
@@ -282,21 +258,15 @@ def test_smoke_finds_the_api_from_the_deployed_stacks_outputs(served: str) -> No
                 "Outputs": {k: {"Value": v} for k, v in values.items()},
             }
             cloudformation.create_stack(StackName=stack, TemplateBody=json.dumps(template))
-        done = subprocess.run(
+        done = _run(
             [sys.executable, "-m", "devstack.smoke", "--stage", "smoke", "--timeout", "60"],
-            cwd=REPO,
-            env={**_env(), **aws},
-            capture_output=True,
-            text=True,
             timeout=300,
+            **aws,
         )
-        missing = subprocess.run(
+        missing = _run(
             [sys.executable, "-m", "devstack.smoke", "--stage", "absent"],
-            cwd=REPO,
-            env={**_env(), **aws},
-            capture_output=True,
-            text=True,
             timeout=120,
+            **aws,
         )
     finally:
         from moto.core.base_backend import BackendDict
