@@ -6,6 +6,7 @@ import difflib
 import ipaddress
 import math
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -495,10 +496,11 @@ class InfraConfig(BaseModel):
         the permission."""
         return not self.default_transcribes_itself or bool(self.bundles)
 
-    @property
+    @cached_property
     def default_transcribes_itself(self) -> bool:
         """The default bundle is baked and its recipe transcribes with its own speech-to-text
-        model (an S3 bundle is not read at synth)."""
+        model (an S3 bundle is not read at synth). Read once: the concurrency plan, the
+        backfill sizing and the permissions all ask."""
         if self.bundle_is_s3:
             return False
         from alertfusion.catalog import manifest_transcript_source
